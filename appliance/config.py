@@ -1,0 +1,215 @@
+"""appliance.toml: load, validate, explain.
+
+Every mistake becomes one ``ConfigError`` line naming the file, the key and the fix.  The
+schema below is the single source of truth for keys, types and defaults (the README's
+configuration reference is written from it).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+PRODUCTION_BASE_URL = "https://api.service.nhs.uk/nhs-notify-supplier"
+MAX_LIST_LIMIT = 2500
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str
+    auth: str  # "jwt" (integration/production) or "none" (sandbox)
+    api_key: str = ""
+    private_key: Path | None = None
+    kid: str = ""
+    token_url: str = ""
+    rate_limit: float = 300.0  # transactions per second, shared by every call
+    timeout: float = 30.0  # seconds per request
+    max_retries: int = 6
+    max_pdf_bytes: int = 20 * 1024 * 1024
+    verify_tls: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    api: ApiConfig
+    poll_interval: float
+    limit: int
+    batch_size: int
+    state_dir: Path
+    spool_dir: Path
+    profile: Path
+    packs_dir: Path | None = None
+    source: Path | None = None
+
+
+def _url(v: str) -> str | None:
+    u = urlparse(v)
+    if u.scheme not in ("http", "https") or not u.netloc:
+        return "must be an http(s) URL such as https://api.service.nhs.uk/nhs-notify-supplier"
+    return None
+
+
+def _positive(v: float) -> str | None:
+    return None if v > 0 else "must be greater than 0"
+
+
+def _limit(v: int) -> str | None:
+    return None if 1 <= v <= MAX_LIST_LIMIT else f"must be between 1 and {MAX_LIST_LIMIT}"
+
+
+def _auth(v: str) -> str | None:
+    return None if v in ("jwt", "none") else 'must be "jwt" or "none"'
+
+
+def _batch(v: int) -> str | None:
+    return None if 1 <= v <= 2500 else "must be between 1 and 2500"
+
+
+# section -> key -> (type, default or REQUIRED, validator)
+REQUIRED = object()
+Check = Callable[[Any], "str | None"] | None
+SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
+    "api": {
+        "base_url": (str, REQUIRED, _url),
+        "auth": (str, "jwt", _auth),
+        "api_key": (str, "", None),
+        "private_key": (str, "", None),
+        "kid": (str, "", None),
+        "token_url": (str, "", None),
+        "rate_limit": (float, 300.0, _positive),
+        "timeout": (float, 30.0, _positive),
+        "max_retries": (int, 6, None),
+        "max_pdf_mb": (float, 20.0, _positive),
+        "verify_tls": (bool, True, None),
+    },
+    "poll": {
+        "interval": (float, 5.0, _positive),
+        "limit": (int, MAX_LIST_LIMIT, _limit),
+    },
+    "outbox": {
+        "batch_size": (int, 500, _batch),
+    },
+    "paths": {
+        "state_dir": (str, "/var/lib/appliance", None),
+        "spool_dir": (str, "", None),  # default: <state_dir>/spool
+        "profile": (str, REQUIRED, None),
+        "packs_dir": (str, "", None),
+    },
+}
+
+
+def _typed(where: str, key: str, value: Any, want: type) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, want) and not (want is int and isinstance(value, bool)):
+        return value
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+    raise ConfigError(f"{where} {key}: expected {names[want]}, got {value!r}; fix the value")
+
+
+def read_toml(path: Path, what: str) -> dict:
+    """Parse a TOML file, turning every failure into a one-line ConfigError."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {what} not found; create it or pass --config PATH") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: cannot read {what} (permission denied); fix its owner or mode") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax") from None
+
+
+def validate_sections(path: Path, data: dict, schema: dict) -> dict[str, dict[str, Any]]:
+    """Check sections/keys/types against a schema; fill defaults. Returns section->key->value."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in data:
+        if section not in schema:
+            raise ConfigError(
+                f"{path}: unknown section [{section}]; expected one of "
+                f"{', '.join('[' + s + ']' for s in schema)}"
+            )
+        if not isinstance(data[section], dict):
+            raise ConfigError(f"{path}: {section} must be a [{section}] table")
+    for section, keys in schema.items():
+        given = data.get(section, {})
+        where = f"{path}: [{section}]"
+        for key in given:
+            if key not in keys:
+                raise ConfigError(
+                    f"{where} {key}: unknown key; expected one of {', '.join(keys)}"
+                )
+        vals = {}
+        for key, (want, default, check) in keys.items():
+            if key not in given:
+                if default is REQUIRED:
+                    raise ConfigError(f"{where} {key}: missing; add {key} = ... to [{section}]")
+                vals[key] = default
+                continue
+            v = _typed(where, key, given[key], want)
+            if check and (problem := check(v)):
+                raise ConfigError(f"{where} {key}: {problem}")
+            vals[key] = v
+        out[section] = vals
+    return out
+
+
+def _resolve(base: Path, p: str) -> Path:
+    q = Path(p).expanduser()
+    return q if q.is_absolute() else (base / q).resolve()
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate appliance.toml.  Relative paths are relative to the file."""
+    path = Path(path)
+    v = validate_sections(path, read_toml(path, "configuration file"), SCHEMA)
+    api, paths = v["api"], v["paths"]
+    base = path.parent.resolve()
+
+    if api["auth"] == "jwt":
+        for key in ("api_key", "private_key", "kid", "token_url"):
+            if not api[key]:
+                raise ConfigError(
+                    f'{path}: [api] {key}: required when auth = "jwt"; add it, or set auth = "none" for the sandbox'
+                )
+        if problem := _url(api["token_url"]):
+            raise ConfigError(f"{path}: [api] token_url: {problem}")
+    if not api["verify_tls"] and api["base_url"].rstrip("/") == PRODUCTION_BASE_URL:
+        raise ConfigError(
+            f"{path}: [api] verify_tls: may not be false against production; remove verify_tls"
+        )
+    private_key = _resolve(base, api["private_key"]) if api["private_key"] else None
+    state_dir = _resolve(base, paths["state_dir"])
+    return Config(
+        api=ApiConfig(
+            base_url=api["base_url"].rstrip("/"),
+            auth=api["auth"],
+            api_key=api["api_key"],
+            private_key=private_key,
+            kid=api["kid"],
+            token_url=api["token_url"],
+            rate_limit=api["rate_limit"],
+            timeout=api["timeout"],
+            max_retries=api["max_retries"],
+            max_pdf_bytes=int(api["max_pdf_mb"] * 1024 * 1024),
+            verify_tls=api["verify_tls"],
+        ),
+        poll_interval=v["poll"]["interval"],
+        limit=v["poll"]["limit"],
+        batch_size=v["outbox"]["batch_size"],
+        state_dir=state_dir,
+        spool_dir=_resolve(base, paths["spool_dir"]) if paths["spool_dir"] else state_dir / "spool",
+        profile=_resolve(base, paths["profile"]),
+        packs_dir=_resolve(base, paths["packs_dir"]) if paths["packs_dir"] else None,
+        source=path,
+    )
+
+
+def sandbox_api(base_url: str, rate_limit: float = 300.0) -> ApiConfig:
+    """API settings for the local sandbox (no auth)."""
+    return ApiConfig(base_url=base_url.rstrip("/"), auth="none", rate_limit=rate_limit)
