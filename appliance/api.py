@@ -1,0 +1,432 @@
+"""Async client for the NHS Notify Supplier API (JSON:API over HTTPS).
+
+Every API call goes through one rate limiter, carries a fresh ``X-Request-ID`` and, when
+auth is "jwt", a bearer token (one transparent retry after a 401).  429, 5xx, timeouts and
+connection failures are retried with capped exponential backoff and full jitter, honouring
+``Retry-After``.  Other 4xx answers are not retried: they raise ``ApiError`` with the
+server's own detail.  PDFs come from a pre-signed URL fetched by a separate client that
+never carries the bearer token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import json
+import os
+import random
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from .auth import TokenError, TokenProvider
+from .config import ApiConfig
+from .errors import UserError
+from .ratelimit import RateLimiter
+
+JSON_API = "application/vnd.api+json"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Longest Retry-After we will sit through before trying again.
+MAX_RETRY_AFTER = 120.0
+
+
+@dataclass(frozen=True)
+class LetterRef:
+    id: str
+    specification_id: str
+    group_id: str
+    status: str
+    sha256: str
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    letter_id: str
+    status: str
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    sha256: str
+    size: int
+
+
+class ApiError(Exception):
+    """The API answered with an error we do not retry (or stopped retrying)."""
+
+    def __init__(self, status: int, detail: str, code: str | None = None):
+        super().__init__(f"HTTP {status}{' ' + code if code else ''}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class NotFound(ApiError):
+    pass
+
+
+class RateLimited(ApiError):
+    pass
+
+
+class ServerError(ApiError):
+    pass
+
+
+class TooLarge(ApiError):
+    """The PDF is bigger than the configured cap; the download was abandoned."""
+
+
+class ApiUnavailable(UserError):
+    """Cannot reach the API (connection failures or timeouts until retries ran out)."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_response(resp: httpx.Response) -> ApiError:
+    """A typed ApiError carrying the server's errors[0].detail/code when there is one."""
+    detail, code = None, None
+    try:
+        body = resp.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            detail = first.get("detail") or first.get("title")
+            code = first.get("code") if isinstance(first.get("code"), str) else None
+        elif isinstance(body.get("message"), str):  # API gateway errors (429, 502)
+            detail = body["message"]
+    if not isinstance(detail, str) or not detail:
+        detail = (resp.text.strip()[:200] or resp.reason_phrase or "no detail").replace("\n", " ")
+    kind = ApiError
+    if resp.status_code == 404:
+        kind = NotFound
+    elif resp.status_code == 429:
+        kind = RateLimited
+    elif resp.status_code >= 500:
+        kind = ServerError
+    return kind(resp.status_code, detail, code)
+
+
+def _json(resp: httpx.Response, what: str) -> dict:
+    try:
+        body = resp.json()
+    except ValueError:
+        raise ApiError(resp.status_code, f"{what}: response is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(resp.status_code, f"{what}: response is not a JSON object")
+    return body
+
+
+def _letter(item: Any, what: str, *, need_hash: bool) -> LetterRef:
+    if not isinstance(item, dict) or not isinstance(item.get("attributes"), dict):
+        raise ApiError(200, f"{what}: letter without attributes in response")
+    attrs = item["attributes"]
+    missing = [k for k in ("specificationId", "status") if not isinstance(attrs.get(k), str)]
+    if not isinstance(item.get("id"), str) or not item["id"]:
+        missing.insert(0, "id")
+    if need_hash and not isinstance(attrs.get("sha256Hash"), str):
+        missing.append("sha256Hash")
+    if missing:
+        raise ApiError(200, f"{what}: letter {item.get('id')!r} is missing {', '.join(missing)}")
+    return LetterRef(
+        id=item["id"],
+        specification_id=attrs["specificationId"],
+        group_id=str(attrs.get("groupId") or ""),
+        status=attrs["status"],
+        sha256=str(attrs.get("sha256Hash") or "").lower(),
+        reason_code=attrs.get("reasonCode"),
+        reason_text=attrs.get("reasonText"),
+    )
+
+
+def _mi_record(body: dict, what: str) -> dict:
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ApiError(200, f"{what}: response has no data.id")
+    attrs = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
+    return {"id": data["id"], **attrs}
+
+
+def _letter_item(letter_id: str, status: str, reason_code, reason_text) -> dict:
+    attrs = {"status": str(status)}
+    if reason_code is not None:
+        attrs["reasonCode"] = reason_code
+    if reason_text is not None:
+        attrs["reasonText"] = reason_text
+    return {"type": "Letter", "id": letter_id, "attributes": attrs}
+
+
+def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[StatusUpdate]]:
+    """Split in order into chunks of <= batch_size with no letter id twice in a chunk."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    chunks: list[list[StatusUpdate]] = []
+    current: list[StatusUpdate] = []
+    seen: set[str] = set()
+    for u in updates:
+        if len(current) >= batch_size or u.letter_id in seen:
+            chunks.append(current)
+            current, seen = [], set()
+        current.append(u)
+        seen.add(u.letter_id)
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+class SupplierClient:
+    def __init__(
+        self,
+        api: ApiConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 10.0,
+    ):
+        self.api = api
+        self.limiter = limiter or RateLimiter(api.rate_limit)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.stats: collections.Counter = collections.Counter()
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+        self._http = httpx.AsyncClient(
+            base_url=api.base_url.rstrip("/"), timeout=api.timeout, verify=api.verify_tls,
+            transport=transport, limits=limits, follow_redirects=False,
+        )
+        # No base URL, no auth: pre-signed PDF URLs and the token endpoint live elsewhere.
+        self._raw = httpx.AsyncClient(
+            timeout=api.timeout, verify=api.verify_tls, transport=transport, limits=limits,
+            follow_redirects=False,
+        )
+        self.tokens: TokenProvider | None = None
+        if api.auth == "jwt":
+            self.tokens = TokenProvider(api, self._raw, limiter=self.limiter)
+
+    async def __aenter__(self) -> "SupplierClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._raw.aclose()
+
+    # --- the retry loop ----------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _unavailable(self, url: str, attempts: int, reason: str) -> ApiUnavailable:
+        return ApiUnavailable(
+            f"cannot reach the Supplier API at {url} after {attempts} attempt(s) ({reason}); "
+            "check [api] base_url, the network and that the service is up"
+        )
+
+    async def _request(
+        self, kind: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
+        params: dict | None = None, body: Any = None, correlation_id: str | None = None,
+    ) -> httpx.Response:
+        content = None if body is None else json.dumps(body).encode()
+        attempt = 0
+        reauthorised = False
+        url = f"{self.api.base_url}{path}"
+        while True:
+            await self.limiter.acquire()
+            self.stats[kind] += 1
+            headers = {"X-Request-ID": str(uuid.uuid4()), "Accept": JSON_API}
+            if correlation_id:
+                headers["X-Correlation-ID"] = str(correlation_id)
+            if content is not None:
+                headers["Content-Type"] = JSON_API
+            retry_after: float | None = None
+            try:
+                if self.tokens is not None:
+                    bearer = await self.tokens.token()
+                    self.stats["token"] = self.tokens.requests
+                    headers["Authorization"] = f"Bearer {bearer}"
+                resp = await self._http.request(method, path, params=params, content=content,
+                                                headers=headers)
+            except TokenError as e:
+                if not e.retryable:
+                    raise
+                failure: Exception = e
+            except httpx.TransportError as e:  # timeouts, refused/reset connections
+                failure = e
+            else:
+                if resp.status_code in expect:
+                    return resp
+                if resp.status_code == 401 and self.tokens is not None and not reauthorised:
+                    reauthorised = True  # token revoked or expired early: one fresh try
+                    self.tokens.invalidate()
+                    continue
+                if resp.status_code not in RETRY_STATUSES:
+                    raise error_from_response(resp)
+                failure = error_from_response(resp)
+                if resp.status_code == 429:
+                    retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            attempt += 1
+            if attempt > self.api.max_retries:
+                if isinstance(failure, (ApiError, TokenError)):
+                    raise failure
+                raise self._unavailable(url, attempt, type(failure).__name__) from None
+            delay = self._backoff(attempt)
+            if retry_after is not None:
+                delay = min(retry_after, MAX_RETRY_AFTER) + delay * 0.1
+            await asyncio.sleep(delay)
+
+    # --- letters ------------------------------------------------------------------------
+
+    async def list_letters(self, limit: int = 2500) -> list[LetterRef]:
+        resp = await self._request("list", "GET", "/letters", params={"limit": limit})
+        data = _json(resp, "GET /letters").get("data")
+        if not isinstance(data, list):
+            raise ApiError(resp.status_code, "GET /letters: response has no data list")
+        return [_letter(item, "GET /letters", need_hash=True) for item in data]
+
+    async def get_letter(self, letter_id: str) -> LetterRef:
+        path = f"/letters/{letter_id}"
+        resp = await self._request("get", "GET", path, correlation_id=letter_id)
+        return _letter(_json(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
+
+    async def patch_letter(self, letter_id: str, status: str, reason_code: str | None = None,
+                           reason_text: str | None = None) -> None:
+        body = {"data": _letter_item(letter_id, status, reason_code, reason_text)}
+        await self._request("patch", "PATCH", f"/letters/{letter_id}", expect=(200, 202),
+                            body=body, correlation_id=letter_id)
+
+    async def post_letters(self, updates: list[StatusUpdate], *, batch_size: int = 500) -> int:
+        """Send updates in order; returns the number of requests made."""
+        chunks = chunk_updates(list(updates), batch_size)
+        for chunk in chunks:
+            body = {"data": [_letter_item(u.letter_id, u.status, u.reason_code, u.reason_text)
+                             for u in chunk]}
+            await self._request("post_letters", "POST", "/letters", expect=(200, 202), body=body)
+        return len(chunks)
+
+    # --- PDF download -------------------------------------------------------------------
+
+    async def download(self, letter_id: str, dest: Path, *, correlation_id: str | None = None,
+                       max_bytes: int | None = None) -> Download:
+        """Fetch a letter's PDF to ``dest`` (atomically), hashing it on the way."""
+        dest = Path(dest)
+        cap = self.api.max_pdf_bytes if max_bytes is None else max_bytes
+        path = f"/letters/{letter_id}/data"
+        resp = await self._request("data", "GET", path, expect=(303,),
+                                   correlation_id=correlation_id or letter_id)
+        location = resp.headers.get("location")
+        if not location:
+            raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
+        url = str(resp.url.join(location))
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        attempt = 0
+        while True:
+            self.stats["presigned"] += 1
+            try:
+                return await self._fetch_presigned(url, dest, cap, letter_id)
+            except httpx.TransportError as e:
+                failure: Exception = e
+            except ServerError as e:
+                failure = e
+            attempt += 1
+            if attempt > self.api.max_retries:
+                if isinstance(failure, ApiError):
+                    raise failure
+                host = httpx.URL(url).host
+                raise ApiUnavailable(
+                    f"cannot download letter {letter_id} PDF from {host} after {attempt} attempt(s) "
+                    f"({type(failure).__name__}); check the network and storage service"
+                ) from None
+            await asyncio.sleep(self._backoff(attempt))
+
+    async def _fetch_presigned(self, url: str, dest: Path, cap: int, letter_id: str) -> Download:
+        # A plain request: no Authorization, no API headers -- this is not the API.
+        async with self._raw.stream("GET", url) as resp:
+            if resp.status_code != 200:
+                await resp.aread()
+                err = error_from_response(resp)
+                raise type(err)(err.status, f"pre-signed download failed: {err.detail}", err.code)
+            declared = resp.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > cap:
+                raise TooLarge(413, f"letter {letter_id} PDF is {declared} bytes, over the "
+                                    f"{cap}-byte cap", "TOO_LARGE")
+            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+            try:
+                digest, size = hashlib.sha256(), 0
+                with os.fdopen(fd, "wb") as f:
+                    async for chunk in resp.aiter_bytes():
+                        size += len(chunk)
+                        if size > cap:
+                            raise TooLarge(413, f"letter {letter_id} PDF exceeds the {cap}-byte cap",
+                                           "TOO_LARGE")
+                        digest.update(chunk)
+                        f.write(chunk)
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        return Download(path=dest, sha256=digest.hexdigest(), size=size)
+
+    # --- management information and health -----------------------------------------------
+
+    async def post_mi(self, line_item: str, timestamp: datetime | str, quantity: int, *,
+                      specification_id: str | None = None, group_id: str | None = None,
+                      stock_remaining: int | None = None) -> dict:
+        if isinstance(timestamp, datetime):
+            ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
+            timestamp = ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z")
+        attrs: dict[str, Any] = {"lineItem": line_item, "timestamp": timestamp, "quantity": quantity}
+        for key, value in (("specificationId", specification_id), ("groupId", group_id),
+                           ("stockRemaining", stock_remaining)):
+            if value is not None:
+                attrs[key] = value
+        body = {"data": {"type": "ManagementInformation", "attributes": attrs}}
+        resp = await self._request("mi_post", "POST", "/mi", expect=(200, 201), body=body)
+        return _mi_record(_json(resp, "POST /mi"), "POST /mi")
+
+    async def get_mi(self, mi_id: str) -> dict:
+        resp = await self._request("mi_get", "GET", f"/mi/{mi_id}")
+        return _mi_record(_json(resp, f"GET /mi/{mi_id}"), f"GET /mi/{mi_id}")
+
+    async def status(self) -> dict:
+        """GET /_status: the service's own answer, or {"status": "ok"} for an empty 200."""
+        resp = await self._request("status", "GET", "/_status")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        return body if isinstance(body, dict) else {"status": "ok", "body": resp.text.strip()}
