@@ -1,0 +1,122 @@
+"""Sandbox letters: deterministic PENDING letters over real pack specifications.
+
+A share of them are deliberately bad so a client's checks can be exercised:
+``hash`` (listed sha256Hash does not match the bytes), ``corrupt`` (not a parseable PDF,
+hash matches) and ``sheets`` (valid PDF with more sheets than the pack allows).  PDF
+bytes are made lazily on first use; they are cheap (tens of microseconds each).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass, field
+
+from ..packs import Pack, load_packs
+from .pdfgen import make_corrupt, make_pdf
+
+#: Packs letters are spread over: plain, colour, C4, admail, braille, client, first class.
+SPREAD = (
+    "notify-c5", "notify-c5-colour", "notify-c4", "notify-admail", "notify-braille",
+    "client3-invites", "notify-first",
+)
+BAD_KINDS = ("hash", "corrupt", "sheets")
+GOOD_MAX_PAGES = 8  # keep PDFs small even where the pack allows many sides
+
+
+@dataclass
+class SandboxLetter:
+    id: str
+    specification_id: str
+    group_id: str
+    pages: int
+    kind: str = "good"  # good | hash | corrupt | sheets
+    status: str = "PENDING"
+    reason_code: str | None = None
+    reason_text: str | None = None
+    history: list[tuple[str, float]] = field(default_factory=list)
+    _pdf: bytes | None = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+
+    @property
+    def pdf(self) -> bytes:
+        if self._pdf is None:
+            if self.kind == "corrupt":
+                self._pdf = make_corrupt(self.id)
+            else:
+                self._pdf = make_pdf(self.id, self.pages, (f"Specification {self.specification_id}",))
+        return self._pdf
+
+    @property
+    def sha256(self) -> str:
+        """The hash the API lists (deliberately wrong for kind ``hash``)."""
+        if self._sha256 is None:
+            digest = hashlib.sha256(self.pdf).hexdigest()
+            if self.kind == "hash":
+                digest = hashlib.sha256(self.pdf + b"tampered").hexdigest()
+            self._sha256 = digest
+        return self._sha256
+
+    def attributes(self) -> dict:
+        attrs = {
+            "specificationId": self.specification_id,
+            "groupId": self.group_id,
+            "status": self.status,
+            "sha256Hash": self.sha256,
+        }
+        if self.reason_code is not None:
+            attrs["reasonCode"] = self.reason_code
+        if self.reason_text is not None:
+            attrs["reasonText"] = self.reason_text
+        return attrs
+
+    def resource(self) -> dict:
+        return {"id": self.id, "type": "Letter", "attributes": self.attributes()}
+
+
+def _page_limit(pack: Pack) -> int:
+    """Most pages a letter may have and still fit the pack (sides and sheets)."""
+    limits = [GOOD_MAX_PAGES]
+    if pack.max_sides is not None:
+        limits.append(pack.max_sides)
+    if pack.max_sheets is not None:
+        limits.append(pack.max_sheets * pack.sides_per_sheet)
+    return max(1, min(limits))
+
+
+def _too_many_pages(pack: Pack) -> int:
+    sheets = (pack.max_sheets if pack.max_sheets is not None else 10) + 1
+    return sheets * pack.sides_per_sheet
+
+
+class LetterFactory:
+    """Makes letters deterministically from a seed; successive batches continue the stream."""
+
+    def __init__(self, seed: int, packs: dict[str, Pack] | None = None):
+        self.rng = random.Random(seed)
+        self.packs = packs or load_packs()
+        self.spread = [p for p in SPREAD if p in self.packs] or sorted(self.packs)
+        self.groups = [uuid.UUID(int=self.rng.getrandbits(128), version=4).hex for _ in range(4)]
+        self.made = 0
+        self.bad_made = 0
+
+    def make(self, n: int, bad_ratio: float) -> list[SandboxLetter]:
+        out = []
+        for _ in range(n):
+            self.made += 1
+            kind = "good"
+            # Spread bad letters evenly: the k-th bad one appears once made*ratio crosses k.
+            if bad_ratio > 0 and int(self.made * bad_ratio) > self.bad_made:
+                kind = BAD_KINDS[self.bad_made % len(BAD_KINDS)]
+                self.bad_made += 1
+            spec = self.spread[self.made % len(self.spread)]
+            pack = self.packs[spec]
+            pages = (_too_many_pages(pack) if kind == "sheets"
+                     else self.rng.randint(1, _page_limit(pack)))
+            letter_id = uuid.UUID(int=self.rng.getrandbits(128), version=4).hex
+            out.append(SandboxLetter(
+                id=letter_id, specification_id=spec, group_id=self.rng.choice(self.groups),
+                pages=pages, kind=kind,
+            ))
+        return out

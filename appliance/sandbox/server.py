@@ -1,0 +1,269 @@
+"""The stateful local Notify Supplier API sandbox: state, lifecycle, faults and request log.
+
+Route handlers live in ``routes.py``; this module decides what every request goes through
+first (routing, fault injection, auth, X-Request-ID) and records what arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import hmac
+import json
+import random
+import secrets
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from urllib.parse import urlencode
+
+from ..errors import UserError
+from . import bodies, routes
+from .auth import TokenIssuer
+from .httpserver import Request, Response, serve_connection
+from .letters import LetterFactory, SandboxLetter
+from .model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions
+
+AMZ_DATE = "%Y%m%dT%H%M%SZ"
+
+
+class Sandbox:
+    """One sandbox server.  ``Sandbox(opts)`` or ``Sandbox(letters=10, seed=3)``."""
+
+    def __init__(self, opts: SandboxOptions | None = None, **overrides):
+        self.opts = replace(opts or SandboxOptions(), **overrides)
+        self.faults = Faults.from_options(self.opts)
+        self.letters: dict[str, SandboxLetter] = {}
+        self.pending: dict[str, SandboxLetter] = {}  # insertion-ordered PENDING letters
+        self.mi: dict[str, dict] = {}
+        self.log: list[RequestRecord] = []
+        self.base_url = ""
+        self.token_url = ""
+        self.issuer: TokenIssuer | None = None
+        self._counts = dict.fromkeys(ALL_KINDS, 0)
+        self._factory = LetterFactory(self.opts.seed)
+        self._rng = random.Random(self.opts.seed + 1)
+        self._presign_key = secrets.token_bytes(32)
+        self._api_calls = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._conn_tasks: set[asyncio.Task] = set()
+        self._log_file = None
+        self.add_letters(self.opts.letters)
+
+    # --- state -----------------------------------------------------------------------
+
+    @property
+    def auth_mode(self) -> bool:
+        return self.opts.auth_keys is not None
+
+    def add_letters(self, n: int, bad_ratio: float | None = None) -> list[str]:
+        """Make ``n`` more PENDING letters; returns their ids."""
+        ratio = self.opts.bad_ratio if bad_ratio is None else bad_ratio
+        now = time.time()
+        made = self._factory.make(n, ratio)
+        for letter in made:
+            letter.history.append(("PENDING", now))
+            self.letters[letter.id] = letter
+            self.pending[letter.id] = letter
+        return [letter.id for letter in made]
+
+    def set_status(self, letter: SandboxLetter, status: str, code: str | None,
+                   text: str | None) -> None:
+        letter.status, letter.reason_code, letter.reason_text = status, code, text
+        letter.history.append((status, time.time()))
+        if status != "PENDING":
+            self.pending.pop(letter.id, None)
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def revoke_tokens(self) -> None:
+        if self.issuer:
+            self.issuer.revoke_all()
+
+    # --- pre-signed URLs -------------------------------------------------------------
+
+    def _signature(self, letter_id: str, amz_date: str, expires: str) -> str:
+        msg = f"{letter_id}\n{amz_date}\n{expires}".encode()
+        return hmac.new(self._presign_key, msg, hashlib.sha256).hexdigest()
+
+    def presigned_url(self, letter_id: str, expires: int | None = None,
+                      issued_at: float | None = None) -> str:
+        """A pre-signed-style URL for the letter's PDF (what the 303 points at)."""
+        ttl = str(self.opts.presign_ttl if expires is None else expires)
+        when = datetime.fromtimestamp(time.time() if issued_at is None else issued_at,
+                                      tz=timezone.utc).strftime(AMZ_DATE)
+        query = urlencode({
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": when, "X-Amz-Expires": ttl,
+            "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": self._signature(letter_id, when, ttl),
+        })
+        return f"{self.base_url}/_presigned/letters/{letter_id}.pdf?{query}"
+
+    def presign_problem(self, letter_id: str, query: dict[str, str]) -> str | None:
+        """Why a pre-signed request is refused, or None if signature and expiry are good."""
+        when, ttl, sig = (query.get("X-Amz-Date"), query.get("X-Amz-Expires"),
+                          query.get("X-Amz-Signature"))
+        if not (when and ttl and sig):
+            return "Query-string authentication requires the X-Amz-Date, X-Amz-Expires and X-Amz-Signature parameters"
+        if not hmac.compare_digest(sig, self._signature(letter_id, when, ttl)):
+            return "The request signature we calculated does not match the signature you provided"
+        try:
+            issued = datetime.strptime(when, AMZ_DATE).replace(tzinfo=timezone.utc).timestamp()
+            expiry = issued + int(ttl)
+        except ValueError:
+            return "X-Amz-Date or X-Amz-Expires is malformed"
+        if time.time() > expiry:
+            return "Request has expired"
+        return None
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        try:
+            self._server = await asyncio.start_server(self._on_connection, host, port,
+                                                      limit=64 * 1024)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise UserError(f"sandbox: port {port} on {host} is already in use; stop the "
+                                f"other process or choose another with --port") from None
+            raise UserError(f"sandbox: cannot listen on {host}:{port} ({e.strerror}); "
+                            f"check --host and --port") from None
+        bound = self._server.sockets[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.base_url = f"http://{shown}:{bound[1]}"
+        self.token_url = self.base_url + "/oauth2/token"
+        if self.auth_mode:
+            self.issuer = TokenIssuer(self.opts.auth_keys or {}, self.opts.api_key,
+                                      self.token_url, self.opts.token_ttl)
+        if self.opts.log_path:
+            self._log_file = open(self.opts.log_path, "a", encoding="utf-8")
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            for writer in list(self._writers):
+                writer.transport.abort()
+            for task in list(self._conn_tasks):
+                task.cancel()
+            await asyncio.gather(*self._conn_tasks, return_exceptions=True)
+            await self._server.wait_closed()
+            self._server = None
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    async def _on_connection(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._writers.add(writer)
+        self._conn_tasks.add(task)
+        try:
+            await serve_connection(reader, writer, self.handle, self._bad_http)
+        finally:
+            self._writers.discard(writer)
+            self._conn_tasks.discard(task)
+
+    @staticmethod
+    def _bad_http(status: int) -> Response:
+        return Response(status, bodies.error_body(status if status in bodies.ERROR_KINDS
+                                                  else 400, "bad-request"),
+                        [("Content-Type", bodies.JSONAPI)])
+
+    # --- per request -----------------------------------------------------------------
+
+    async def handle(self, req: Request) -> Response:
+        kind, params, allowed = routes.resolve(req.method, req.path, self.auth_mode)
+        self._counts[kind] += 1
+        received = time.time()
+        try:
+            resp = await self._answer(req, kind, params, allowed)
+        except Exception:  # a sandbox bug must still answer (and be visible in the log)
+            resp = self._api_error(req, 500)
+        self._record(req, kind, received, 0 if resp.drop else resp.status)
+        return resp
+
+    async def _answer(self, req: Request, kind: str, params: dict, allowed: str) -> Response:
+        if kind == "other":
+            status = 405 if allowed else 404
+            resp = self._api_error(req, status)
+            if allowed:
+                resp.headers.append(("Allow", allowed))
+            return resp
+        if kind in self.faults.scope:
+            fault = await self._fault(req)
+            if fault is not None:
+                return fault
+        if kind in API_KINDS:
+            if self.issuer is not None and not self.issuer.is_valid(req.headers.get("authorization")):
+                return self._api_error(req, 401)
+            if not req.headers.get("x-request-id"):
+                return self._api_error(req, 400, "The X-Request-ID header is required")
+        return await routes.HANDLERS[kind](self, req, params)
+
+    async def _fault(self, req: Request) -> Response | None:
+        f = self.faults
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000)
+        if f.drop_ratio and self._rng.random() < f.drop_ratio:
+            return Response(0, drop=True)
+        self._api_calls += 1
+        limited = False
+        if f.rate_limit_next > 0:
+            f.rate_limit_next -= 1
+            limited = True
+        elif f.rate_limit_every and self._api_calls % f.rate_limit_every == 0:
+            limited = True
+        if limited:
+            retry = f.retry_after
+            shown = str(int(retry)) if float(retry).is_integer() else str(retry)
+            return Response(429, bodies.too_many_requests_body(self.request_id(req), retry),
+                            self.echo_headers(req, bodies.JSON) + [("Retry-After", shown)])
+        if f.error_ratio and self._rng.random() < f.error_ratio:
+            if self._rng.random() < 0.5:
+                return self._api_error(req, 500)
+            return Response(502, bodies.BAD_GATEWAY_BODY, self.echo_headers(req, bodies.JSON))
+        return None
+
+    # --- helpers the routes share --------------------------------------------------
+
+    @staticmethod
+    def request_id(req: Request) -> str:
+        return req.headers.get("x-request-id") or "rrt-sandbox-" + secrets.token_hex(8)
+
+    @staticmethod
+    def echo_headers(req: Request, content_type: str | None = bodies.JSONAPI) -> list[tuple[str, str]]:
+        headers = [("Content-Type", content_type)] if content_type else []
+        rid = req.headers.get("x-request-id")
+        if rid:
+            headers.append(("X-Request-ID", rid))
+        headers.append(("X-Correlation-ID", req.headers.get("x-correlation-id")
+                        or secrets.token_hex(16)))
+        return headers
+
+    def _api_error(self, req: Request, status: int, detail: str | None = None) -> Response:
+        return Response(status, bodies.error_body(status, self.request_id(req), detail),
+                        self.echo_headers(req))
+
+    api_error = _api_error
+
+    def json_response(self, req: Request, status: int, doc) -> Response:
+        return Response(status, json.dumps(doc).encode(), self.echo_headers(req))
+
+    def _record(self, req: Request, kind: str, received: float, status: int) -> None:
+        rec = RequestRecord(received, req.method, req.path, dict(req.query), req.headers,
+                            req.body, status, kind)
+        self.log.append(rec)
+        if self._log_file is not None:
+            headers = dict(req.headers)
+            present = "authorization" in headers
+            if present:
+                headers["authorization"] = "<redacted>"
+            self._log_file.write(json.dumps({
+                "time": rec.time, "kind": kind, "method": rec.method, "path": rec.path,
+                "query": rec.query, "headers": headers, "authorization_present": present,
+                "body": rec.body.decode("utf-8", "replace"), "status": status,
+            }) + "\n")
+            self._log_file.flush()
