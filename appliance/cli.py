@@ -17,6 +17,7 @@ from .errors import UserError
 COMMAND_MODULES = [
     "appliance.sandbox.cli",
     "appliance.api_cli",
+    "appliance.demo",
 ]
 
 

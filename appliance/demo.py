@@ -1,0 +1,179 @@
+"""``appliance demo`` and ``appliance run``: the pipeline, with and without the sandbox.
+
+The demo starts the local sandbox in-process, loads the embedded demo floor (file
+printers, simulated inserter and franking machine), and runs letters to a final status
+while showing progress.  ``run`` is the long-running daemon against a configured API.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+from .api import SupplierClient
+from .config import load_config, sandbox_api
+from .errors import UserError
+from .packs import load_packs
+from .pipeline import Pipeline, PipelineSettings
+from .profile import load_profile
+from .status import Status
+from .store import Store
+
+FINAL_ORDER = [s.value for s in Status]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run letters end to end against the built-in sandbox (no hardware)",
+                       description="Start the local sandbox and the pipeline on the embedded demo "
+                                   "floor; exit 0 once every letter has a final status.")
+    p.add_argument("--letters", type=int, default=200, help="letters the sandbox offers (default 200)")
+    p.add_argument("--bad-ratio", type=float, default=0.1,
+                   help="share of letters with a bad PDF (default 0.1)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", metavar="TOML", help="hardware profile (default: embedded demo floor)")
+    p.add_argument("--state-dir", metavar="DIR", help="keep state here (default: a temporary folder)")
+    p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
+    p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
+    p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.set_defaults(func=cmd_demo)
+
+    r = sub.add_parser("run", help="run the appliance daemon (poll, print, report) until SIGTERM",
+                       description="The long-running daemon. SIGTERM or SIGINT drains cleanly.")
+    r.add_argument("--config", metavar="PATH", default="/etc/appliance/appliance.toml")
+    r.add_argument("--log-level", default="INFO")
+    r.set_defaults(func=cmd_run)
+
+
+def demo_profile_path() -> Path:
+    return Path(str(resources.files("appliance").joinpath("profiles/demo.toml")))
+
+
+def _progress_line(pipe: Pipeline, started: float, total: int) -> str:
+    counts = pipe.store.counts()
+    done = sum(n for s, n in counts.items() if s in ("DISPATCHED", "REJECTED", "FAILED", "CANCELLED"))
+    rate = done / max(time.monotonic() - started, 1e-6)
+    parts = " ".join(f"{s}={counts[s]}" for s in FINAL_ORDER if counts.get(s))
+    return f"\r{done}/{total} final  {rate:6.1f} letters/s  {parts}  outbox={len(pipe.store.outbox_pending())}   "
+
+
+async def _demo(args) -> int:
+    from .sandbox import Sandbox, SandboxOptions
+
+    if args.letters < 0:
+        raise UserError("--letters must be 0 or more")
+    sandbox = Sandbox(SandboxOptions(letters=args.letters, bad_ratio=args.bad_ratio, seed=args.seed,
+                                     log_path=Path(args.sandbox_log) if args.sandbox_log else None))
+    await sandbox.start(host="127.0.0.1", port=0)
+    tmp = None
+    if args.state_dir:
+        state_dir = Path(args.state_dir)
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="appliance-demo-")
+        state_dir = Path(tmp.name)
+    profile = load_profile(args.profile or demo_profile_path())
+    store = Store(state_dir)
+    client = SupplierClient(sandbox_api(sandbox.base_url))
+    settings = PipelineSettings(spool_dir=state_dir / "spool", poll_interval=0.2, limit=2500,
+                                batch_size=500)
+    pipe = Pipeline(settings, client, store, profile, load_packs(), state_dir=state_dir)
+    started = time.monotonic()
+    finished = False
+    try:
+        await pipe.start()
+        if not args.quiet:
+            print(f"sandbox at {sandbox.base_url}; {args.letters} letters; state in {state_dir}",
+                  file=sys.stderr)
+        deadline = started + args.timeout
+        while time.monotonic() < deadline:
+            if pipe.idle():
+                finished = True
+                break
+            if not args.quiet:
+                print(_progress_line(pipe, started, args.letters), end="", file=sys.stderr, flush=True)
+            await asyncio.sleep(0.25)
+    finally:
+        await pipe.stop()
+        await client.aclose()
+        elapsed = time.monotonic() - started
+        summary = {
+            "letters": args.letters,
+            "final_statuses": {s: n for s, n in store.counts().items() if s != "PENDING"},
+            "api_calls": {k: client.stats.get(k, 0) for k in ("list", "data", "patch", "post_letters")}
+            | {k: v for k, v in client.stats.items()},
+            "seconds": round(elapsed, 3),
+            "letters_per_second": round(args.letters / elapsed, 1) if elapsed else None,
+            "alerts": len(pipe.alerts),
+            "finished": finished,
+        }
+        store.close()
+        await sandbox.stop()
+        if tmp:
+            tmp.cleanup()
+    if not args.quiet:
+        print(_final_table(summary), file=sys.stderr if args.quiet else sys.stdout)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
+    if not finished:
+        print(f"appliance: demo did not finish within {args.timeout:.0f} s; "
+              "raise --timeout or look at the alerts above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _final_table(summary: dict) -> str:
+    lines = ["", f"{summary['letters']} letters in {summary['seconds']} s "
+                 f"({summary['letters_per_second']} letters/s)", "", "final status     letters"]
+    for s, n in sorted(summary["final_statuses"].items()):
+        lines.append(f"  {s:<14} {n:>7}")
+    lines += ["", "API calls        count"]
+    for k, n in summary["api_calls"].items():
+        lines.append(f"  {k:<14} {n:>7}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args) -> int:
+    # Warnings (alerts) are counted in the summary; keep the progress line readable.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_demo(args))
+
+
+# --- daemon ---------------------------------------------------------------------------
+
+
+async def _run(config_path: str) -> int:
+    cfg = load_config(config_path)
+    profile = load_profile(cfg.profile)
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(cfg.state_dir)
+    client = SupplierClient(cfg.api)
+    settings = PipelineSettings(spool_dir=cfg.spool_dir, poll_interval=cfg.poll_interval,
+                                limit=cfg.limit, batch_size=cfg.batch_size,
+                                max_pdf_bytes=cfg.api.max_pdf_bytes)
+    pipe = Pipeline(settings, client, store, profile, load_packs(cfg.packs_dir), state_dir=cfg.state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await pipe.start()
+    logging.getLogger("appliance").info("running: %s, profile %s", cfg.api.base_url, profile.name)
+    try:
+        await stop.wait()
+    finally:
+        logging.getLogger("appliance").info("draining")
+        await pipe.stop()
+        await client.aclose()
+        store.close()
+    return 0
+
+
+def cmd_run(args) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(_run(args.config))

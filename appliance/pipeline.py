@@ -1,0 +1,586 @@
+"""The letter pipeline: poll -> download + verify -> print -> insert -> frank -> report.
+
+One asyncio task per stage, joined by bounded queues so memory stays flat however many
+letters the API offers.  Every side effect is written down in the store (and made durable
+through ``Committer``) *before* it happens, so a restart can tell what to redo and what
+must not be redone (see ``recover``).  Statuses leave only through the store's outbox,
+batched, in order per letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections import Counter, deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import drivers
+from drivers.base import DeviceEvent, Driver, Work
+
+from .api import ApiError, ApiUnavailable, StatusUpdate, SupplierClient
+from .packs import Pack
+from .profile import DeviceSpec, Profile
+from .routing import PrinterView, capable, choose_printer
+from .status import Status, TransitionError, is_final, status_for_event
+from .store import Store
+from .verify import inspect_pdf, judge
+
+log = logging.getLogger("appliance.pipeline")
+
+#: Letter ids become file names in the spool: refuse anything that is not a plain token.
+SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    spool_dir: Path
+    poll_interval: float = 5.0
+    limit: int = 2500
+    batch_size: int = 500
+    max_pdf_bytes: int = 20 * 1024 * 1024
+    download_workers: int = 8
+    max_in_flight: int = 1000  # letters between intake and dispatch; bounds memory and the hot store
+    outbox_interval: float = 0.1
+    commit_interval: float = 0.005
+
+
+@dataclass
+class Alert:
+    t: float
+    source: str
+    message: str
+    letter_id: str | None = None
+
+
+class Committer:
+    """Group commit: many callers wait for one durable flush of the store."""
+
+    def __init__(self, store: Store, interval: float):
+        self.store = store
+        self.interval = interval
+        self._waiters: list[asyncio.Future] = []
+        self._wake = asyncio.Event()
+        self.flushes = 0
+
+    async def durable(self) -> None:
+        if not self.store.dirty and not self._waiters:
+            return
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        await fut
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.interval)  # let concurrent writers join this commit
+            self._wake.clear()
+            waiters, self._waiters = self._waiters, []
+            try:
+                self.store.flush()
+                self.flushes += 1
+            except Exception as e:  # disk full, read-only fs: every waiter must hear it
+                for w in waiters:
+                    if not w.done():
+                        w.set_exception(e)
+                continue
+            for w in waiters:
+                if not w.done():
+                    w.set_result(None)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        client: SupplierClient,
+        store: Store,
+        profile: Profile,
+        packs: dict[str, Pack],
+        *,
+        state_dir: Path,
+    ):
+        self.s = settings
+        self.client = client
+        self.store = store
+        self.profile = profile
+        self.packs = packs
+        self.state_dir = state_dir
+        self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue()
+        self.download_q: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.max_in_flight)
+        self.devices: dict[str, Driver] = {}
+        self.specs: dict[str, DeviceSpec] = {d.name: d for d in profile.devices()}
+        self.device_state: dict[str, str] = {}
+        self.load: Counter[str] = Counter()
+        self.tried: dict[str, set[str]] = {}
+        self.held: set[str] = set()
+        self.alerts: deque[Alert] = deque(maxlen=500)
+        self.counters: Counter[str] = Counter()
+        self.committer = Committer(store, settings.commit_interval)
+        self._outbox_wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self._queued: set[str] = set()
+        self.last_poll_empty = False
+        self.api_ok = True
+        spool = settings.spool_dir
+        spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for spec in self.profile.devices():
+            cls = drivers.driver_class(spec.family, spec.driver)
+            drv = cls(spec.name, spec.settings, self.events.put_nowait, state_dir=self.state_dir)
+            self.devices[spec.name] = drv
+            self.device_state[spec.name] = "idle"
+            await drv.start()
+        self._tasks = [
+            asyncio.create_task(self.committer.run(), name="committer"),
+            asyncio.create_task(self._event_loop(), name="events"),
+            asyncio.create_task(self._outbox_loop(), name="outbox"),
+        ]
+        self._tasks += [
+            asyncio.create_task(self._download_worker(), name=f"download-{i}")
+            for i in range(self.s.download_workers)
+        ]
+        await self.recover()
+        self._tasks.append(asyncio.create_task(self._poll_loop(), name="poll"))
+
+    async def stop(self) -> None:
+        """Stop taking work, flush what is known, close devices.  Nothing is lost: what
+        was in flight is recorded and picked up by ``recover`` on the next start."""
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        for drv in self.devices.values():
+            await drv.stop()
+        self.store.flush()
+
+    def idle(self) -> bool:
+        """Nothing left to do: API offered nothing new, nothing in flight, outbox empty."""
+        return (
+            self.last_poll_empty
+            and not self.store.in_flight()
+            and not self.store.outbox_pending(1)
+        )
+
+    async def run_until_idle(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.idle():
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    # --- helpers ----------------------------------------------------------------------
+
+    def alert(self, source: str, message: str, letter_id: str | None = None) -> None:
+        self.alerts.append(Alert(time.time(), source, message, letter_id))
+        log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
+
+    def _set_status(self, letter_id: str, status: str, code: str | None = None,
+                    text: str | None = None, event: str | None = None) -> bool:
+        try:
+            changed = self.store.set_status(letter_id, status, code, text, event=event)
+        except TransitionError as e:
+            self.counters["ignored_transitions"] += 1
+            log.info("letter %s: %s", letter_id, e)
+            return False
+        if changed:
+            self.counters[f"status.{status}"] += 1
+            self._outbox_wake.set()
+        return changed
+
+    def _finish(self, letter_id: str, stage: str = "done") -> None:
+        rec = self.store.update(letter_id, stage=stage)
+        pdf = rec.get("pdf")
+        if pdf:
+            Path(pdf).unlink(missing_ok=True)
+        self.tried.pop(letter_id, None)
+        self.held.discard(letter_id)
+
+    def _work(self, rec: dict) -> Work:
+        pack = self.packs[rec["specification_id"]]
+        return Work(rec["id"], Path(rec["pdf"]) if rec.get("pdf") else None, pack,
+                    rec.get("pages") or 0, rec.get("sheets") or 0)
+
+    # --- intake -----------------------------------------------------------------------
+
+    async def _poll_loop(self) -> None:
+        while True:
+            room = self.s.max_in_flight - len(self.store.in_flight())
+            got_full_page = False
+            if room > 0:
+                try:
+                    refs = await self.client.list_letters(limit=min(self.s.limit, room))
+                    self.api_ok = True
+                except (ApiUnavailable, ApiError) as e:
+                    self.api_ok = False
+                    self.alert("api", f"cannot list letters: {e}")
+                    await asyncio.sleep(self.s.poll_interval)
+                    continue
+                self.counters["polls"] += 1
+                new = []
+                for ref in refs:
+                    if not SAFE_ID.match(ref.id):
+                        self.counters["hostile_ids"] += 1
+                        self.alert("intake", f"ignored letter with unsafe id {ref.id[:40]!r}")
+                        continue
+                    if self.store.add_letter(ref.id, ref.specification_id, ref.group_id, ref.sha256):
+                        new.append(ref.id)
+                self.counters["listed"] += len(new)
+                self.last_poll_empty = not new and not refs
+                if new:
+                    await self.committer.durable()
+                    for lid in new:
+                        await self._queue_download(lid)
+                got_full_page = len(refs) >= min(self.s.limit, room)
+            if not got_full_page:
+                await asyncio.sleep(self.s.poll_interval)
+
+    async def _queue_download(self, letter_id: str) -> None:
+        if letter_id not in self._queued:
+            self._queued.add(letter_id)
+            await self.download_q.put(letter_id)
+
+    async def _download_worker(self) -> None:
+        while True:
+            letter_id = await self.download_q.get()
+            try:
+                await self._download_and_verify(letter_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # never lose the worker; the letter stays in "new" for retry
+                log.exception("letter %s: unexpected error", letter_id)
+                self.alert("intake", f"unexpected error: {e}", letter_id)
+            finally:
+                self._queued.discard(letter_id)
+
+    async def _download_and_verify(self, letter_id: str) -> None:
+        rec = self.store.get(letter_id)
+        if rec is None or rec["stage"] != "new":
+            return
+        dest = self.s.spool_dir / f"{letter_id}.pdf"
+        while True:
+            try:
+                dl = await self.client.download(letter_id, dest, correlation_id=letter_id,
+                                                max_bytes=self.s.max_pdf_bytes)
+                break
+            except ApiUnavailable as e:
+                self.api_ok = False
+                self.alert("api", f"download failed, will retry: {e}", letter_id)
+                await asyncio.sleep(self.s.poll_interval)
+            except ApiError as e:
+                code = "TOO_LARGE" if "size" in str(e).lower() or "large" in str(e).lower() else "DOWNLOAD_FAILED"
+                self._reject(letter_id, code, f"{e}")
+                await self.committer.durable()
+                return
+        self.counters["downloaded"] += 1
+        pack = self.packs.get(rec["specification_id"])
+        facts = await asyncio.to_thread(inspect_pdf, dl.path)
+        verdict = judge(rec["sha256"], dl.sha256, facts, pack)
+        if not verdict.ok:
+            dl.path.unlink(missing_ok=True)
+            self._reject(letter_id, verdict.reason_code, verdict.reason_text)
+            await self.committer.durable()
+            return
+        self.store.update(letter_id, event="verified", stage="verified", pdf=str(dl.path),
+                          pages=verdict.pages, sheets=verdict.sheets)
+        self._set_status(letter_id, Status.ACCEPTED, event="verified")
+        await self._route(letter_id)
+
+    def _reject(self, letter_id: str, code: str, text: str) -> None:
+        from .status import REJECT_REASONS
+
+        self.counters["rejected"] += 1
+        self._set_status(letter_id, Status.REJECTED, code, text or REJECT_REASONS.get(code), event="rejected")
+        self._finish(letter_id)
+
+    # --- printing ---------------------------------------------------------------------
+
+    def _printer_views(self) -> list[PrinterView]:
+        return [
+            PrinterView(s.name, s.caps, self.device_state.get(s.name, "offline"), self.load[s.name])
+            for s in self.profile.printers
+        ]
+
+    async def _route(self, letter_id: str) -> None:
+        rec = self.store.get(letter_id)
+        if rec is None or rec["status"] != Status.ACCEPTED:
+            return
+        pack = self.packs[rec["specification_id"]]
+        views = self._printer_views()
+        choice = choose_printer(views, pack, self.profile.print_features,
+                                frozenset(self.tried.get(letter_id, ())))
+        if choice is None:
+            if not capable(views, pack, self.profile.print_features) and self.profile.on_no_printer == "reject":
+                self._set_status(letter_id, Status.REJECTED, "NO_CAPABLE_PRINTER",
+                                 f"no printer on this floor can print pack {pack.id}", event="rejected")
+                self._finish(letter_id)
+                await self.committer.durable()
+                return
+            if letter_id not in self.held:
+                self.held.add(letter_id)
+                self.store.update(letter_id, stage="held", event="held")
+                self.alert("routing", f"no printer available for pack {pack.id}; letter held", letter_id)
+            return
+        self.held.discard(letter_id)
+        self.tried.setdefault(letter_id, set()).add(choice.name)
+        if not rec.get("pdf") or not Path(rec["pdf"]).exists():
+            # Spool lost (wiped, or retention): fetch it again rather than print nothing.
+            self.store.update(letter_id, stage="new", event="respool")
+            await self._queue_download_after_accept(letter_id)
+            return
+        self.store.update(letter_id, stage="printing", printer=choice.name, event="submit",
+                          device=choice.name)
+        await self.committer.durable()  # intent before side effect
+        self.load[choice.name] += 1
+        job = await self.devices[choice.name].submit(self._work(self.store.get(letter_id)))
+        self.store.update(letter_id, job=job)
+
+    async def _queue_download_after_accept(self, letter_id: str) -> None:
+        """Re-download a letter already ACCEPTED whose spooled PDF is gone."""
+        rec = self.store.get(letter_id)
+        pack = self.packs[rec["specification_id"]]
+        dest = self.s.spool_dir / f"{letter_id}.pdf"
+        dl = await self.client.download(letter_id, dest, correlation_id=letter_id,
+                                        max_bytes=self.s.max_pdf_bytes)
+        facts = await asyncio.to_thread(inspect_pdf, dl.path)
+        verdict = judge(rec["sha256"], dl.sha256, facts, pack)
+        if not verdict.ok:
+            self._set_status(letter_id, Status.FAILED, verdict.reason_code, verdict.reason_text, event="respool")
+            self._finish(letter_id)
+            return
+        self.store.update(letter_id, stage="verified", pdf=str(dl.path))
+        await self._route(letter_id)
+
+    async def _retry_held(self) -> None:
+        for letter_id in list(self.held):
+            await self._route(letter_id)
+
+    # --- finishing --------------------------------------------------------------------
+
+    def _finisher_for(self, family: str, rec: dict) -> str | None:
+        pack = self.packs[rec["specification_id"]]
+        wanted = pack.envelope_id if family == "inserter" else pack.postage_id
+        specs = self.profile.inserters if family == "inserter" else self.profile.frankers
+        ok = [s for s in specs if (not s.accepts or wanted in s.accepts)
+              and self.device_state.get(s.name) in ("idle", "busy")]
+        if not ok:
+            return None
+        return min(ok, key=lambda s: self.load[s.name]).name
+
+    async def _hand_on(self, letter_id: str, family: str, stage: str) -> None:
+        """Give a letter to the next finishing machine, intent first."""
+        rec = self.store.get(letter_id)
+        name = self._finisher_for(family, rec)
+        if name is None:
+            self.store.update(letter_id, stage=f"wait-{family}", event=f"no {family}")
+            self.alert("routing", f"no {family} available; letter waits", letter_id)
+            return
+        self.store.update(letter_id, stage=stage, device=name, event="submit")
+        await self.committer.durable()
+        self.load[name] += 1
+        await self.devices[name].submit(self._work(rec))
+
+    # --- device events ----------------------------------------------------------------
+
+    async def _event_loop(self) -> None:
+        while True:
+            ev = await self.events.get()
+            try:
+                await self._on_event(ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                log.exception("event %s", ev)
+                self.alert(ev.device, f"could not handle event {ev.kind}: {e}", ev.letter_id)
+
+    async def _on_event(self, ev: DeviceEvent) -> None:
+        self.counters[f"event.{ev.kind}"] += 1
+        if ev.kind == "device.state":
+            old = self.device_state.get(ev.device)
+            self.device_state[ev.device] = ev.detail.get("state", old or "idle")
+            if self.device_state[ev.device] in ("idle", "busy") and old not in ("idle", "busy"):
+                await self._retry_held()
+                await self._retry_waiting()
+            return
+        if ev.kind == "device.alert":
+            self.alert(ev.device, ev.detail.get("message", "alert"), ev.letter_id)
+            return
+        if ev.letter_id is None:
+            return
+        rec = self.store.get(ev.letter_id)
+        if rec is None:
+            self.alert(ev.device, f"event {ev.kind} for a letter this appliance does not know", ev.letter_id)
+            return
+        action = status_for_event(ev.kind, self.profile.events)
+        if action is None:
+            self.store.update(ev.letter_id, event=ev.kind)
+            return
+        if ev.device in self.load and ev.kind.startswith(("job.completed", "job.aborted", "job.canceled",
+                                                           "piece.")):
+            self.load[ev.device] = max(0, self.load[ev.device] - 1)
+        if action == "reroute":
+            await self._reroute(ev)
+            return
+        detail = ev.detail
+        code = detail.get("reason_code") or ("DEVICE_" + ev.kind.split(".")[1].upper())
+        text = detail.get("reason") if action in (Status.FAILED,) else None
+        if action == Status.FAILED and not text:
+            text = f"{ev.kind} on {ev.device}"
+        if not self._set_status(ev.letter_id, action, code if text else None, text, event=ev.kind):
+            return
+        if action == Status.PRINTED:
+            await self._hand_on_or_stop(ev.letter_id, "inserter", "enclosing")
+        elif action == Status.ENCLOSED:
+            await self._hand_on_or_stop(ev.letter_id, "franker", "franking")
+        elif is_final(action):
+            self._finish(ev.letter_id)
+
+    async def _hand_on_or_stop(self, letter_id: str, family: str, stage: str) -> None:
+        specs = self.profile.inserters if family == "inserter" else self.profile.frankers
+        if not specs:  # this floor finishes by hand: the letter leaves our hands here
+            self._finish(letter_id, stage="manual-finishing")
+            return
+        await self._hand_on(letter_id, family, stage)
+
+    async def _retry_waiting(self) -> None:
+        for rec in self.store.letters(stage="wait-inserter"):
+            await self._hand_on(rec["id"], "inserter", "enclosing")
+        for rec in self.store.letters(stage="wait-franker"):
+            await self._hand_on(rec["id"], "franker", "franking")
+
+    async def _reroute(self, ev: DeviceEvent) -> None:
+        letter_id = ev.letter_id
+        rec = self.store.get(letter_id)
+        if rec["status"] != Status.ACCEPTED or rec.get("printer") != ev.device:
+            return  # late news from a printer we already moved away from
+        attempts = rec.get("attempts", 0) + 1
+        self.store.update(letter_id, attempts=attempts, stage="verified", event=ev.kind,
+                          reason=ev.detail.get("reason"))
+        if attempts >= self.profile.print_attempts:
+            self._set_status(letter_id, Status.FAILED, "PRINT_FAILED",
+                             f"print failed {attempts} times (last: {ev.kind} on {ev.device})",
+                             event="print-failed")
+            self._finish(letter_id)
+            return
+        self.alert(ev.device, f"{ev.kind}; rerouting (attempt {attempts + 1})", letter_id)
+        await self._route(letter_id)
+
+    # --- outbox -----------------------------------------------------------------------
+
+    async def _outbox_loop(self) -> None:
+        backoff = self.s.outbox_interval
+        while True:
+            try:
+                await asyncio.wait_for(self._outbox_wake.wait(), timeout=self.s.outbox_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._outbox_wake.clear()
+            await asyncio.sleep(self.s.outbox_interval)  # gather a batch
+            pending = self.store.outbox_pending(self.s.batch_size * 4)
+            if not pending:
+                continue
+            await self.committer.durable()  # never report what we could forget
+            try:
+                await self._send(pending)
+                backoff = self.s.outbox_interval
+                self.api_ok = True
+            except ApiUnavailable as e:
+                self.api_ok = False
+                self.alert("api", f"status updates queued ({len(pending)}+): {e}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                self._outbox_wake.set()
+
+    async def _send(self, pending: list[dict[str, Any]]) -> None:
+        updates = [StatusUpdate(e["letter_id"], e["status"], e.get("reason_code"), e.get("reason_text"))
+                   for e in pending]
+        try:
+            self.counters["outbox_requests"] += await self.client.post_letters(
+                updates, batch_size=self.s.batch_size)
+            self.store.outbox_ack([e["seq"] for e in pending])
+        except ApiError as e:
+            if e.status in (400, 404, 422):
+                await self._send_one_by_one(pending)
+            else:
+                raise ApiUnavailable(str(e)) from e
+        await self.committer.durable()
+
+    async def _send_one_by_one(self, pending: list[dict[str, Any]]) -> None:
+        """A batch was refused: isolate the bad update so the rest still get through."""
+        for e in pending:
+            try:
+                await self.client.patch_letter(e["letter_id"], e["status"], e.get("reason_code"),
+                                               e.get("reason_text"))
+            except ApiError as err:
+                if err.status not in (400, 404, 422):
+                    raise ApiUnavailable(str(err)) from err
+                self.alert("api", f"API refused {e['status']}: {err}", e["letter_id"])
+                self.counters["refused_updates"] += 1
+            self.store.outbox_ack([e["seq"]])
+
+    # --- restart ----------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Pick up every in-flight letter where it stood, asking devices what they did."""
+        by_stage: dict[str, list[dict]] = {}
+        for rec in self.store.in_flight():
+            by_stage.setdefault(rec["stage"], []).append(rec)
+        for rec in by_stage.get("new", []):
+            await self._queue_download(rec["id"])
+        for rec in by_stage.get("verified", []) + by_stage.get("held", []):
+            await self._route(rec["id"])
+        for stage, family_kind in (("printing", "job.completed"), ("enclosing", "piece.inserted"),
+                                   ("franking", "piece.franked")):
+            recs = by_stage.get(stage, [])
+            by_device: dict[str, list[str]] = {}
+            for rec in recs:
+                by_device.setdefault(rec.get("device") or rec.get("printer") or "", []).append(rec["id"])
+            for device, ids in by_device.items():
+                drv = self.devices.get(device)
+                found = await drv.reconcile(ids) if drv else {}
+                for lid in ids:
+                    kind = found.get(lid)
+                    if kind is not None and kind != "absent":
+                        self.counters["recovered"] += 1
+                        await self.events.put(DeviceEvent(device, kind, lid, None, {"recovered": True}))
+                    else:
+                        await self._resubmit(stage, lid)
+        for rec in by_stage.get("wait-inserter", []) + by_stage.get("wait-franker", []):
+            pass  # picked up by _retry_waiting when a device comes up
+        await self._retry_waiting()
+        await self.committer.durable()
+
+    async def _resubmit(self, stage: str, letter_id: str) -> None:
+        self.counters["resubmitted"] += 1
+        if stage == "printing":
+            self.store.update(letter_id, stage="verified", event="resubmit")
+            await self._route(letter_id)
+        elif stage == "enclosing":
+            await self._hand_on(letter_id, "inserter", "enclosing")
+        else:
+            await self._hand_on(letter_id, "franker", "franking")
+
+    # --- read-only views --------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "counts": self.store.counts(),
+            "devices": {
+                name: {"family": self.specs[name].family, "state": self.device_state.get(name),
+                       "load": self.load[name], **vars(drv.health())}
+                for name, drv in self.devices.items()
+            },
+            "held": len(self.held),
+            "outbox": len(self.store.outbox_pending()),
+            "alerts": [vars(a) for a in list(self.alerts)[-20:]],
+            "counters": dict(self.counters),
+            "api_ok": self.api_ok,
+        }

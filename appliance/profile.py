@@ -1,0 +1,181 @@
+"""Hardware profiles: the fleet on one print floor, described in TOML.
+
+A profile lists printers (with the capabilities routing needs), inserters and franking
+machines (each with a ``driver`` and that driver's own settings), and may override how
+device events map to statuses.  Every mistake is one ConfigError line naming file, key
+and fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import drivers
+from .config import read_toml
+from .errors import ConfigError
+from .status import DEFAULT_EVENT_MAP, SETTABLE
+
+
+@dataclass(frozen=True)
+class PrinterCaps:
+    paper_sizes: frozenset[str]
+    paper_ids: frozenset[str]  # empty: any paper of a listed size
+    max_weight_gsm: int
+    colour: bool
+    duplex: bool
+    features: frozenset[str]
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    family: str  # printer | inserter | franker
+    name: str
+    driver: str
+    settings: dict[str, Any]
+    caps: PrinterCaps | None = None  # printers only
+    accepts: frozenset[str] = frozenset()  # inserter: envelope ids; franker: postage ids; empty = any
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    printers: tuple[DeviceSpec, ...]
+    inserters: tuple[DeviceSpec, ...]
+    frankers: tuple[DeviceSpec, ...]
+    on_no_printer: str = "hold"  # hold | reject
+    print_attempts: int = 2
+    print_features: frozenset[str] = frozenset({"BRAILLE", "AUDIO"})
+    events: dict[str, str | None] = field(default_factory=dict)
+    source: Path | None = None
+
+    def devices(self) -> tuple[DeviceSpec, ...]:
+        return self.printers + self.inserters + self.frankers
+
+
+_PROFILE_KEYS = {"name": str, "description": str, "on_no_printer": str, "print_attempts": int,
+                 "print_features": list}
+_COMMON = {"name": str, "driver": str}
+_PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, "colour": bool,
+                 "duplex": bool, "features": list}
+_ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
+_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+               list: "a list"}
+_EVENT_ACTIONS = {"reroute", "ignore"}
+
+
+def _check_type(where: str, key: str, value: Any, want: type) -> Any:
+    if want is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
+        raise ConfigError(f"{where} {key}: expected {_TYPE_NAMES[want]}, got {value!r}; fix the value")
+    if want is list and not all(isinstance(x, str) for x in value):
+        raise ConfigError(f"{where} {key}: expected a list of strings, got {value!r}")
+    return value
+
+
+def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> DeviceSpec:
+    where = f"{path}: [[{family}]] #{i + 1}"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table; write [[{family}]] then its keys")
+    for key in _COMMON:
+        if key not in table:
+            raise ConfigError(f"{where} {key}: missing; add {key} = \"...\"")
+        _check_type(where, key, table[key], str)
+    name, kind = table["name"], table["driver"]
+    where = f"{path}: [[{family}]] {name!r}"
+    if name in seen:
+        raise ConfigError(f"{where}: duplicate device name; give each device its own name")
+    seen.add(name)
+    if kind not in drivers.kinds(family):
+        raise ConfigError(
+            f"{where} driver: unknown {family} driver {kind!r}; use one of {', '.join(drivers.kinds(family))}"
+        )
+    known = dict(drivers.driver_class(family, kind).SETTINGS)
+    extra = dict(_PRINTER_CAPS) if family == "printer" else {}
+    if family in _ACCEPTS:
+        extra[_ACCEPTS[family]] = list
+    settings = {k: default for k, (_, default) in known.items()}
+    given_extra: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in _COMMON:
+            continue
+        if key in extra:
+            given_extra[key] = _check_type(where, key, value, extra[key])
+        elif key in known:
+            settings[key] = _check_type(where, key, value, known[key][0])
+        else:
+            allowed = ", ".join(sorted([*_COMMON, *extra, *known]))
+            raise ConfigError(f"{where} {key}: unknown key for a {kind} {family}; expected one of {allowed}")
+    caps = None
+    if family == "printer":
+        caps = PrinterCaps(
+            paper_sizes=frozenset(given_extra.get("paper_sizes", ["A4"])),
+            paper_ids=frozenset(given_extra.get("paper_ids", [])),
+            max_weight_gsm=given_extra.get("max_weight_gsm", 120),
+            colour=given_extra.get("colour", False),
+            duplex=given_extra.get("duplex", False),
+            features=frozenset(given_extra.get("features", [])),
+        )
+    accepts = frozenset(given_extra.get(_ACCEPTS.get(family, ""), []))
+    return DeviceSpec(family, name, kind, settings, caps, accepts)
+
+
+def load_profile(path: str | Path) -> Profile:
+    path = Path(path)
+    data = read_toml(path, "hardware profile")
+    allowed = {"profile", "printer", "inserter", "franker", "events"}
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], [[franker]] or [events]"
+            )
+    head = data.get("profile", {})
+    for key, value in head.items():
+        if key not in _PROFILE_KEYS:
+            raise ConfigError(f"{path}: [profile] {key}: unknown key; expected one of {', '.join(_PROFILE_KEYS)}")
+        _check_type(f"{path}: [profile]", key, value, _PROFILE_KEYS[key])
+    on_no = head.get("on_no_printer", "hold")
+    if on_no not in ("hold", "reject"):
+        raise ConfigError(f'{path}: [profile] on_no_printer: must be "hold" or "reject", got {on_no!r}')
+    attempts = head.get("print_attempts", 2)
+    if attempts < 1:
+        raise ConfigError(f"{path}: [profile] print_attempts: must be at least 1")
+
+    seen: set[str] = set()
+    families = {}
+    for family in ("printer", "inserter", "franker"):
+        tables = data.get(family, [])
+        if not isinstance(tables, list):
+            raise ConfigError(f"{path}: {family}: write [[{family}]] (an array of tables), not [{family}]")
+        families[family] = tuple(_device(path, family, i, t, seen) for i, t in enumerate(tables))
+    if not families["printer"]:
+        raise ConfigError(f"{path}: no printers; add at least one [[printer]] table")
+
+    events = data.get("events", {})
+    if not isinstance(events, dict):
+        raise ConfigError(f"{path}: events must be a table: [events]")
+    mapped: dict[str, str | None] = {}
+    for kind, target in events.items():
+        if kind not in DEFAULT_EVENT_MAP:
+            raise ConfigError(
+                f"{path}: [events] {kind}: unknown device event; expected one of {', '.join(DEFAULT_EVENT_MAP)}"
+            )
+        if not isinstance(target, str) or (target not in SETTABLE and target not in _EVENT_ACTIONS):
+            raise ConfigError(
+                f"{path}: [events] {kind}: {target!r} is not a status or action; use a Notify status, \"reroute\" or \"ignore\""
+            )
+        mapped[kind] = None if target == "ignore" else target
+
+    return Profile(
+        name=head.get("name", path.stem),
+        printers=families["printer"],
+        inserters=families["inserter"],
+        frankers=families["franker"],
+        on_no_printer=on_no,
+        print_attempts=attempts,
+        print_features=frozenset(head.get("print_features", ["BRAILLE", "AUDIO"])),
+        events=mapped,
+        source=path,
+    )

@@ -1,0 +1,100 @@
+"""The one small interface every device driver implements, and the events they emit.
+
+Drivers are the only code that touches devices.  The pipeline hands a driver ``Work``
+(``submit``), and the driver reports what really happened through ``DeviceEvent``s passed
+to the ``emit`` callback it was built with.  Event kinds are the normalised ones in
+``appliance.status.EVENT_KINDS`` plus two device-level kinds: ``device.state`` (state or
+counters changed) and ``device.alert`` (something a person must see).
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar
+
+from appliance.packs import Pack
+
+
+@dataclass(frozen=True)
+class DeviceEvent:
+    device: str
+    kind: str
+    letter_id: str | None = None
+    job: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    t: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class Work:
+    """One letter for one device: the verified PDF and what its pack asks for."""
+
+    letter_id: str
+    pdf: Path | None
+    pack: Pack
+    pages: int
+    sheets: int
+
+
+@dataclass
+class Health:
+    state: str  # idle | busy | paused | stopped | offline
+    detail: str = ""
+    queue_depth: int = 0
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+Emit = Callable[[DeviceEvent], None]
+
+
+class Driver(ABC):
+    """Base for printers, inserters and franking machines.
+
+    ``SETTINGS`` declares the driver-specific profile keys: name -> (type, default).
+    """
+
+    family: ClassVar[str] = ""
+    SETTINGS: ClassVar[dict[str, tuple[type, Any]]] = {}
+
+    def __init__(self, name: str, settings: dict[str, Any], emit: Emit, *, state_dir: Path):
+        self.name = name
+        self.settings = settings
+        self._emit = emit
+        self.state_dir = state_dir
+        self.paused = False
+
+    def emit(self, kind: str, letter_id: str | None = None, job: str | None = None, **detail: Any) -> None:
+        self._emit(DeviceEvent(self.name, kind, letter_id, job, detail))
+
+    async def start(self) -> None:
+        """Open the device; called once before any submit."""
+
+    async def stop(self) -> None:
+        """Close the device; in-flight work is left for reconcile() after restart."""
+
+    @abstractmethod
+    async def submit(self, work: Work) -> str:
+        """Hand one letter to the device; returns the device's reference for it."""
+
+    async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
+        """After a restart: which of these letters has the device already finished?
+
+        Returns letter id -> event kind (e.g. ``job.completed``) for each one whose fate
+        the device can prove; letters it cannot speak for are left out.
+        """
+        return {}
+
+    async def pause(self) -> None:
+        self.paused = True
+        self.emit("device.state", state="paused")
+
+    async def resume(self) -> None:
+        self.paused = False
+        self.emit("device.state", state="idle")
+
+    @abstractmethod
+    def health(self) -> Health:
+        """Current state, queue depth and counters (cheap, no I/O)."""

@@ -1,0 +1,74 @@
+"""File printer: "prints" each letter by writing its PDF into an output folder.
+
+Needs no hardware; used by the demo and tests.  Each job reports queued -> processing ->
+completed over ``job_seconds``, like a real queue would, and the written file is the proof
+of printing that ``reconcile()`` reads after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+from drivers.base import Driver, Health, Work
+from drivers.sim.ledger import SerialWorker
+
+
+class FilePrinter(Driver):
+    family = "printer"
+    SETTINGS = {
+        "output_dir": (str, ""),  # default: <state_dir>/output/<printer name>
+        "job_seconds": (float, 0.05),
+        "fail_every": (int, 0),  # abort every Nth job (fault injection); 0 = never
+    }
+
+    def __init__(self, name, settings, emit, *, state_dir: Path):
+        super().__init__(name, settings, emit, state_dir=state_dir)
+        out = settings.get("output_dir") or ""
+        self.output_dir = Path(out) if out else state_dir / "output" / name
+        self._worker = SerialWorker(self._print, lambda: self.paused)
+        self.completed = 0
+        self.aborted = 0
+
+    async def start(self) -> None:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._worker.start()
+        self.emit("device.state", state="idle")
+
+    async def stop(self) -> None:
+        await self._worker.stop()
+
+    async def submit(self, work: Work) -> str:
+        job = f"{self.name}-{work.letter_id}"
+        self._worker.put(work)
+        self.emit("job.queued", work.letter_id, job)
+        return job
+
+    async def _print(self, work: Work, seq: int) -> None:
+        job = f"{self.name}-{work.letter_id}"
+        self.emit("job.processing", work.letter_id, job)
+        await asyncio.sleep(self.settings.get("job_seconds", 0.05))
+        every = self.settings.get("fail_every", 0)
+        if every and seq % every == 0:
+            self.aborted += 1
+            self.emit("job.aborted", work.letter_id, job, reason="simulated job abort")
+            return
+        dest = self.output_dir / f"{work.letter_id}.pdf"
+        tmp = dest.with_suffix(".part")
+        await asyncio.to_thread(shutil.copyfile, work.pdf, tmp)
+        os.replace(tmp, dest)
+        self.completed += 1
+        self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets)
+
+    async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
+        return {
+            lid: "job.completed" for lid in letter_ids if (self.output_dir / f"{lid}.pdf").exists()
+        }
+
+    def health(self) -> Health:
+        depth = self._worker.depth
+        state = "paused" if self.paused else ("busy" if depth else "idle")
+        return Health(state, str(self.output_dir), depth,
+                      {"completed": self.completed, "aborted": self.aborted})

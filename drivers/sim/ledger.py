@@ -1,0 +1,82 @@
+"""Shared machinery for simulated devices: a serial work queue and a durable ledger.
+
+A real inserter or franking machine keeps its own counters across an appliance restart;
+the ledger (an append-only JSON-lines file in the device's directory) plays that part so
+``reconcile()`` can tell which pieces the "machine" already handled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from drivers.base import Work
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:  # torn last line after a crash
+                continue
+        return out
+
+
+class SerialWorker:
+    """Processes submitted work one piece at a time, in submission order."""
+
+    def __init__(self, handle: Callable[[Work, int], Awaitable[None]], is_paused: Callable[[], bool]):
+        self._handle = handle
+        self._is_paused = is_paused
+        self._queue: asyncio.Queue[Work] = asyncio.Queue()
+        self._task: asyncio.Task | None = None
+        self.seq = 0
+        self.busy = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    def put(self, work: Work) -> int:
+        self._queue.put_nowait(work)
+        return self._queue.qsize()
+
+    @property
+    def depth(self) -> int:
+        return self._queue.qsize() + (1 if self.busy else 0)
+
+    async def _run(self) -> None:
+        while True:
+            work = await self._queue.get()
+            while self._is_paused():
+                await asyncio.sleep(0.05)
+            self.busy = True
+            self.seq += 1
+            try:
+                await self._handle(work, self.seq)
+            finally:
+                self.busy = False
