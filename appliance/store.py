@@ -67,6 +67,13 @@ class Store:
         if not readonly:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             self._lock()
+        try:
+            self._open(readonly)
+        except BaseException:
+            self._unlock()  # a refused open must not keep the directory locked
+            raise
+
+    def _open(self, readonly: bool) -> None:
         self._db = TinyDB(self.hot_path, storage=AtomicJSONStorage, readonly=readonly)
         self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
         self._archive = Archive(self.state_dir / "archive", create=not readonly)
@@ -96,6 +103,11 @@ class Store:
                 "stop it first (or open read-only)"
             ) from None
         self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _read_hot(self) -> dict[str, Any]:
         """hot.json, or hot.json.bak if hot.json is unreadable (with a warning)."""
@@ -363,9 +375,7 @@ class Store:
         if not self.readonly:
             self.flush()
         self._db.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._unlock()
 
     def __enter__(self) -> "Store":
         return self
