@@ -162,6 +162,10 @@ class Sandbox:
         self._conn_tasks.add(task)
         try:
             await serve_connection(reader, writer, self.handle, self._bad_http)
+        except asyncio.CancelledError:
+            # Only stop() cancels these; finishing normally keeps asyncio's stream
+            # callback from logging the cancellation as an error.
+            pass
         finally:
             self._writers.discard(writer)
             self._conn_tasks.discard(task)
