@@ -75,13 +75,16 @@ def load_private_key(path: Path) -> bytes:
 def make_client_assertion(
     api_key: str,
     kid: str,
-    private_key_pem: bytes,
+    private_key_pem: bytes | RSAPrivateKey,
     token_url: str,
     *,
     now: float | None = None,
     lifetime: int = MAX_ASSERTION_LIFETIME,
 ) -> str:
-    """A signed client assertion: RS512, ``kid`` header, iss = sub = API key, aud = token URL."""
+    """A signed client assertion: RS512, ``kid`` header, iss = sub = API key, aud = token URL.
+
+    The key may be PEM bytes or an already-parsed key (parsing PEM costs ~40 ms).
+    """
     if not 0 < lifetime <= MAX_ASSERTION_LIFETIME:
         raise ValueError(f"assertion lifetime must be 1..{MAX_ASSERTION_LIFETIME} s, got {lifetime}")
     issued = int(time.time() if now is None else now)
@@ -131,7 +134,7 @@ class TokenProvider:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at = 0.0
-        self._key: bytes | None = None
+        self._key: RSAPrivateKey | None = None
         self.requests = 0  # token endpoint calls made (for tests and stats)
 
     def invalidate(self) -> None:
@@ -153,9 +156,9 @@ class TokenProvider:
         if self._key is None:
             if api.private_key is None:
                 raise UserError("[api] private_key is not set; it is required when auth = \"jwt\"")
-            self._key = load_private_key(api.private_key)
-        issued = self._clock()
-        assertion = make_client_assertion(api.api_key, api.kid, self._key, api.token_url, now=issued)
+            self._key = load_pem_private_key(load_private_key(api.private_key), password=None)
+        issued = self._clock()  # the injectable clock only drives refresh; the JWT uses real time
+        assertion = make_client_assertion(api.api_key, api.kid, self._key, api.token_url)
         if self._limiter is not None:
             await self._limiter.acquire()
         self.requests += 1

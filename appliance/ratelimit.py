@@ -42,22 +42,23 @@ class RateLimiter:
         self.times: list[float] | None = [] if record else None
         self.acquired = 0
 
-    def _refill(self) -> None:
+    def _refill(self) -> float:
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
+        return now
 
     async def acquire(self) -> None:
         """Wait until one call may go out."""
         async with self._lock:
-            self._refill()
+            now = self._refill()
             while self._tokens < 1:
                 await self._sleep((1 - self._tokens) / self.rate)
-                self._refill()
+                now = self._refill()
             self._tokens -= 1
             self.acquired += 1
             if self.times is not None:
-                self.times.append(self._clock())
+                self.times.append(now)  # the instant the token was taken
 
 
 def max_in_window(times: list[float], window: float = 1.0) -> int:
