@@ -57,7 +57,7 @@ def assert_error(resp, status, code, detail_part=""):
     assert detail_part in err["detail"]
 
 
-def first_good(sb, **kw):
+def first_good(sb):
     return next(l for l in sb.letters.values() if l.kind == "good" and l.status == "PENDING")
 
 

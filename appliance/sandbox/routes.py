@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..packs import load_packs
 from . import bodies, validation
+from .auth import TokenRefused
 from .httpserver import Request, Response
 
 if TYPE_CHECKING:
@@ -202,8 +203,6 @@ async def status(sb: "Sandbox", req: Request, params: dict) -> Response:
 
 
 async def token(sb: "Sandbox", req: Request, params: dict) -> Response:
-    from .auth import TokenRefused
-
     headers = [("Content-Type", bodies.JSON), ("Cache-Control", "no-store")]
     try:
         answer = sb.issuer.exchange(req.headers.get("content-type", ""), req.body)

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import random
 import secrets
 import time
@@ -26,6 +27,7 @@ from .letters import LetterFactory, SandboxLetter
 from .model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions
 
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
+log = logging.getLogger(__name__)
 
 
 class Sandbox:
@@ -184,7 +186,8 @@ class Sandbox:
         received = time.time()
         try:
             resp = await self._answer(req, kind, params, allowed)
-        except Exception:  # a sandbox bug must still answer (and be visible in the log)
+        except Exception:  # a sandbox bug must still answer, and be visible
+            log.exception("sandbox: unexpected error answering %s %s", req.method, req.path)
             resp = self._api_error(req, 500)
         self._record(req, kind, received, 0 if resp.drop else resp.status)
         return resp
