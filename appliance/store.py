@@ -88,6 +88,7 @@ class Store:
         self._next_seq = 1
         self._next_doc = 1
         self._dirty = False
+        self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
         self._load()
 
     # --- opening ------------------------------------------------------------------------
@@ -363,13 +364,21 @@ class Store:
         self._dirty = False
 
     def _serialize_hot(self) -> str:
-        doc = {
-            "letters": {str(self._doc_ids[i]): r for i, r in self._letters.items()},
-            "outbox": {str(seq): e for seq, e in self._outbox.items()},
-            "meta": {"1": {"schema": SCHEMA, "next_seq": self._next_seq,
-                           "next_doc": self._next_doc}},
-        }
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
+        """The hot tinydb document.  Each letter's JSON is cached by ``rev`` (every mutation
+        bumps it), so a flush re-encodes only the letters that changed."""
+        fragments = {}
+        parts = []
+        for letter_id, rec in self._letters.items():
+            cached = self._fragments.get(letter_id)
+            if cached is None or cached[0] != rec["rev"]:
+                cached = (rec["rev"], _dumps(rec))
+            fragments[letter_id] = cached
+            parts.append(f'"{self._doc_ids[letter_id]}":{cached[1]}')
+        self._fragments = fragments
+        outbox = _dumps({str(seq): e for seq, e in self._outbox.items()})
+        meta = _dumps({"1": {"schema": SCHEMA, "next_seq": self._next_seq,
+                             "next_doc": self._next_doc}})
+        return '{"letters":{' + ",".join(parts) + '},"outbox":' + outbox + ',"meta":' + meta + "}"
 
     def close(self) -> None:
         if not self.readonly:
@@ -382,6 +391,10 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
 def _copy(rec: dict[str, Any]) -> dict[str, Any]:

@@ -272,6 +272,23 @@ def test_reopen_after_flush_restores_everything(tmp_path, clock):
     assert snapshot(open_store(tmp_path, clock)) == before
 
 
+def test_every_flush_writes_the_current_records(tmp_path, clock):
+    s = open_store(tmp_path, clock)
+    for i in "ABC":
+        add(s, i)
+    s.flush()
+    s.update("A", stage="downloaded")
+    s.flush()
+    s.set_status("B", "ACCEPTED")
+    s.update("A", stage="verified", event="verified")
+    s.flush()
+    s.outbox_ack([e["seq"] for e in s.outbox_pending()])
+    s.flush()
+    on_disk = {r["id"]: dict(r) for r in TinyDB(tmp_path / "hot.json").table("letters").all()}
+    assert on_disk == {r["id"]: r for r in s.letters()}
+    assert on_disk["A"]["stage"] == "verified" and on_disk["B"]["history"][-1]["event"] == "acked"
+
+
 def test_unflushed_changes_are_lost_but_last_flush_is_intact(tmp_path, clock):
     s = open_store(tmp_path / "live", clock)
     add(s, "A")
