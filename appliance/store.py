@@ -16,6 +16,9 @@ in one go (archive appends fsynced first, then hot.json replaced atomically).  T
 pipeline calls ``flush()`` before every side effect.  A crash between the archive append
 and the hot replace leaves a letter in both places; on open the copy with the higher
 ``rev`` (bumped on every mutation) wins, so nothing is lost or resurrected.
+
+One process owns a state directory (``store.lock``, flock); ``Store(dir, readonly=True)``
+reads without the lock and refuses to flush (for CLI inspection while the daemon runs).
 """
 
 from __future__ import annotations
@@ -143,6 +146,14 @@ class Store:
 
     def _load(self) -> None:
         doc = self._read_hot()
+        try:
+            self._load_hot(doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"{self.hot_path} is not an appliance state file ({e!r}); "
+                             f"restore it from {bak_path(self.hot_path).name} or a backup") from None
+        self._load_archive_index()
+
+    def _load_hot(self, doc: dict[str, Any]) -> None:
         meta = (doc.get("meta") or {}).get("1") or {}
         if meta.get("schema", SCHEMA) != SCHEMA:
             raise StateError(f"{self.hot_path} has schema {meta.get('schema')}, this "
@@ -157,6 +168,7 @@ class Store:
             self._outbox[int(seq)] = entry
             self._next_seq = max(self._next_seq, int(seq) + 1)
 
+    def _load_archive_index(self) -> None:
         statuses, revs = self._archive.scan_index(want_rev=set(self._letters))
         self._archived = statuses
         # A letter in both places: the archive copy is newer unless the hot one was changed

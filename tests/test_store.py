@@ -448,6 +448,13 @@ def test_hot_file_truncated_without_backup_is_a_one_line_error(tmp_path, clock):
     assert snapshot(open_store(live, clock)) == gen2
 
 
+def test_valid_json_that_is_not_a_state_file_is_a_one_line_error(tmp_path, clock):
+    (tmp_path / "hot.json").write_text('{"letters": {"1": {"no_id": true}}}')
+    with pytest.raises(StateError) as err:
+        open_store(tmp_path, clock)
+    assert "\n" not in str(err.value) and "hot.json" in str(err.value)
+
+
 def _archive_crash_case(tmp_path: Path, clock):
     """Committed state with X final but unacknowledged in hot (and Y already archived),
     plus what the next flush (after acknowledging X) appends to the archive."""
