@@ -96,7 +96,7 @@ async def _demo(args) -> int:
             if pipe.idle():
                 finished = True
                 break
-            if not args.quiet:
+            if not args.quiet and sys.stderr.isatty():
                 print(_progress_line(pipe, started, args.letters), end="", file=sys.stderr, flush=True)
             await asyncio.sleep(0.25)
     finally:

@@ -1,8 +1,8 @@
 """File printer: "prints" each letter by writing its PDF into an output folder.
 
 Needs no hardware; used by the demo and tests.  Each job reports queued -> processing ->
-completed over ``job_seconds``, like a real queue would, and the written file is the proof
-of printing that ``reconcile()`` reads after a restart.
+completed over ``job_seconds``, like a real queue would, and its ledger of printed jobs
+is the page counter that ``reconcile()`` reads after a restart.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from drivers.base import Driver, Health, Work
-from drivers.sim.ledger import SerialWorker
+from drivers.sim.ledger import Ledger, SerialWorker
 
 
 class FilePrinter(Driver):
@@ -29,6 +29,9 @@ class FilePrinter(Driver):
         out = settings.get("output_dir") or ""
         self.output_dir = Path(out) if out else state_dir / "output" / name
         self._worker = SerialWorker(self._print, lambda: self.paused)
+        # One line per finished job: the "page counter" that proves how often a letter
+        # was really printed (a restart must never print one twice).
+        self.ledger = Ledger(self.output_dir / "printed.jsonl")
         self.completed = 0
         self.aborted = 0
 
@@ -58,14 +61,15 @@ class FilePrinter(Driver):
         dest = self.output_dir / f"{work.letter_id}.pdf"
         tmp = dest.with_suffix(".part")
         await asyncio.to_thread(shutil.copyfile, work.pdf, tmp)
+        # The ledger line is the moment of printing (the page counter); the file follows.
+        self.ledger.append({"letter_id": work.letter_id, "job": job, "pages": work.pages})
         os.replace(tmp, dest)
         self.completed += 1
         self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets)
 
     async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
-        return {
-            lid: "job.completed" for lid in letter_ids if (self.output_dir / f"{lid}.pdf").exists()
-        }
+        printed = {r["letter_id"] for r in self.ledger.read()}
+        return {lid: ("job.completed" if lid in printed else "absent") for lid in letter_ids}
 
     def health(self) -> Health:
         depth = self._worker.depth

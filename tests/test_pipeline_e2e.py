@@ -1,0 +1,148 @@
+"""Letters end to end against the real local sandbox: what did the API receive?"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from appliance.api import SupplierClient
+from appliance.config import sandbox_api
+from appliance.demo import demo_profile_path
+from appliance.packs import load_packs
+from appliance.pipeline import Pipeline, PipelineSettings
+from appliance.profile import load_profile
+from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
+from appliance.store import Store
+
+GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
+
+
+def squeeze(seq):
+    """Drop repeats of the same status in a row (a replayed update is harmless)."""
+    out = []
+    for s in seq:
+        if not out or out[-1] != s:
+            out.append(s)
+    return out
+
+
+def check_sandbox_outcome(sb, output_root: Path):
+    """Every good letter ACCEPTED->PRINTED->ENCLOSED->DISPATCHED in order, printed exactly
+    once; every bad letter REJECTED with a reason; no bearer on the pre-signed path."""
+    prints = Counter()
+    for ledger in output_root.glob("*/printed.jsonl"):
+        for line in ledger.read_text().splitlines():
+            prints[json.loads(line)["letter_id"]] += 1
+    for letter in sb.letters.values():
+        statuses = squeeze([s for s, _ in letter.history if s != "PENDING"])
+        if letter.kind == "good":
+            assert statuses == GOOD_PATH, (letter.id, statuses)
+            assert prints[letter.id] == 1, (letter.id, prints[letter.id])
+        else:
+            assert statuses == ["REJECTED"], (letter.id, letter.kind, statuses)
+            assert letter.reason_code and letter.reason_text
+            assert prints[letter.id] == 0
+    presigned = [r for r in sb.log if r.kind == "presigned"]
+    assert presigned and all("authorization" not in r.headers for r in presigned)
+
+
+async def test_fifty_letters_end_to_end(tmp_path):
+    sb = Sandbox(SandboxOptions(letters=50, bad_ratio=0.12, seed=7))
+    await sb.start(host="127.0.0.1", port=0)
+    store = Store(tmp_path / "state")
+    client = SupplierClient(sandbox_api(sb.base_url))
+    pipe = Pipeline(PipelineSettings(spool_dir=tmp_path / "state" / "spool", poll_interval=0.1),
+                    client, store, load_profile(demo_profile_path()), load_packs(),
+                    state_dir=tmp_path / "state")
+    try:
+        await pipe.start()
+        assert await pipe.run_until_idle(timeout=60)
+    finally:
+        await pipe.stop()
+        await client.aclose()
+        store.close()
+        await sb.stop()
+
+    kinds = Counter(letter.kind for letter in sb.letters.values())
+    assert kinds["good"] >= 40 and len(kinds) >= 3  # the run really had bad PDFs of several kinds
+    check_sandbox_outcome(sb, tmp_path / "state" / "output")
+    reasons = {l.kind: l.reason_code for l in sb.letters.values() if l.kind != "good"}
+    assert reasons.get("hash") == "HASH_MISMATCH"
+    assert reasons.get("corrupt") == "PDF_UNREADABLE"
+    assert reasons.get("sheets") in ("TOO_MANY_SHEETS", "TOO_MANY_SIDES")
+    counts = sb.counts()
+    # statuses went through batched POST /letters, not one PATCH per letter
+    assert counts.get("patch", 0) == 0
+    assert 0 < counts["post_letters"] < len(sb.letters)
+    assert counts["data"] == len(sb.letters)
+    # spool is cleaned after a final status
+    assert not list((tmp_path / "state" / "spool").glob("*.pdf"))
+    # braille letters were printed only by the braille device
+    braille = [l.id for l in sb.letters.values() if "braille" in l.specification_id and l.kind == "good"]
+    for lid in braille:
+        assert (tmp_path / "state" / "output" / "braille-embosser" / f"{lid}.pdf").exists()
+
+
+def write_config(tmp_path: Path, base_url: str) -> Path:
+    cfg = tmp_path / "appliance.toml"
+    cfg.write_text(f"""
+[api]
+base_url = "{base_url}"
+auth = "none"
+[poll]
+interval = 0.2
+[paths]
+state_dir = "{tmp_path / 'state'}"
+profile = "{demo_profile_path()}"
+""")
+    return cfg
+
+
+def all_final(sb) -> bool:
+    done = {"DISPATCHED", "REJECTED", "FAILED"}
+    return all(l.status in done for l in sb.letters.values())
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_and_restart_loses_and_repeats_nothing(tmp_path):
+    """The daemon is killed with SIGKILL three times mid-run; after restarts every letter
+    is printed once and its statuses reached the API complete and in order."""
+    rng = random.Random(11)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with run_in_thread(SandboxOptions(letters=80, bad_ratio=0.1, seed=5)) as sb:
+        cfg = write_config(tmp_path, sb.base_url)
+        cmd = [sys.executable, "-m", "appliance", "run", "--config", str(cfg), "--log-level", "WARNING"]
+        kills = 0
+        for _ in range(3):
+            proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+            time.sleep(rng.uniform(0.8, 1.6))
+            if proc.poll() is not None:
+                pytest.fail(f"daemon exited early: {proc.stderr.read()}")
+            proc.kill()
+            proc.wait()
+            kills += 1
+        proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 90
+        while not all_final(sb) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(0.5)  # let the last acknowledgements land in the store
+        proc.send_signal(signal.SIGTERM)
+        err = proc.communicate(timeout=30)[1]
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err
+        assert all_final(sb), Counter(l.status for l in sb.letters.values())
+        check_sandbox_outcome(sb, tmp_path / "state" / "output")
+        assert kills == 3
+    # the store agrees and holds nothing in flight
+    with Store(tmp_path / "state") as store:
+        assert not store.in_flight()
+        assert not store.outbox_pending()
+        counts = store.counts()
+        assert counts.get("DISPATCHED", 0) + counts.get("REJECTED", 0) == 80
