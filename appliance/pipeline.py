@@ -359,6 +359,11 @@ class Pipeline:
         self.store.update(letter_id, stage="verified", pdf=str(dl.path))
         await self._route(letter_id)
 
+    def operator_hold(self, letter_id: str, why: str) -> None:
+        """Put a letter before a person: never advanced automatically from here."""
+        self.store.update(letter_id, stage="operator-hold", event="operator-hold", hold_reason=why)
+        self.alert("operator", f"piece needs a person: {why}", letter_id)
+
     async def _retry_held(self) -> None:
         for letter_id in list(self.held):
             await self._route(letter_id)
@@ -428,6 +433,9 @@ class Pipeline:
             self.load[ev.device] = max(0, self.load[ev.device] - 1)
         if action == "reroute":
             await self._reroute(ev)
+            return
+        if action == "hold":
+            self.operator_hold(ev.letter_id, f"{ev.device}: {ev.detail.get('reason', ev.kind)}")
             return
         detail = ev.detail
         code = detail.get("reason_code") or ("DEVICE_" + ev.kind.split(".")[1].upper())
@@ -548,11 +556,14 @@ class Pipeline:
                 found = await drv.reconcile(ids) if drv else {}
                 for lid in ids:
                     kind = found.get(lid)
-                    if kind is not None and kind != "absent":
+                    if kind == "absent" or (drv is None and stage == "printing"):
+                        await self._resubmit(stage, lid)
+                    elif kind is None:
+                        # The device cannot vouch for this piece either way.
+                        self.operator_hold(lid, f"fate unknown after restart on {device or '?'}")
+                    else:
                         self.counters["recovered"] += 1
                         await self.events.put(DeviceEvent(device, kind, lid, None, {"recovered": True}))
-                    else:
-                        await self._resubmit(stage, lid)
         for rec in by_stage.get("wait-inserter", []) + by_stage.get("wait-franker", []):
             pass  # picked up by _retry_waiting when a device comes up
         await self._retry_waiting()

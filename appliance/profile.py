@@ -62,7 +62,7 @@ _PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, 
 _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list"}
-_EVENT_ACTIONS = {"reroute", "ignore"}
+_EVENT_ACTIONS = {"reroute", "hold", "ignore"}
 
 
 def _check_type(where: str, key: str, value: Any, want: type) -> Any:
@@ -164,7 +164,7 @@ def load_profile(path: str | Path) -> Profile:
             )
         if not isinstance(target, str) or (target not in SETTABLE and target not in _EVENT_ACTIONS):
             raise ConfigError(
-                f"{path}: [events] {kind}: {target!r} is not a status or action; use a Notify status, \"reroute\" or \"ignore\""
+                f"{path}: [events] {kind}: {target!r} is not a status or action; use a Notify status, \"reroute\", \"hold\" or \"ignore\""
             )
         mapped[kind] = None if target == "ignore" else target
 

@@ -132,7 +132,7 @@ def is_final(status: str) -> bool:
 EVENT_KINDS = (
     "job.queued", "job.processing", "job.held", "job.stopped", "job.completed",
     "job.aborted", "job.canceled", "piece.inserted", "piece.diverted", "piece.franked",
-    "tray.complete",
+    "tray.complete", "piece.unknown",
 )
 
 #: Default mapping from device event kind to the Notify status it proves.  A hardware
@@ -150,6 +150,8 @@ DEFAULT_EVENT_MAP: dict[str, str | None] = {
     "piece.diverted": Status.FAILED,
     "piece.franked": Status.DISPATCHED,
     "tray.complete": Status.DISPATCHED,
+    # The device lost track of a piece (link dropped mid-batch): an operator decides.
+    "piece.unknown": "hold",
 }
 
 

@@ -10,6 +10,9 @@ import importlib
 
 REGISTRY: dict[tuple[str, str], str] = {
     ("printer", "file"): "drivers.filesink:FilePrinter",
+    ("printer", "cups"): "drivers.cups:CupsPrinter",
+    ("inserter", "serial"): "drivers.serial_line:SerialInserter",
+    ("franker", "serial"): "drivers.serial_line:SerialFranker",
     ("inserter", "sim"): "drivers.sim.finishing:SimInserter",
     ("franker", "sim"): "drivers.sim.finishing:SimFranker",
 }
