@@ -52,7 +52,7 @@ class RateLimiter:
         """Wait until one call may go out."""
         async with self._lock:
             now = self._refill()
-            while self._tokens < 1:
+            while self._tokens < 1 - 1e-9:  # tolerance: float refill may land just short of 1
                 await self._sleep((1 - self._tokens) / self.rate)
                 now = self._refill()
             self._tokens -= 1
