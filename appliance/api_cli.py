@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from .api import ApiError, SupplierClient
@@ -25,6 +26,8 @@ def register(sub) -> None:
     where.add_argument("--config", metavar="PATH",
                        help=f"appliance.toml to read [api] from (default: $APPLIANCE_CONFIG or ./{DEFAULT_CONFIG})")
     where.add_argument("--base-url", metavar="URL", help="talk to a sandbox at URL (no auth)")
+    p.add_argument("--retries", type=int, metavar="N",
+                   help="retries per call on 429/5xx/connection errors (default: [api] max_retries)")
     cmds = p.add_subparsers(dest="api_command", metavar="ACTION", required=True)
 
     cmds.add_parser("status", help="GET /_status").set_defaults(func=_run(cmd_status))
@@ -54,9 +57,15 @@ def api_config(args) -> ApiConfig:
     if args.base_url:
         if not args.base_url.startswith(("http://", "https://")):
             raise UserError(f"--base-url {args.base_url!r}: must be an http(s) URL such as http://127.0.0.1:8080")
-        return sandbox_api(args.base_url)
-    path = args.config or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_CONFIG
-    return load_config(Path(path)).api
+        api = sandbox_api(args.base_url)
+    else:
+        path = args.config or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_CONFIG
+        api = load_config(Path(path)).api
+    if args.retries is not None:
+        if args.retries < 0:
+            raise UserError(f"--retries {args.retries}: must be 0 or more")
+        api = replace(api, max_retries=args.retries)
+    return api
 
 
 def _run(command):
