@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import tempfile
 import time
 import uuid
@@ -128,7 +129,9 @@ def error_from_response(resp: httpx.Response) -> ApiError:
         elif isinstance(body.get("message"), str):  # API gateway errors (429, 502)
             detail = body["message"]
     if not isinstance(detail, str) or not detail:
-        detail = (resp.text.strip()[:200] or resp.reason_phrase or "no detail").replace("\n", " ")
+        s3 = re.search(r"<Message>(.*?)</Message>", resp.text, re.S)  # storage (S3) errors are XML
+        detail = s3.group(1) if s3 else resp.text.strip()[:200]
+        detail = " ".join((detail or resp.reason_phrase or "no detail").split())
     kind = ApiError
     if resp.status_code == 404:
         kind = NotFound
@@ -344,15 +347,9 @@ class SupplierClient:
         """Fetch a letter's PDF to ``dest`` (atomically), hashing it on the way."""
         dest = Path(dest)
         cap = self.api.max_pdf_bytes if max_bytes is None else max_bytes
-        path = f"/letters/{letter_id}/data"
-        resp = await self._request("data", "GET", path, expect=(303,),
-                                   correlation_id=correlation_id or letter_id)
-        location = resp.headers.get("location")
-        if not location:
-            raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
-        url = str(resp.url.join(location))
+        url = await self._data_location(letter_id, correlation_id or letter_id)
         dest.parent.mkdir(parents=True, exist_ok=True)
-        attempt = 0
+        attempt, relocated = 0, False
         while True:
             self.stats["presigned"] += 1
             try:
@@ -361,6 +358,12 @@ class SupplierClient:
                 failure: Exception = e
             except ServerError as e:
                 failure = e
+            except ApiError as e:
+                if e.status != 403 or relocated:
+                    raise
+                relocated = True  # the pre-signed URL expired on the way: ask for a fresh one
+                url = await self._data_location(letter_id, correlation_id or letter_id)
+                continue
             attempt += 1
             if attempt > self.api.max_retries:
                 if isinstance(failure, ApiError):
@@ -371,6 +374,15 @@ class SupplierClient:
                     f"({type(failure).__name__}); check the network and storage service"
                 ) from None
             await asyncio.sleep(self._backoff(attempt))
+
+    async def _data_location(self, letter_id: str, correlation_id: str) -> str:
+        """GET /letters/{id}/data: the 303's pre-signed Location, made absolute."""
+        path = f"/letters/{letter_id}/data"
+        resp = await self._request("data", "GET", path, expect=(303,), correlation_id=correlation_id)
+        location = resp.headers.get("location")
+        if not location:
+            raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
+        return str(resp.url.join(location))
 
     async def _fetch_presigned(self, url: str, dest: Path, cap: int, letter_id: str) -> Download:
         # A plain request: no Authorization, no API headers -- this is not the API.

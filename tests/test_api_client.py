@@ -147,6 +147,21 @@ async def test_presigned_download_retried_on_server_error(sb, client, tmp_path):
     assert len(records(sb, "data")) == 1  # the API call itself was not repeated
 
 
+async def test_expired_presigned_url_is_fetched_again_once(tmp_path):
+    # presign_ttl=0: every pre-signed URL has expired by the time it is used
+    sandbox = Sandbox(SandboxOptions(letters=1, seed=1, bad_ratio=0, presign_ttl=0))
+    await sandbox.start(host="127.0.0.1", port=0)
+    try:
+        async with make_client(sandbox) as c:
+            with pytest.raises(ApiError) as e:
+                await c.download(next(iter(sandbox.letters)), tmp_path / "x.pdf")
+        assert e.value.status == 403 and "expired" in e.value.detail
+        assert [r.kind for r in sandbox.log] == ["data", "presigned", "data", "presigned"]
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        await sandbox.stop()
+
+
 async def test_patch_letter_sets_status_and_reason(sb, client):
     a, b = list(sb.pending)[:2]
     await client.patch_letter(a, "ACCEPTED")
