@@ -393,8 +393,8 @@ class SupplierClient:
                 raise type(err)(err.status, f"pre-signed download failed: {err.detail}", err.code)
             declared = resp.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > cap:
-                raise TooLarge(413, f"letter {letter_id} PDF is {declared} bytes, over the "
-                                    f"{cap}-byte cap", "TOO_LARGE")
+                raise TooLarge(413, f"letter {letter_id} PDF too large: {declared} bytes, over "
+                                    f"the {cap}-byte size cap", "TOO_LARGE")
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
             try:
                 digest, size = hashlib.sha256(), 0
@@ -402,8 +402,8 @@ class SupplierClient:
                     async for chunk in resp.aiter_bytes():
                         size += len(chunk)
                         if size > cap:
-                            raise TooLarge(413, f"letter {letter_id} PDF exceeds the {cap}-byte cap",
-                                           "TOO_LARGE")
+                            raise TooLarge(413, f"letter {letter_id} PDF too large: over the "
+                                                f"{cap}-byte size cap", "TOO_LARGE")
                         digest.update(chunk)
                         f.write(chunk)
                 os.replace(tmp, dest)
