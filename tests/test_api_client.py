@@ -371,3 +371,24 @@ async def test_303_without_location_is_an_api_error(tmp_path):
     async with SupplierClient(sandbox_api("http://127.0.0.1:9"), transport=transport) as c:
         with pytest.raises(ApiError, match="Location"):
             await c.download("x", tmp_path / "x.pdf")
+
+
+async def test_size_cap_enforced_while_streaming_without_content_length(tmp_path):
+    # the sandbox always sends Content-Length; a chunked answer needs a stand-in
+    async def chunks():
+        for _ in range(10):
+            yield b"x" * 1000
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        if req.url.path.endswith("/data"):
+            return httpx.Response(303, headers={"Location": "http://127.0.0.2:9/blob"})
+        assert "authorization" not in req.headers
+        return httpx.Response(200, content=chunks())
+
+    async with SupplierClient(sandbox_api("http://127.0.0.1:9"),
+                              transport=httpx.MockTransport(handler)) as c:
+        with pytest.raises(TooLarge):
+            await c.download("x", tmp_path / "x.pdf", max_bytes=4500)
+        assert list(tmp_path.iterdir()) == []
+        got = await c.download("x", tmp_path / "x.pdf", max_bytes=10_000)
+    assert got.size == 10_000 and (tmp_path / "x.pdf").stat().st_size == 10_000
