@@ -214,9 +214,10 @@ async def test_post_letters_never_repeats_an_id_in_a_request(sb, client):
 
 def test_chunk_updates_rules():
     u = [StatusUpdate(str(i % 4), "X") for i in range(10)]
-    chunks = chunk_updates(u, 3)
+    chunks = chunk_updates(u, 5)
     assert [x for ch in chunks for x in ch] == u
-    assert all(len(ch) <= 3 and len({x.letter_id for x in ch}) == len(ch) for ch in chunks)
+    assert [len(ch) for ch in chunks] == [4, 4, 2]  # split at the repeat, not at 5
+    assert [len(ch) for ch in chunk_updates(u, 3)] == [3, 3, 3, 1]
     assert chunk_updates([], 5) == []
 
 
