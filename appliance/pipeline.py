@@ -21,11 +21,12 @@ from typing import Any
 import drivers
 from drivers.base import DeviceEvent, Driver, Work
 
-from .api import ApiError, ApiUnavailable, StatusUpdate, SupplierClient
+from .api import (ApiError, ApiUnavailable, RateLimited, ServerError, StatusUpdate, SupplierClient,
+                  TooLarge)
 from .packs import Pack
 from .profile import DeviceSpec, Profile
 from .routing import PrinterView, capable, choose_printer
-from .status import Status, TransitionError, is_final, status_for_event
+from .status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
 from .store import Store
 from .verify import inspect_pdf, judge
 
@@ -271,13 +272,14 @@ class Pipeline:
                 dl = await self.client.download(letter_id, dest, correlation_id=letter_id,
                                                 max_bytes=self.s.max_pdf_bytes)
                 break
-            except ApiUnavailable as e:
+            except (ApiUnavailable, ServerError, RateLimited) as e:
+                # Temporary: the letter stays "new" and is fetched again; nothing is rejected.
                 self.api_ok = False
                 self.alert("api", f"download failed, will retry: {e}", letter_id)
                 await asyncio.sleep(self.s.poll_interval)
             except ApiError as e:
-                code = "TOO_LARGE" if "size" in str(e).lower() or "large" in str(e).lower() else "DOWNLOAD_FAILED"
-                self._reject(letter_id, code, f"{e}")
+                code = "TOO_LARGE" if isinstance(e, TooLarge) else "DOWNLOAD_FAILED"
+                self._reject(letter_id, code, f"{REJECT_REASONS[code]}: {e}"[:300])
                 await self.committer.durable()
                 return
         self.counters["downloaded"] += 1
@@ -295,8 +297,6 @@ class Pipeline:
         await self._route(letter_id)
 
     def _reject(self, letter_id: str, code: str, text: str) -> None:
-        from .status import REJECT_REASONS
-
         self.counters["rejected"] += 1
         self._set_status(letter_id, Status.REJECTED, code, text or REJECT_REASONS.get(code), event="rejected")
         self._finish(letter_id)
