@@ -36,6 +36,10 @@ log = logging.getLogger("appliance.pipeline")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+#: The stage a letter must be in for a device event to prove its next status.
+STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Status.DISPATCHED: "franking"}
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     spool_dir: Path
@@ -127,6 +131,7 @@ class Pipeline:
         self._queued: set[str] = set()
         self.last_poll_empty = False
         self.api_ok = True
+        self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -180,8 +185,24 @@ class Pipeline:
 
     # --- helpers ----------------------------------------------------------------------
 
+    def publish(self, kind: str, data: dict[str, Any]) -> None:
+        """Tell every listener (control-socket consoles) what changed; never blocks."""
+        for listener in list(self.listeners):
+            try:
+                listener(kind, data)
+            except Exception:  # a broken console must never affect printing
+                log.exception("listener failed")
+                self.listeners.remove(listener)
+
+    def _letter_brief(self, letter_id: str) -> dict[str, Any]:
+        rec = self.store.get(letter_id) or {"id": letter_id}
+        return {k: rec.get(k) for k in ("id", "status", "stage", "specification_id", "group_id",
+                                        "device", "printer", "reason_code", "reason_text", "updated")}
+
     def alert(self, source: str, message: str, letter_id: str | None = None) -> None:
-        self.alerts.append(Alert(time.time(), source, message, letter_id))
+        a = Alert(time.time(), source, message, letter_id)
+        self.alerts.append(a)
+        self.publish("alert", vars(a))
         log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
 
     def _set_status(self, letter_id: str, status: str, code: str | None = None,
@@ -313,6 +334,11 @@ class Pipeline:
         rec = self.store.get(letter_id)
         if rec is None or rec["status"] != Status.ACCEPTED:
             return
+        await self._route_any(letter_id)
+
+    async def _route_any(self, letter_id: str) -> None:
+        """Route a letter to a printer (ACCEPTED, or PRINTED when an operator reprints)."""
+        rec = self.store.get(letter_id)
         pack = self.packs[rec["specification_id"]]
         views = self._printer_views()
         choice = choose_printer(views, pack, self.profile.print_features,
@@ -357,7 +383,7 @@ class Pipeline:
             self._finish(letter_id)
             return
         self.store.update(letter_id, stage="verified", pdf=str(dl.path))
-        await self._route(letter_id)
+        await self._route_any(letter_id)
 
     def operator_hold(self, letter_id: str, why: str) -> None:
         """Put a letter before a person: never advanced automatically from here."""
@@ -410,7 +436,11 @@ class Pipeline:
         self.counters[f"event.{ev.kind}"] += 1
         if ev.kind == "device.state":
             old = self.device_state.get(ev.device)
+            if old == "draining" and ev.detail.get("state") in ("idle", "busy"):
+                return  # an operator drained it: it takes no new work until resumed
             self.device_state[ev.device] = ev.detail.get("state", old or "idle")
+            self.publish("device", {"name": ev.device, "state": self.device_state[ev.device],
+                                    **{k: v for k, v in ev.detail.items() if k != "state"}})
             if self.device_state[ev.device] in ("idle", "busy") and old not in ("idle", "busy"):
                 await self._retry_held()
                 await self._retry_waiting()
@@ -437,19 +467,27 @@ class Pipeline:
         if action == "hold":
             self.operator_hold(ev.letter_id, f"{ev.device}: {ev.detail.get('reason', ev.kind)}")
             return
-        detail = ev.detail
-        code = detail.get("reason_code") or ("DEVICE_" + ev.kind.split(".")[1].upper())
-        text = detail.get("reason") if action in (Status.FAILED,) else None
-        if action == Status.FAILED and not text:
-            text = f"{ev.kind} on {ev.device}"
-        if not self._set_status(ev.letter_id, action, code if text else None, text, event=ev.kind):
+        expected = STAGE_PROVED_BY.get(action)
+        if expected and (rec["stage"] != expected or rec.get("device") != ev.device):
+            # Late or repeated news (a replay after restart, a job we rerouted away from).
+            self.store.update(ev.letter_id, event=f"{ev.kind} (ignored)")
+            self.counters["stale_events"] += 1
             return
+        detail = ev.detail
+        text = None
+        if action == Status.FAILED:
+            text = detail.get("reason") or f"{ev.kind} on {ev.device}"
+        code = (detail.get("reason_code") or "DEVICE_" + ev.kind.split(".")[1].upper()) if text else None
+        # The same status twice is a no-op for the API, but a reprinted letter must still
+        # move on to the inserter: the stage, not the status change, drives the next step.
+        self._set_status(ev.letter_id, action, code, text, event=ev.kind)
         if action == Status.PRINTED:
             await self._hand_on_or_stop(ev.letter_id, "inserter", "enclosing")
         elif action == Status.ENCLOSED:
             await self._hand_on_or_stop(ev.letter_id, "franker", "franking")
         elif is_final(action):
             self._finish(ev.letter_id)
+        self.publish("letter", self._letter_brief(ev.letter_id))
 
     async def _hand_on_or_stop(self, letter_id: str, family: str, stage: str) -> None:
         specs = self.profile.inserters if family == "inserter" else self.profile.frankers

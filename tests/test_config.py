@@ -130,7 +130,7 @@ def test_profile_defaults(tmp_path):
 @pytest.mark.parametrize(
     "text, expect",
     [
-        (PROFILE.replace('driver = "file"', 'driver = "laser"'), r"unknown printer driver 'laser'; use one of file"),
+        (PROFILE.replace('driver = "file"', 'driver = "laser"'), r"unknown printer driver 'laser'; use one of cups, file"),
         (PROFILE.replace('duplex = true', 'duplex = "yes"'), r"'p1' duplex: expected true or false"),
         (PROFILE.replace('duplex = true', 'toner = 3'), r"'p1' toner: unknown key for a file printer"),
         (PROFILE.replace('name = "i1"', 'name = "p1"'), r"duplicate device name"),

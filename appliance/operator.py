@@ -1,0 +1,129 @@
+"""What a person on the floor can ask of the running pipeline.
+
+Each action checks what the status model allows, records the request in the letter's
+timeline, and raises ``ActionRefused`` (one line) when it cannot be done.  The control
+socket and the CLI call these; nothing here talks to devices except through drivers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import UserError
+from .status import Status, TransitionError, return_reason
+
+
+class ActionRefused(UserError):
+    """An operator action that cannot be done now; the message says why and what to do."""
+
+
+class Operator:
+    def __init__(self, pipeline):
+        self.p = pipeline
+
+    # --- devices ---------------------------------------------------------------------
+
+    def _driver(self, name: str):
+        drv = self.p.devices.get(name)
+        if drv is None:
+            raise ActionRefused(f"no device named {name!r}; see 'appliance status' for the fleet")
+        return drv
+
+    async def pause(self, name: str) -> str:
+        await self._driver(name).pause()
+        self.p.device_state[name] = "paused"
+        self.p.publish("device", {"name": name, "state": "paused"})
+        return f"{name} paused"
+
+    async def resume(self, name: str) -> str:
+        await self._driver(name).resume()
+        self.p.device_state[name] = "idle"
+        self.p.publish("device", {"name": name, "state": "idle"})
+        await self.p._retry_held()
+        await self.p._retry_waiting()
+        return f"{name} resumed"
+
+    async def drain(self, name: str) -> str:
+        """Finish what the device has, give it nothing new."""
+        self._driver(name)
+        self.p.device_state[name] = "draining"
+        self.p.publish("device", {"name": name, "state": "draining"})
+        return f"{name} draining: no new work until resumed"
+
+    # --- letters ---------------------------------------------------------------------
+
+    def _letter(self, letter_id: str) -> dict:
+        rec = self.p.store.get(letter_id)
+        if rec is None:
+            raise ActionRefused(f"letter {letter_id} is not known to this appliance; check the id")
+        return rec
+
+    def _status(self, letter_id: str, status: str, code: str | None, text: str | None, event: str) -> None:
+        try:
+            self.p.store.set_status(letter_id, status, code, text, event=event)
+        except TransitionError as e:
+            raise ActionRefused(f"letter {letter_id}: {e}") from None
+        self.p._outbox_wake.set()
+        self.p.publish("letter", self.p._letter_brief(letter_id))
+
+    async def reprint(self, letter_id: str) -> str:
+        rec = self._letter(letter_id)
+        if rec["status"] not in (Status.ACCEPTED, Status.PRINTED):
+            raise ActionRefused(
+                f"letter {letter_id} is {rec['status']}: only ACCEPTED or PRINTED letters can be reprinted")
+        self.p.store.update(letter_id, stage="verified", event="reprint requested", printer=None, device=None)
+        self.p.tried.pop(letter_id, None)
+        if not rec.get("pdf") or not Path(rec["pdf"]).exists():
+            await self.p._queue_download_after_accept(letter_id)
+        else:
+            await self.p._route_any(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} queued for reprint"
+
+    async def cancel(self, letter_id: str, reason: str = "Cancelled by operator") -> str:
+        rec = self._letter(letter_id)
+        if rec["status"] not in (Status.PENDING, Status.ACCEPTED, Status.PRINTED):
+            raise ActionRefused(f"letter {letter_id} is {rec['status']}: it can no longer be cancelled")
+        self._status(letter_id, Status.CANCELLED, "OPERATOR_CANCELLED", reason, "cancelled by operator")
+        self.p._finish(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} CANCELLED"
+
+    async def fail(self, letter_id: str, reason: str, code: str = "OPERATOR_FAILED") -> str:
+        self._letter(letter_id)
+        if not reason:
+            raise ActionRefused("a reason is needed to mark a letter FAILED")
+        self._status(letter_id, Status.FAILED, code, reason, "failed by operator")
+        self.p._finish(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} FAILED ({reason})"
+
+    async def returned(self, letter_id: str, reason_code: str) -> str:
+        try:
+            code, text = return_reason(reason_code)
+        except TransitionError as e:
+            raise ActionRefused(str(e)) from None
+        self._letter(letter_id)
+        self._status(letter_id, Status.RETURNED, code, text, "returned")
+        await self.p.committer.durable()
+        return f"letter {letter_id} RETURNED {code} {text}"
+
+    async def resolve(self, letter_id: str, outcome: str) -> str:
+        """Settle a piece on operator hold: enclosed | dispatched | reprint | fail."""
+        rec = self._letter(letter_id)
+        if rec["stage"] != "operator-hold":
+            raise ActionRefused(f"letter {letter_id} is not on hold (stage {rec['stage']})")
+        if outcome == "reprint":
+            self.p.store.update(letter_id, stage="printing", device=None)
+            return await self.reprint(letter_id)
+        if outcome == "fail":
+            return await self.fail(letter_id, rec.get("hold_reason") or "piece lost on the line")
+        if outcome == "enclosed":
+            self._status(letter_id, Status.ENCLOSED, None, None, "operator confirmed enclosed")
+            await self.p._hand_on_or_stop(letter_id, "franker", "franking")
+            return f"letter {letter_id} ENCLOSED (operator)"
+        if outcome == "dispatched":
+            self._status(letter_id, Status.DISPATCHED, None, None, "operator confirmed dispatched")
+            self.p._finish(letter_id)
+            return f"letter {letter_id} DISPATCHED (operator)"
+        raise ActionRefused(f"unknown outcome {outcome!r}: use enclosed, dispatched, reprint or fail")
