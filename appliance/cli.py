@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "appliance.api_cli",
     "appliance.demo",
     "appliance.doctor",
+    "appliance.control_cli",
 ]
 
 

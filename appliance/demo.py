@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .api import SupplierClient
 from .config import load_config, sandbox_api
+from .control import DEFAULT_SOCKET, ControlServer
 from .errors import UserError
 from .packs import load_packs
 from .pipeline import Pipeline, PipelineSettings
@@ -43,12 +44,19 @@ def register(sub) -> None:
     p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
     p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--socket", metavar="PATH",
+                   help=f"serve the control socket here (default with --hold: {DEFAULT_SOCKET})")
+    p.add_argument("--hold", action="store_true",
+                   help="keep running after every letter is final, until SIGINT/SIGTERM "
+                        "(so a console can attach)")
     p.set_defaults(func=cmd_demo)
 
     r = sub.add_parser("run", help="run the appliance daemon (poll, print, report) until SIGTERM",
                        description="The long-running daemon. SIGTERM or SIGINT drains cleanly.")
     r.add_argument("--config", metavar="PATH", default="/etc/appliance/appliance.toml")
     r.add_argument("--log-level", default="INFO")
+    r.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
+                   help=f"control socket for consoles (default {DEFAULT_SOCKET})")
     r.set_defaults(func=cmd_run)
 
 
@@ -86,8 +94,12 @@ async def _demo(args) -> int:
     pipe = Pipeline(settings, client, store, profile, load_packs(), state_dir=state_dir)
     started = time.monotonic()
     finished = False
+    socket_path = args.socket or (DEFAULT_SOCKET if args.hold else None)
+    control = None
     try:
         await pipe.start()
+        if socket_path:
+            control = await _start_control(pipe, socket_path)
         if not args.quiet:
             print(f"sandbox at {sandbox.base_url}; {args.letters} letters; state in {state_dir}",
                   file=sys.stderr)
@@ -99,7 +111,14 @@ async def _demo(args) -> int:
             if not args.quiet and sys.stderr.isatty():
                 print(_progress_line(pipe, started, args.letters), end="", file=sys.stderr, flush=True)
             await asyncio.sleep(0.25)
+        if finished and args.hold:
+            if not args.quiet:
+                print(f"all letters final; holding (control socket {socket_path}) until Ctrl-C",
+                      file=sys.stderr)
+            await _wait_for_signal()
     finally:
+        if control:
+            await control.stop()
         await pipe.stop()
         await client.aclose()
         elapsed = time.monotonic() - started
@@ -128,6 +147,31 @@ async def _demo(args) -> int:
     return 0
 
 
+async def _start_control(pipe: Pipeline, path: str, group: str | None = None) -> ControlServer | None:
+    """Serve consoles; a socket that cannot be opened must not stop printing."""
+    control = ControlServer(pipe, path, group=group)
+    try:
+        await control.start()
+    except (OSError, UserError) as e:
+        logging.getLogger("appliance").error("control socket %s not available: %s", path, e)
+        print(f"appliance: control socket {path} not available ({e}); consoles cannot attach",
+              file=sys.stderr)
+        return None
+    return control
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
 def _final_table(summary: dict) -> str:
     lines = ["", f"{summary['letters']} letters in {summary['seconds']} s "
                  f"({summary['letters_per_second']} letters/s)", "", "final status     letters"]
@@ -148,7 +192,7 @@ def cmd_demo(args) -> int:
 # --- daemon ---------------------------------------------------------------------------
 
 
-async def _run(config_path: str) -> int:
+async def _run(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int:
     cfg = load_config(config_path)
     profile = load_profile(cfg.profile)
     cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -163,11 +207,14 @@ async def _run(config_path: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await pipe.start()
+    control = await _start_control(pipe, socket_path)
     logging.getLogger("appliance").info("running: %s, profile %s", cfg.api.base_url, profile.name)
     try:
         await stop.wait()
     finally:
         logging.getLogger("appliance").info("draining")
+        if control:
+            await control.stop()
         await pipe.stop()
         await client.aclose()
         store.close()
@@ -176,4 +223,4 @@ async def _run(config_path: str) -> int:
 
 def cmd_run(args) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(_run(args.config))
+    return asyncio.run(_run(args.config, args.socket))
