@@ -1,0 +1,475 @@
+"""CUPS printer driver: submit letters to a CUPS queue and follow every job to its end.
+
+Events come from a CUPS subscription (``createSubscription`` / ``getNotifications``,
+pulled every ``notify_seconds``, resuming from the last ``notify-sequence-number`` and
+renewing the lease), and a full ``getJobAttributes`` poll every ``poll_seconds`` is the
+fallback that also repairs any gap in the notifications.  A job is PRINTED only when CUPS
+says ``completed`` with no failure reason; a job that makes no progress for
+``stall_seconds`` (device gone: CUPS then shows "processing" forever) raises an alert
+and, with ``on_stall = "reroute"``, is cancelled and handed back for another printer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from appliance.errors import ConfigError
+from drivers.base import Driver, Health, Work
+from drivers.cups_admin import doctor_checks  # noqa: F401 - appliance.doctor looks it up here
+from drivers.cups_ipp import (COMPLETED, FINAL_STATES, HELD, PENDING,
+                              PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
+                              blocking, describe_job, device_state, ipp_options, job_event,
+                              reasons_of)
+from drivers.cups_session import (NOT_FOUND, CupsRefused, CupsSession, CupsUnavailable,
+                                  describe_server, import_cups)
+
+log = logging.getLogger("drivers.cups")
+
+JOB_ATTRS = ["job-id", "job-name", "job-state", "job-state-reasons", "job-printer-uri",
+             "job-impressions-completed", "job-media-sheets-completed"]
+PRINTER_ATTRS = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
+                 "printer-state-message", "queued-job-count", "device-uri"]
+EVENTS = ["job-state-changed", "job-progress", "printer-state-changed"]
+
+
+@dataclass
+class Tracked:
+    job_id: int
+    letter_id: str
+    pages: int
+    sheets: int
+    state: int = PENDING
+    reasons: tuple[str, ...] = ()
+    impressions: int = 0
+    last_change: float = 0.0
+    started: bool = False  # reached processing: the device may have paper out already
+    stalled: bool = False
+
+
+def _choice(name: str, settings: dict, key: str, allowed: tuple[str, ...]) -> str:
+    value = settings.get(key) or allowed[0]
+    if value not in allowed:
+        raise ConfigError(f"printer {name!r} {key}: must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+class CupsPrinter(Driver):
+    family = "printer"
+    SETTINGS = {
+        "queue": (str, ""),  # CUPS queue name; default: the printer's name
+        "server": (str, ""),  # "" = CUPS default (CUPS_SERVER, client.conf); "host:port" or socket path
+        "stall_seconds": (float, 120.0),  # no job progress for this long -> alert + on_stall
+        "on_stall": (str, "wait"),  # wait | reroute (cancel the CUPS job, try another printer)
+        "on_stop": (str, "wait"),  # queue stopped: wait | reroute jobs that never started
+        "poll_seconds": (float, 5.0),  # full poll (fallback and gap repair)
+        "notify_seconds": (float, 0.25),  # how often subscription events are pulled
+        "lease_seconds": (int, 600),  # subscription lease, renewed at half-life
+        "pause_mode": (str, "local"),  # local: stop submitting | queue: also cupsdisable the queue
+    }
+
+    def __init__(self, name, settings, emit, *, state_dir):
+        super().__init__(name, settings, emit, state_dir=state_dir)
+        self.queue = settings.get("queue") or name
+        self.server = settings.get("server", "")
+        self.on_stall = _choice(name, settings, "on_stall", ("wait", "reroute"))
+        self.on_stop = _choice(name, settings, "on_stop", ("wait", "reroute"))
+        self.pause_mode = _choice(name, settings, "pause_mode", ("local", "queue"))
+        self.stall_seconds = float(settings.get("stall_seconds", 120.0))
+        self.poll_seconds = float(settings.get("poll_seconds", 5.0))
+        self.notify_seconds = float(settings.get("notify_seconds", 0.25))
+        self.lease_seconds = int(settings.get("lease_seconds", 600))
+        self.jobs: dict[int, Tracked] = {}
+        self.facts = PrinterFacts()
+        self.reachable = True
+        self.exists = True
+        self.stalled = False
+        self.state = ""
+        self.detail = ""
+        self.counters = {k: 0 for k in ("submitted", "completed", "aborted", "canceled", "stalled",
+                                        "rerouted", "events", "polls")}
+        self._orphans: OrderedDict[int, tuple] = OrderedDict()  # events that beat submit() home
+        self._alerted: set[str] = set()
+        self._sub: int | None = None
+        self._next_seq = 1
+        self._renew_at = 0.0
+        self._poll_now = True
+        self._io: CupsSession | None = None
+        self._watch: CupsSession | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def where(self) -> str:
+        return f"queue {self.queue} on {describe_server(self.server)}"
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        import_cups()  # one-line UserError if pycups is missing
+        self._io = CupsSession(self.server, f"{self.name}-io")
+        self._watch = CupsSession(self.server, f"{self.name}-watch")
+        await self._refresh_printer()
+        self._publish()
+        self._task = asyncio.create_task(self._watch_loop(), name=f"cups-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._sub is not None and self._watch:
+            sub = self._sub
+            try:
+                await asyncio.wait_for(self._watch(lambda c: c.cancelSubscription(sub)), 2)
+            except (CupsUnavailable, CupsRefused, asyncio.TimeoutError):
+                pass
+            self._sub = None
+        for session in (self._io, self._watch):
+            if session:
+                session.close()
+
+    # --- alerts and state -------------------------------------------------------------
+
+    def _alert(self, key: str, message: str, letter_id: str | None = None) -> None:
+        """One alert per condition until it clears (``_clear``)."""
+        if key in self._alerted:
+            return
+        self._alerted.add(key)
+        self.emit("device.alert", letter_id, message=f"{self.where}: {message}")
+
+    def _clear(self, prefix: str) -> None:
+        self._alerted = {k for k in self._alerted if not k.startswith(prefix)}
+
+    def _publish(self) -> None:
+        state, detail = device_state(reachable=self.reachable, exists=self.exists, paused=self.paused,
+                                     stalled=self.stalled, busy=bool(self.jobs), facts=self.facts)
+        if state == self.state:
+            self.detail = detail
+            return
+        old, self.state, self.detail = self.state, state, detail
+        self.emit("device.state", state=state, detail=detail, queue=self.queue)
+        if state in ("stopped", "offline"):
+            self._alert(f"state:{state}:{detail}", f"printer {state}: {detail}; no new letters go here")
+        elif old in ("stopped", "offline"):
+            self._clear("state:")
+
+    # --- submit -----------------------------------------------------------------------
+
+    async def submit(self, work: Work) -> str:
+        opts = ipp_options(work.pack)
+        queue, pdf, name = self.queue, str(work.pdf), work.letter_id
+        try:
+            job_id = await self._io(lambda c: c.printFile(queue, pdf, name, opts))
+        except (CupsUnavailable, CupsRefused) as e:
+            if isinstance(e, CupsUnavailable):
+                self.reachable = False
+                self._publish()
+            self.counters["aborted"] += 1
+            self.emit("job.aborted", work.letter_id, None, reason=f"CUPS did not take the job: {e}")
+            return ""
+        job_id = int(job_id)
+        now = time.monotonic()
+        t = Tracked(job_id, work.letter_id, work.pages, work.sheets, last_change=now)
+        self.jobs[job_id] = t
+        self.counters["submitted"] += 1
+        self.emit("job.queued", work.letter_id, str(job_id), queue=self.queue, options=opts)
+        early = self._orphans.pop(job_id, None)
+        if early and early[0] != HELD:  # held while printFile was still sending: not news
+            self._apply_job(job_id, *early)
+        self._publish()
+        return str(job_id)
+
+    # --- tracking ---------------------------------------------------------------------
+
+    async def _watch_loop(self) -> None:
+        next_poll = 0.0
+        while True:
+            try:
+                now = time.monotonic()
+                if not (self.reachable and self.exists):
+                    await self._refresh_printer()
+                elif self._sub is None:
+                    await self._subscribe()
+                if self._sub is not None:
+                    await self._pull()
+                if self._poll_now or now >= next_poll:
+                    self._poll_now = False
+                    next_poll = now + self.poll_seconds
+                    await self._poll()
+                if self._sub is not None and now >= self._renew_at:
+                    sub, lease = self._sub, self.lease_seconds
+                    await self._watch(lambda c: c.renewSubscription(sub, lease))
+                    self._renew_at = now + lease / 2
+                await self._check_stalls()
+            except asyncio.CancelledError:
+                raise
+            except CupsUnavailable as e:
+                self._lost(str(e))
+            except CupsRefused as e:
+                log.info("%s: %s", self.name, e)
+                if e.status == NOT_FOUND:
+                    self._sub = None  # subscription expired or cupsd restarted: subscribe again
+                    self._poll_now = True
+            except Exception as e:  # a tracker that dies silently would strand letters
+                log.exception("%s: tracking error", self.name)
+                self._alert(f"bug:{type(e).__name__}", f"tracking error: {e}")
+            up = self.reachable and self.exists
+            await asyncio.sleep(self.notify_seconds if up else max(self.poll_seconds, 0.5))
+
+    def _lost(self, why: str) -> None:
+        self._sub = None
+        if self.reachable:
+            self.reachable = False
+            self._alert("unreachable", f"CUPS does not answer ({why}); letters wait")
+            self._publish()
+
+    async def _refresh_printer(self) -> None:
+        queue = self.queue
+        try:
+            attrs = await self._watch(lambda c: c.getPrinterAttributes(queue, requested_attributes=PRINTER_ATTRS))
+        except CupsUnavailable as e:
+            self.reachable = True  # so _lost() reports the first failure
+            self._lost(str(e))
+            return
+        except CupsRefused as e:
+            self.reachable = True
+            if e.status == NOT_FOUND:
+                self.exists = False
+                self._alert("missing", f"queue not found; create it with lpadmin -p {self.queue} -E "
+                                       f"-v ipp://PRINTER/ipp/print -m everywhere")
+            else:
+                self._alert("refused", f"CUPS refused printer query: {e}")
+            self._publish()
+            return
+        if not (self.reachable and self.exists):
+            self._poll_now = True
+        self.reachable = self.exists = True
+        self._clear("unreachable")
+        self._clear("missing")
+        await self._apply_printer(attrs)
+
+    async def _subscribe(self) -> None:
+        uri = f"ipp://localhost/printers/{self.queue}"
+        lease = self.lease_seconds
+        try:
+            self._sub = await self._watch(lambda c: c.createSubscription(uri, events=EVENTS, lease_duration=lease))
+        except CupsRefused as e:  # e.g. a server that refuses subscriptions: polling only
+            self._alert("nosub", f"no CUPS subscription ({e}); falling back to polling")
+            return
+        self._next_seq = 1
+        self._renew_at = time.monotonic() + lease / 2
+        self._poll_now = True  # whatever happened before the subscription
+
+    async def _pull(self) -> None:
+        sub, seq = self._sub, self._next_seq
+        res = await self._watch(lambda c: c.getNotifications([sub], [seq]))
+        events = [e for e in res.get("events", []) if e.get("notify-subscription-id", sub) == sub]
+        if events and events[0].get("notify-sequence-number", seq) > seq:
+            self._poll_now = True  # CUPS dropped events we never saw: resynchronise
+        for ev in events:
+            self._next_seq = max(self._next_seq, ev.get("notify-sequence-number", 0) + 1)
+            self.counters["events"] += 1
+            if "notify-job-id" in ev and "job-state" in ev:
+                self._apply_job(ev["notify-job-id"], ev["job-state"], reasons_of(ev.get("job-state-reasons")),
+                                ev.get("job-impressions-completed", 0))
+            elif "printer-state" in ev and ev.get("printer-name", self.queue) == self.queue:
+                await self._apply_printer(ev)
+
+    async def _poll(self) -> None:
+        self.counters["polls"] += 1
+        await self._refresh_printer()
+        for job_id in list(self.jobs):
+            try:
+                a = await self._watch(lambda c: c.getJobAttributes(job_id, requested_attributes=JOB_ATTRS))
+            except CupsRefused as e:
+                if e.status == NOT_FOUND and job_id in self.jobs:
+                    t = self.jobs.pop(job_id)
+                    self._alert(f"vanished:{job_id}", f"job {job_id} vanished from CUPS; fate of the letter "
+                                                      "unknown, check the printer output", t.letter_id)
+                continue
+            self._apply_job(job_id, a.get("job-state", 0), reasons_of(a.get("job-state-reasons")),
+                            a.get("job-impressions-completed", 0))
+        self._publish()
+
+    async def _apply_printer(self, a: dict) -> None:
+        old = self.facts
+        self.facts = PrinterFacts(
+            state=a.get("printer-state", old.state),
+            reasons=reasons_of(a.get("printer-state-reasons", old.reasons)),
+            accepting=bool(a.get("printer-is-accepting-jobs", old.accepting)),
+            message=a.get("printer-state-message", old.message if "printer-state-message" not in a else ""),
+        )
+        worthy = alert_worthy(self.facts.reasons)
+        for reason in worthy:
+            self._alert(f"reason:{reason}", f"printer reports {reason}"
+                                            + (f": {self.facts.message}" if self.facts.message else ""))
+        self._alerted = {k for k in self._alerted if not k.startswith("reason:") or k[7:] in worthy}
+        if old.state == PRINTER_STOPPED and self.facts.state != PRINTER_STOPPED and self.stalled:
+            self._clear_stall()  # an operator cycled the queue: try it again
+        self._publish()
+        await self._apply_stop_policy()
+
+    def _apply_job(self, job_id: int, state: int, reasons: tuple[str, ...], impressions: int = 0) -> None:
+        t = self.jobs.get(job_id)
+        if t is None:
+            self._orphans[job_id] = (state, reasons, impressions)
+            while len(self._orphans) > 500:
+                self._orphans.popitem(last=False)
+            return
+        if (state, reasons, impressions) != (t.state, t.reasons, t.impressions):
+            t.last_change = time.monotonic()
+            if t.stalled:
+                self._clear_stall()
+        changed = state != t.state
+        t.state, t.reasons, t.impressions = state, reasons, impressions
+        if not changed:
+            return
+        if state == PROCESSING:
+            t.started = True
+        kind = job_event(state, reasons)
+        if kind is None:
+            return
+        detail = {"state": describe_job(state, reasons), "queue": self.queue}
+        if state in FINAL_STATES:
+            del self.jobs[job_id]
+            outcome = {"job.completed": "completed", "job.canceled": "canceled"}.get(kind, "aborted")
+            self.counters[outcome] += 1
+            if kind == "job.completed":
+                detail.update(pages=t.pages, sheets=t.sheets)
+            else:
+                detail["reason"] = f"CUPS job {job_id} {describe_job(state, reasons)}"
+        elif state in (HELD, STOPPED):
+            self._alert(f"job:{job_id}:{state}", f"job {job_id} is {describe_job(state, reasons)}", t.letter_id)
+        self.emit(kind, t.letter_id, str(job_id), **detail)
+        if state in FINAL_STATES:
+            self._publish()
+
+    # --- stalls and stops -------------------------------------------------------------
+
+    def _clear_stall(self) -> None:
+        self.stalled = False
+        for t in self.jobs.values():
+            t.stalled = False
+            t.last_change = time.monotonic()
+        self._clear("stall:")
+        self._publish()
+
+    async def _check_stalls(self) -> None:
+        now = time.monotonic()
+        for t in list(self.jobs.values()):
+            if t.stalled or t.state not in (PROCESSING, STOPPED) or now - t.last_change < self.stall_seconds:
+                continue
+            t.stalled = self.stalled = True
+            self.counters["stalled"] += 1
+            policy = "cancelling it and rerouting" if self.on_stall == "reroute" else "waiting"
+            self._alert(f"stall:{t.job_id}",
+                        f"job {t.job_id} made no progress for {self.stall_seconds:g}s "
+                        f"({describe_job(t.state, t.reasons)}); device not answering? {policy}", t.letter_id)
+            self._publish()
+            if self.on_stall == "reroute":
+                await self._cancel_and_reroute(t, f"no progress for {self.stall_seconds:g}s on {self.queue}")
+        if self.stalled and self.on_stall == "reroute":
+            await self._reroute_unstarted(f"{self.queue} stalled")
+
+    async def _apply_stop_policy(self) -> None:
+        if self.on_stop != "reroute" or self.paused:
+            return
+        stopped = self.facts.state == PRINTER_STOPPED or blocking(self.facts.reasons)
+        if stopped:
+            await self._reroute_unstarted(f"{self.queue} stopped: {self.detail or 'queue stopped'}")
+
+    async def _reroute_unstarted(self, why: str) -> None:
+        """Jobs that never reached the device can safely print elsewhere."""
+        for t in [t for t in self.jobs.values() if t.state in (PENDING, HELD) and not t.started]:
+            await self._cancel_and_reroute(t, why)
+
+    async def _cancel_and_reroute(self, t: Tracked, why: str) -> None:
+        job_id = t.job_id
+        try:
+            await self._io(lambda c: c.cancelJob(job_id))
+        except CupsUnavailable as e:
+            self._alert(f"cancel:{job_id}", f"could not cancel job {job_id} ({e}); will retry", t.letter_id)
+            return
+        except CupsRefused as e:
+            log.info("%s: cancel %s: %s", self.name, job_id, e)  # already final: the poll tells
+            self._poll_now = True
+            return
+        if self.jobs.pop(job_id, None) is None:
+            return  # its final state arrived meanwhile and was reported
+        self.counters["rerouted"] += 1
+        self.emit("job.aborted", t.letter_id, str(job_id), reason=f"cancelled CUPS job {job_id}: {why}")
+        self._publish()
+
+    # --- operator actions -------------------------------------------------------------
+
+    async def pause(self) -> None:
+        """Take no new letters; with pause_mode = "queue" CUPS also holds its queue."""
+        self.paused = True
+        if self.pause_mode == "queue":
+            await self._io(lambda c: c.disablePrinter(self.queue, reason="paused by the appliance"))
+        self._publish()
+
+    async def drain(self) -> None:
+        """Take no new letters but let CUPS finish what it has."""
+        self.paused = True
+        self._publish()
+
+    async def resume(self) -> None:
+        if self.pause_mode == "queue":
+            await self._io(lambda c: c.enablePrinter(self.queue))
+        self.paused = False
+        self._clear_stall()
+        self._poll_now = True
+        self._publish()
+
+    # --- restart ----------------------------------------------------------------------
+
+    async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
+        """Match CUPS jobs on this queue back to letters by ``job-name``.
+
+        completed OK -> ``job.completed``; aborted/cancelled -> that event (reroute);
+        still in CUPS -> tracked again and its current state returned (the pipeline replays
+        it as a no-op); no job at all -> ``absent`` (resubmit).  If CUPS cannot be asked, or
+        hides job names from us, nothing is vouched for: those letters wait for a person.
+        """
+        try:
+            jobs = await self._watch(lambda c: c.getJobs(which_jobs="all", requested_attributes=JOB_ATTRS))
+        except (CupsUnavailable, CupsRefused) as e:
+            self._alert("reconcile", f"cannot reconcile {len(letter_ids)} letter(s) after restart: {e}")
+            return {}
+        ours = [(int(jid), a) for jid, a in jobs.items()
+                if str(a.get("job-printer-uri", "")).rstrip("/").endswith(f"/printers/{self.queue}")]
+        if any("job-name" not in a for _, a in ours):
+            self._alert("private", "CUPS hides job names from this client, so a restart cannot match "
+                                   "jobs to letters; set 'JobPrivateValues none' in cupsd.conf")
+            return {}
+        by_name: dict[str, list[tuple[int, dict]]] = {}
+        for jid, a in sorted(ours):
+            by_name.setdefault(a["job-name"], []).append((jid, a))
+        found: dict[str, str] = {}
+        for lid in letter_ids:
+            cands = by_name.get(lid, [])
+            if not cands:
+                found[lid] = "absent"
+                continue
+            states = [(jid, a.get("job-state", 0), reasons_of(a.get("job-state-reasons")), a) for jid, a in cands]
+            done = [s for s in states if s[1] == COMPLETED and job_event(s[1], s[2]) == "job.completed"]
+            active = [s for s in states if s[1] not in FINAL_STATES]
+            if done:
+                found[lid] = "job.completed"
+            elif active:
+                jid, state, reasons, a = active[-1]
+                self.jobs[jid] = Tracked(jid, lid, 0, 0, state, reasons, a.get("job-impressions-completed", 0),
+                                         time.monotonic(), started=state in (PROCESSING, STOPPED))
+                found[lid] = job_event(state, reasons) or "job.queued"
+            else:
+                jid, state, reasons, _ = states[-1]
+                found[lid] = job_event(state, reasons) or "job.aborted"
+        self._poll_now = True
+        self._publish()
+        return found
+
+    def health(self) -> Health:
+        return Health(self.state or "offline", self.detail or self.where, len(self.jobs), dict(self.counters))
