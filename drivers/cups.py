@@ -271,6 +271,8 @@ class CupsPrinter(Driver):
         for ev in events:
             self._next_seq = max(self._next_seq, ev.get("notify-sequence-number", 0) + 1)
             self.counters["events"] += 1
+            if ev.get("notify-subscribed-event") == "job-created":
+                continue  # held while the document is still being sent; submit() said queued
             if "notify-job-id" in ev and "job-state" in ev:
                 self._apply_job(ev["notify-job-id"], ev["job-state"], reasons_of(ev.get("job-state-reasons")),
                                 ev.get("job-impressions-completed", 0))

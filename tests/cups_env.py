@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -270,6 +271,14 @@ class CupsSandbox:
         self.dns_sd.stop()
 
 
+def sandbox_root() -> Path:
+    """A fresh folder that cupsd's filters (run as user lp) can read: pytest's own tmp
+    folders are private to root and make every job fail with "Filter failed"."""
+    root = Path(tempfile.mkdtemp(prefix="cups-sandbox-"))
+    root.chmod(0o755)
+    return root
+
+
 # --- pytest fixtures (exposed through tests/conftest.py) ------------------------------
 
 FLEET = {  # name -> emulator capabilities; the profile capabilities live in the tests
@@ -285,13 +294,16 @@ def cups_sandbox(tmp_path_factory):
     if missing:
         pytest.skip(f"CUPS binaries not installed ({', '.join(missing)}); "
                     "run ./setup.sh --test (apt: cups cups-client cups-ipp-utils)")
-    sb = CupsSandbox(tmp_path_factory.mktemp("cups")).start()
+    root = sandbox_root()
+    sb = CupsSandbox(root)
     try:
+        sb.start()
         for name, caps in FLEET.items():
             sb.add_printer(name, **caps)
         yield sb
     finally:
         sb.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
