@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "appliance.demo",
     "appliance.doctor",
     "appliance.control_cli",
+    "tui.cli",
 ]
 
 

@@ -1,0 +1,106 @@
+"""The console application: connections to the daemon, modes, global keys."""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+
+from textual.app import App
+from textual.binding import Binding
+
+from appliance.control import ControlClient, ControlError, DaemonNotRunning
+
+from .screens.dashboard import DashboardScreen
+from .screens.help import HelpScreen
+from .screens.letters import LettersScreen
+from .screens.log import LogScreen
+from .screens.returns import ReturnsScreen
+
+
+class ConsoleApp(App):
+    """Attach to the daemon at ``socket_path``; closing the console never touches printing."""
+
+    CSS_PATH = Path(__file__).with_name("console.tcss")
+    TITLE = "Appliance console"
+    MODES = {"dashboard": DashboardScreen, "letters": LettersScreen, "returns": ReturnsScreen,
+             "log": LogScreen}
+    DEFAULT_MODE = "dashboard"
+    BINDINGS = [
+        Binding("1", "switch_mode('dashboard')", "Dash"),
+        Binding("2", "switch_mode('letters')", "Letters"),
+        Binding("3", "switch_mode('returns')", "Returns"),
+        Binding("4", "switch_mode('log')", "Log"),
+        # F-keys work even while typing in a search box or the returns desk
+        *[Binding(f"f{i}", f"switch_mode('{m}')", m, show=False, priority=True)
+          for i, m in enumerate(("dashboard", "letters", "returns", "log"), start=1)],
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, socket_path: str, refresh_seconds: float = 2.0):
+        super().__init__()
+        self.socket_path = socket_path
+        self.refresh_seconds = refresh_seconds
+        self.client = ControlClient(socket_path)
+        self.status: dict = {}
+        self.events: deque[dict] = deque(maxlen=1000)
+        self.connected = False
+        self.pending_return_id: str | None = None
+
+    async def on_mount(self) -> None:
+        self.run_worker(self._follow_events(), name="events", exclusive=True, group="events")
+        self.set_interval(self.refresh_seconds, self.refresh_status)
+        await self.refresh_status()
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    async def call(self, cmd: str, **args):
+        """Ask the daemon; on refusal show its one-line reason and return None."""
+        try:
+            result = await self.client.call(cmd, **args)
+        except ControlError as e:
+            self.notify(str(e), severity="error", timeout=8)
+            return None
+        except (DaemonNotRunning, OSError) as e:
+            self._lost(str(e))
+            await self.client.close()
+            return None
+        self.connected = True
+        return result
+
+    def _lost(self, why: str) -> None:
+        if self.connected:
+            self.notify(f"lost the daemon: {why}", severity="error", timeout=8)
+        self.connected = False
+        self.sub_title = "DISCONNECTED"
+
+    async def refresh_status(self) -> None:
+        s = await self.call("status")
+        if s is None:
+            return
+        self.status = s
+        self.sub_title = f"{self.socket_path}  API {'ok' if s.get('api_ok') else 'UNREACHABLE'}"
+        refresh = getattr(self.screen, "show_status", None)
+        if refresh:
+            refresh(s)
+
+    async def _follow_events(self) -> None:
+        """One subscribed connection; every event goes to the log and the current screen."""
+        import asyncio
+
+        while True:
+            try:
+                async with ControlClient(self.socket_path) as sub:
+                    async for ev in sub.events():
+                        self.events.append(ev)
+                        handler = getattr(self.screen, "on_daemon_event", None)
+                        if handler:
+                            handler(ev)
+            except (DaemonNotRunning, OSError, ValueError) as e:
+                self._lost(str(e))
+            await asyncio.sleep(1.0)
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())

@@ -1,0 +1,1 @@
+"""Console screens: dashboard, letters, letter detail, returns desk, log, help, confirm."""

@@ -1,0 +1,98 @@
+"""Dashboard: every device, letter counts, throughput, and alerts that need a person."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Static
+
+from ..widgets.labels import clock, device_state, sparkline
+from .confirm import ConfirmScreen
+
+ORDER = ("PENDING", "ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED", "REJECTED", "FAILED",
+         "CANCELLED", "RETURNED")
+
+
+def summary_text(s: dict) -> Text:
+    counts = s.get("counts") or {}
+    t = Text()
+    if s.get("api_ok", True):
+        t.append("API ✔ ok", style="green")
+    else:
+        t.append("API ✖ UNREACHABLE", style="bold red")
+    outbox = s.get("outbox", 0)
+    t.append(f"   outbox {outbox}", style="bold yellow" if outbox > 500 else "")
+    held = s.get("held", 0)
+    t.append(f"   held {held}", style="bold yellow" if held else "")
+    tp = s.get("throughput") or []
+    t.append(f"   final/min {tp[-1] if tp else 0} {sparkline(tp)}\n")
+    t.append("  ".join(f"{k} {counts[k]}" for k in ORDER if counts.get(k)) or "no letters yet")
+    return t
+
+
+class DashboardScreen(Screen):
+    BINDINGS = [
+        Binding("p", "device('pause')", "Pause"),
+        Binding("u", "device('resume')", "Resume"),
+        Binding("d", "device('drain')", "Drain"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("connecting…", id="summary")
+        table = DataTable(id="devices", cursor_type="row", zebra_stripes=True)
+        table.add_columns("device", "kind", "state", "load", "queue", "detail")
+        yield table
+        yield Static("Alerts needing a person", id="alerts-title")
+        alerts = DataTable(id="alerts", cursor_type="row")
+        alerts.add_columns("time", "source", "message", "letter")
+        yield alerts
+        yield Footer(compact=True)
+
+    def on_screen_resume(self) -> None:
+        if self.app.status:
+            self.show_status(self.app.status)
+        self.query_one("#devices", DataTable).focus()
+
+    def show_status(self, s: dict) -> None:
+        self.query_one("#summary", Static).update(summary_text(s))
+        table = self.query_one("#devices", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for name, d in (s.get("devices") or {}).items():
+            table.add_row(name, d.get("family", ""), device_state(d.get("state")), str(d.get("load", 0)),
+                          str(d.get("queue_depth", 0)), (d.get("detail") or "")[-22:], key=name)
+        if table.row_count:
+            table.move_cursor(row=min(row, table.row_count - 1))
+        alerts = self.query_one("#alerts", DataTable)
+        alerts.clear()
+        for a in reversed(s.get("alerts") or []):
+            alerts.add_row(clock(a.get("t")), a.get("source") or "", Text(a.get("message") or ""),
+                           a.get("letter_id") or "")
+
+    def on_daemon_event(self, ev: dict) -> None:
+        if ev.get("event") in ("device", "alert"):
+            self.run_worker(self.app.refresh_status, group="refresh", exclusive=True)
+
+    def selected_device(self) -> str | None:
+        table = self.query_one("#devices", DataTable)
+        if not table.row_count:
+            return None
+        return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+
+    def action_device(self, what: str) -> None:
+        name = self.selected_device()
+        if not name:
+            self.notify("no device selected")
+            return
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                msg = await self.app.call(what, device=name)
+                if msg:
+                    self.notify(msg)
+                await self.app.refresh_status()
+
+        self.app.push_screen(ConfirmScreen(f"{what.capitalize()} {name}?"), done)

@@ -1,0 +1,1 @@
+"""Small widgets and formatting helpers shared by the console screens."""
