@@ -39,8 +39,8 @@ class Operator:
         await self._driver(name).resume()
         self.p.device_state[name] = "idle"
         self.p.publish("device", {"name": name, "state": "idle"})
-        await self.p._retry_held()
-        await self.p._retry_waiting()
+        await self.p.retry_held()
+        await self.p.retry_waiting()
         return f"{name} resumed"
 
     async def drain(self, name: str) -> str:
@@ -63,8 +63,8 @@ class Operator:
             self.p.store.set_status(letter_id, status, code, text, event=event)
         except TransitionError as e:
             raise ActionRefused(f"letter {letter_id}: {e}") from None
-        self.p._outbox_wake.set()
-        self.p.publish("letter", self.p._letter_brief(letter_id))
+        self.p.outbox.wake()
+        self.p.publish("letter", self.p.letter_brief(letter_id))
 
     async def reprint(self, letter_id: str) -> str:
         rec = self._letter(letter_id)
@@ -74,9 +74,9 @@ class Operator:
         self.p.store.update(letter_id, stage="verified", event="reprint requested", printer=None, device=None)
         self.p.tried.pop(letter_id, None)
         if not rec.get("pdf") or not Path(rec["pdf"]).exists():
-            await self.p._queue_download_after_accept(letter_id)
+            await self.p.respool(letter_id)
         else:
-            await self.p._route_any(letter_id)
+            await self.p.route_any(letter_id)
         await self.p.committer.durable()
         return f"letter {letter_id} queued for reprint"
 
@@ -85,7 +85,7 @@ class Operator:
         if rec["status"] not in (Status.PENDING, Status.ACCEPTED, Status.PRINTED):
             raise ActionRefused(f"letter {letter_id} is {rec['status']}: it can no longer be cancelled")
         self._status(letter_id, Status.CANCELLED, "OPERATOR_CANCELLED", reason, "cancelled by operator")
-        self.p._finish(letter_id)
+        self.p.finish(letter_id)
         await self.p.committer.durable()
         return f"letter {letter_id} CANCELLED"
 
@@ -94,7 +94,7 @@ class Operator:
         if not reason:
             raise ActionRefused("a reason is needed to mark a letter FAILED")
         self._status(letter_id, Status.FAILED, code, reason, "failed by operator")
-        self.p._finish(letter_id)
+        self.p.finish(letter_id)
         await self.p.committer.durable()
         return f"letter {letter_id} FAILED ({reason})"
 
@@ -120,10 +120,10 @@ class Operator:
             return await self.fail(letter_id, rec.get("hold_reason") or "piece lost on the line")
         if outcome == "enclosed":
             self._status(letter_id, Status.ENCLOSED, None, None, "operator confirmed enclosed")
-            await self.p._hand_on_or_stop(letter_id, "franker", "franking")
+            await self.p.hand_on_or_stop(letter_id, "franker", "franking")
             return f"letter {letter_id} ENCLOSED (operator)"
         if outcome == "dispatched":
             self._status(letter_id, Status.DISPATCHED, None, None, "operator confirmed dispatched")
-            self.p._finish(letter_id)
+            self.p.finish(letter_id)
             return f"letter {letter_id} DISPATCHED (operator)"
         raise ActionRefused(f"unknown outcome {outcome!r}: use enclosed, dispatched, reprint or fail")

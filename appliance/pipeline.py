@@ -21,8 +21,9 @@ from typing import Any
 import drivers
 from drivers.base import DeviceEvent, Driver, Work
 
-from .api import (ApiError, ApiUnavailable, RateLimited, ServerError, StatusUpdate, SupplierClient,
-                  TooLarge)
+from .api import ApiError, ApiUnavailable, RateLimited, ServerError, SupplierClient, TooLarge
+from .committer import Committer
+from .outbox import OutboxSender
 from .packs import Pack
 from .profile import DeviceSpec, Profile
 from .routing import PrinterView, capable, choose_printer
@@ -61,43 +62,6 @@ class Alert:
     letter_id: str | None = None
 
 
-class Committer:
-    """Group commit: many callers wait for one durable flush of the store."""
-
-    def __init__(self, store: Store, interval: float):
-        self.store = store
-        self.interval = interval
-        self._waiters: list[asyncio.Future] = []
-        self._wake = asyncio.Event()
-        self.flushes = 0
-
-    async def durable(self) -> None:
-        if not self.store.dirty and not self._waiters:
-            return
-        fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._wake.set()
-        await fut
-
-    async def run(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(self.interval)  # let concurrent writers join this commit
-            self._wake.clear()
-            waiters, self._waiters = self._waiters, []
-            try:
-                self.store.flush()
-                self.flushes += 1
-            except Exception as e:  # disk full, read-only fs: every waiter must hear it
-                for w in waiters:
-                    if not w.done():
-                        w.set_exception(e)
-                continue
-            for w in waiters:
-                if not w.done():
-                    w.set_result(None)
-
-
 class Pipeline:
     def __init__(
         self,
@@ -126,7 +90,9 @@ class Pipeline:
         self.alerts: deque[Alert] = deque(maxlen=500)
         self.counters: Counter[str] = Counter()
         self.committer = Committer(store, settings.commit_interval)
-        self._outbox_wake = asyncio.Event()
+        self.outbox = OutboxSender(store, client, self.committer, batch_size=settings.batch_size,
+                                   interval=settings.outbox_interval, alert=self.alert,
+                                   counters=self.counters)
         self._tasks: list[asyncio.Task] = []
         self._queued: set[str] = set()
         self.last_poll_empty = False
@@ -147,7 +113,7 @@ class Pipeline:
         self._tasks = [
             asyncio.create_task(self.committer.run(), name="committer"),
             asyncio.create_task(self._event_loop(), name="events"),
-            asyncio.create_task(self._outbox_loop(), name="outbox"),
+            asyncio.create_task(self.outbox.run(), name="outbox"),
         ]
         self._tasks += [
             asyncio.create_task(self._download_worker(), name=f"download-{i}")
@@ -194,7 +160,7 @@ class Pipeline:
                 log.exception("listener failed")
                 self.listeners.remove(listener)
 
-    def _letter_brief(self, letter_id: str) -> dict[str, Any]:
+    def letter_brief(self, letter_id: str) -> dict[str, Any]:
         rec = self.store.get(letter_id) or {"id": letter_id}
         return {k: rec.get(k) for k in ("id", "status", "stage", "specification_id", "group_id",
                                         "device", "printer", "reason_code", "reason_text", "updated")}
@@ -215,10 +181,10 @@ class Pipeline:
             return False
         if changed:
             self.counters[f"status.{status}"] += 1
-            self._outbox_wake.set()
+            self.outbox.wake()
         return changed
 
-    def _finish(self, letter_id: str, stage: str = "done") -> None:
+    def finish(self, letter_id: str, stage: str = "done") -> None:
         rec = self.store.update(letter_id, stage=stage)
         pdf = rec.get("pdf")
         if pdf:
@@ -320,7 +286,7 @@ class Pipeline:
     def _reject(self, letter_id: str, code: str, text: str) -> None:
         self.counters["rejected"] += 1
         self._set_status(letter_id, Status.REJECTED, code, text or REJECT_REASONS.get(code), event="rejected")
-        self._finish(letter_id)
+        self.finish(letter_id)
 
     # --- printing ---------------------------------------------------------------------
 
@@ -334,9 +300,9 @@ class Pipeline:
         rec = self.store.get(letter_id)
         if rec is None or rec["status"] != Status.ACCEPTED:
             return
-        await self._route_any(letter_id)
+        await self.route_any(letter_id)
 
-    async def _route_any(self, letter_id: str) -> None:
+    async def route_any(self, letter_id: str) -> None:
         """Route a letter to a printer (ACCEPTED, or PRINTED when an operator reprints)."""
         rec = self.store.get(letter_id)
         pack = self.packs[rec["specification_id"]]
@@ -347,7 +313,7 @@ class Pipeline:
             if not capable(views, pack, self.profile.print_features) and self.profile.on_no_printer == "reject":
                 self._set_status(letter_id, Status.REJECTED, "NO_CAPABLE_PRINTER",
                                  f"no printer on this floor can print pack {pack.id}", event="rejected")
-                self._finish(letter_id)
+                self.finish(letter_id)
                 await self.committer.durable()
                 return
             if letter_id not in self.held:
@@ -360,7 +326,7 @@ class Pipeline:
         if not rec.get("pdf") or not Path(rec["pdf"]).exists():
             # Spool lost (wiped, or retention): fetch it again rather than print nothing.
             self.store.update(letter_id, stage="new", event="respool")
-            await self._queue_download_after_accept(letter_id)
+            await self.respool(letter_id)
             return
         self.store.update(letter_id, stage="printing", printer=choice.name, event="submit",
                           device=choice.name)
@@ -369,7 +335,7 @@ class Pipeline:
         job = await self.devices[choice.name].submit(self._work(self.store.get(letter_id)))
         self.store.update(letter_id, job=job)
 
-    async def _queue_download_after_accept(self, letter_id: str) -> None:
+    async def respool(self, letter_id: str) -> None:
         """Re-download a letter already ACCEPTED whose spooled PDF is gone."""
         rec = self.store.get(letter_id)
         pack = self.packs[rec["specification_id"]]
@@ -380,17 +346,17 @@ class Pipeline:
         verdict = judge(rec["sha256"], dl.sha256, facts, pack)
         if not verdict.ok:
             self._set_status(letter_id, Status.FAILED, verdict.reason_code, verdict.reason_text, event="respool")
-            self._finish(letter_id)
+            self.finish(letter_id)
             return
         self.store.update(letter_id, stage="verified", pdf=str(dl.path))
-        await self._route_any(letter_id)
+        await self.route_any(letter_id)
 
     def operator_hold(self, letter_id: str, why: str) -> None:
         """Put a letter before a person: never advanced automatically from here."""
         self.store.update(letter_id, stage="operator-hold", event="operator-hold", hold_reason=why)
         self.alert("operator", f"piece needs a person: {why}", letter_id)
 
-    async def _retry_held(self) -> None:
+    async def retry_held(self) -> None:
         for letter_id in list(self.held):
             await self._route(letter_id)
 
@@ -442,8 +408,8 @@ class Pipeline:
             self.publish("device", {"name": ev.device, "state": self.device_state[ev.device],
                                     **{k: v for k, v in ev.detail.items() if k != "state"}})
             if self.device_state[ev.device] in ("idle", "busy") and old not in ("idle", "busy"):
-                await self._retry_held()
-                await self._retry_waiting()
+                await self.retry_held()
+                await self.retry_waiting()
             return
         if ev.kind == "device.alert":
             self.alert(ev.device, ev.detail.get("message", "alert"), ev.letter_id)
@@ -482,21 +448,21 @@ class Pipeline:
         # move on to the inserter: the stage, not the status change, drives the next step.
         self._set_status(ev.letter_id, action, code, text, event=ev.kind)
         if action == Status.PRINTED:
-            await self._hand_on_or_stop(ev.letter_id, "inserter", "enclosing")
+            await self.hand_on_or_stop(ev.letter_id, "inserter", "enclosing")
         elif action == Status.ENCLOSED:
-            await self._hand_on_or_stop(ev.letter_id, "franker", "franking")
+            await self.hand_on_or_stop(ev.letter_id, "franker", "franking")
         elif is_final(action):
-            self._finish(ev.letter_id)
-        self.publish("letter", self._letter_brief(ev.letter_id))
+            self.finish(ev.letter_id)
+        self.publish("letter", self.letter_brief(ev.letter_id))
 
-    async def _hand_on_or_stop(self, letter_id: str, family: str, stage: str) -> None:
+    async def hand_on_or_stop(self, letter_id: str, family: str, stage: str) -> None:
         specs = self.profile.inserters if family == "inserter" else self.profile.frankers
         if not specs:  # this floor finishes by hand: the letter leaves our hands here
-            self._finish(letter_id, stage="manual-finishing")
+            self.finish(letter_id, stage="manual-finishing")
             return
         await self._hand_on(letter_id, family, stage)
 
-    async def _retry_waiting(self) -> None:
+    async def retry_waiting(self) -> None:
         for rec in self.store.letters(stage="wait-inserter"):
             await self._hand_on(rec["id"], "inserter", "enclosing")
         for rec in self.store.letters(stage="wait-franker"):
@@ -514,63 +480,10 @@ class Pipeline:
             self._set_status(letter_id, Status.FAILED, "PRINT_FAILED",
                              f"print failed {attempts} times (last: {ev.kind} on {ev.device})",
                              event="print-failed")
-            self._finish(letter_id)
+            self.finish(letter_id)
             return
         self.alert(ev.device, f"{ev.kind}; rerouting (attempt {attempts + 1})", letter_id)
         await self._route(letter_id)
-
-    # --- outbox -----------------------------------------------------------------------
-
-    async def _outbox_loop(self) -> None:
-        backoff = self.s.outbox_interval
-        while True:
-            try:
-                await asyncio.wait_for(self._outbox_wake.wait(), timeout=self.s.outbox_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._outbox_wake.clear()
-            await asyncio.sleep(self.s.outbox_interval)  # gather a batch
-            pending = self.store.outbox_pending(self.s.batch_size * 4)
-            if not pending:
-                continue
-            await self.committer.durable()  # never report what we could forget
-            try:
-                await self._send(pending)
-                backoff = self.s.outbox_interval
-                self.api_ok = True
-            except ApiUnavailable as e:
-                self.api_ok = False
-                self.alert("api", f"status updates queued ({len(pending)}+): {e}")
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
-                self._outbox_wake.set()
-
-    async def _send(self, pending: list[dict[str, Any]]) -> None:
-        updates = [StatusUpdate(e["letter_id"], e["status"], e.get("reason_code"), e.get("reason_text"))
-                   for e in pending]
-        try:
-            self.counters["outbox_requests"] += await self.client.post_letters(
-                updates, batch_size=self.s.batch_size)
-            self.store.outbox_ack([e["seq"] for e in pending])
-        except ApiError as e:
-            if e.status in (400, 404, 422):
-                await self._send_one_by_one(pending)
-            else:
-                raise ApiUnavailable(str(e)) from e
-        await self.committer.durable()
-
-    async def _send_one_by_one(self, pending: list[dict[str, Any]]) -> None:
-        """A batch was refused: isolate the bad update so the rest still get through."""
-        for e in pending:
-            try:
-                await self.client.patch_letter(e["letter_id"], e["status"], e.get("reason_code"),
-                                               e.get("reason_text"))
-            except ApiError as err:
-                if err.status not in (400, 404, 422):
-                    raise ApiUnavailable(str(err)) from err
-                self.alert("api", f"API refused {e['status']}: {err}", e["letter_id"])
-                self.counters["refused_updates"] += 1
-            self.store.outbox_ack([e["seq"]])
 
     # --- restart ----------------------------------------------------------------------
 
@@ -603,8 +516,8 @@ class Pipeline:
                         self.counters["recovered"] += 1
                         await self.events.put(DeviceEvent(device, kind, lid, None, {"recovered": True}))
         for rec in by_stage.get("wait-inserter", []) + by_stage.get("wait-franker", []):
-            pass  # picked up by _retry_waiting when a device comes up
-        await self._retry_waiting()
+            pass  # picked up by retry_waiting when a device comes up
+        await self.retry_waiting()
         await self.committer.durable()
 
     async def _resubmit(self, stage: str, letter_id: str) -> None:
@@ -631,5 +544,5 @@ class Pipeline:
             "outbox": len(self.store.outbox_pending()),
             "alerts": [vars(a) for a in list(self.alerts)[-20:]],
             "counters": dict(self.counters),
-            "api_ok": self.api_ok,
+            "api_ok": self.api_ok and self.outbox.api_ok,
         }
