@@ -53,6 +53,8 @@ class Faults:
     refill_seconds: float = 0.0  # out of stock: refilled after this long (0 = wait for refill())
     divert_every: int = 0
     unknown_code_at: int = 0  # report an error with a code no protocol file knows
+    error_at: int = 0  # report a known error code after the Nth piece
+    mute_at: int = 0  # handle the Nth piece but never report it (a lost report)
     scan_ids: bool = False  # inserter: report the scanned letter id with each piece
     checksum: str = "crc16-ccitt"  # framed: must match the protocol file
     checksum_encoding: str = "binary-be"
@@ -148,6 +150,7 @@ class _DeviceSim:
         self._jam_until = 0.0
         self._refill_at = 0.0
         self._unplug_pending = False
+        self._await_host = False
         self.reporting = True
         self.paused = False
 
@@ -226,6 +229,8 @@ class _DeviceSim:
                 if now < self._quiet_until:
                     self._inbuf += data  # hung: commands wait in the buffer
                     continue
+                if data:
+                    self._await_host = False
                 if data or self._inbuf:
                     self._inbuf += data
                     for cmd in self.take_commands():
@@ -250,7 +255,8 @@ class _DeviceSim:
             self.send(self.ready_message())
         elif self.state == "OUT_OF_STOCK" and self.f.refill_seconds and now >= self._refill_at + self.f.refill_seconds:
             self.stock = self.FULL_STOCK
-        if self.state in ("READY", "RUN") and not self.paused and self.queue and now >= self._next_piece:
+        if (self.state in ("READY", "RUN") and not self.paused and not self._await_host and self.queue
+                and now >= self._next_piece):
             self._next_piece = now + self.f.piece_seconds
             self._process()
         if not self.queue and self.state == "RUN":
@@ -278,7 +284,9 @@ class _DeviceSim:
         self.total = n
         self.done += 1
         self.stock -= 1
-        if self.f.divert_every and n % self.f.divert_every == 0:
+        if self.f.mute_at == n:
+            pass
+        elif self.f.divert_every and n % self.f.divert_every == 0:
             self.diverted += 1
             self.send(self.divert_message(batch, seq, letter_id))
         else:
@@ -287,6 +295,8 @@ class _DeviceSim:
             self.send(self.stock_message(self.stock))
         if self.f.unknown_code_at == n:
             self.send(self.error_message(unknown=True))
+        if self.f.error_at == n:
+            self.send(self.error_message())
         if self.f.silence_after == n:
             self._quiet_until = time.monotonic() + self.f.silence_seconds
         if self.f.unplug_after == n:
@@ -303,6 +313,7 @@ class _DeviceSim:
             lost -= 1
         time.sleep(max(0.0, deadline - time.monotonic()))
         self.port.plug()
+        self._await_host = True  # resume when the appliance speaks again (keeps tests exact)
 
     def clear_jam(self) -> None:
         """The operator pulls the jammed piece (it counts as diverted) and restarts."""
