@@ -1,0 +1,214 @@
+"""Letters through the real pipeline onto CUPS queues backed by ippeveprinter emulators.
+
+What counts is what the emulators received (every document they were sent is kept) and
+what the sandbox API was told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from appliance.api import SupplierClient
+from appliance.config import sandbox_api
+from appliance.packs import load_packs
+from appliance.pipeline import Pipeline, PipelineSettings
+from appliance.profile import load_profile
+from appliance.routing import why_not
+from appliance.sandbox import Sandbox, SandboxOptions
+from appliance.store import Store
+
+pytestmark = pytest.mark.cups
+
+GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
+PACKS = load_packs()
+STD_PAPER = '["paper-std-white-80", "paper-std-white-100"]'
+CAPS = {  # profile capabilities of the shared fleet (tests/cups_env.py FLEET)
+    "press-mono": f"paper_ids = {STD_PAPER}\nmax_weight_gsm = 100\ncolour = false\nduplex = true",
+    "press-colour": f"paper_ids = {STD_PAPER}\nmax_weight_gsm = 100\ncolour = true\nduplex = true",
+    "embosser": 'paper_ids = ["paper-braille"]\nmax_weight_gsm = 160\ncolour = false\nduplex = true\n'
+                'features = ["BRAILLE"]',
+}
+ANY_STD = CAPS["press-colour"]
+
+
+def squeeze(seq):
+    out = []
+    for s in seq:
+        if not out or out[-1] != s:
+            out.append(s)
+    return out
+
+
+def write_profile(path: Path, server: str, printers: list[tuple[str, str, str]]) -> Path:
+    """printers: (name, capability lines, extra driver settings)."""
+    text = ['[profile]\nname = "cups-test"\non_no_printer = "reject"\nprint_attempts = 3\n']
+    for name, caps, extra in printers:
+        text.append(f'[[printer]]\nname = "{name}"\ndriver = "cups"\nqueue = "{name}"\nserver = "{server}"\n'
+                    f'paper_sizes = ["A4"]\n{caps}\nnotify_seconds = 0.1\npoll_seconds = 1.0\n{extra}\n')
+    text.append('[[inserter]]\nname = "inserter-1"\ndriver = "sim"\npiece_seconds = 0.001\n')
+    text.append('[[franker]]\nname = "franker-1"\ndriver = "sim"\npiece_seconds = 0.001\n')
+    path.write_text("\n".join(text))
+    return path
+
+
+class Floor:
+    """Sandbox API + store + pipeline on a CUPS profile; the pipeline can be restarted."""
+
+    def __init__(self, tmp_path: Path, profile: Path, letters: int, seed: int):
+        self.tmp = tmp_path
+        self.profile = load_profile(profile)
+        self.sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0, seed=seed))
+        self.pipe: Pipeline | None = None
+
+    async def __aenter__(self):
+        await self.sb.start(host="127.0.0.1", port=0)
+        return self
+
+    async def start_pipeline(self) -> Pipeline:
+        state = self.tmp / "state"
+        self.store = Store(state)
+        self.client = SupplierClient(sandbox_api(self.sb.base_url))
+        self.pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1), self.client,
+                             self.store, self.profile, PACKS, state_dir=state)
+        await self.pipe.start()
+        return self.pipe
+
+    async def stop_pipeline(self) -> None:
+        if self.pipe:
+            await self.pipe.stop()
+            await self.client.aclose()
+            self.store.close()
+            self.pipe = None
+
+    async def __aexit__(self, *exc):
+        await self.stop_pipeline()
+        await self.sb.stop()
+
+    def statuses(self, letter) -> list[str]:
+        return squeeze([s for s, _ in letter.history if s != "PENDING"])
+
+    def alerts(self) -> list[str]:
+        return [a.message for a in self.pipe.alerts]
+
+
+async def wait_until(pred, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if pred():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def received_by(emulators) -> dict[str, Counter]:
+    return {name: Counter(em.received()) for name, em in emulators.items()}
+
+
+async def test_letters_are_routed_by_capability_and_printed_with_their_options(cups_fleet, tmp_path):
+    server = cups_fleet.server
+    profile = write_profile(tmp_path / "p.toml", server, [(n, CAPS[n], "") for n in CAPS])
+    async with Floor(tmp_path, profile, letters=16, seed=101) as floor:
+        await floor.start_pipeline()
+        assert await floor.pipe.run_until_idle(timeout=90)
+        got = received_by(cups_fleet.emulators)
+        specs = {p.name: p for p in floor.profile.printers}
+        kinds = Counter()
+        for letter in floor.sb.letters.values():
+            pack = PACKS[letter.specification_id]
+            assert floor.statuses(letter) == GOOD_PATH, (letter.id, floor.statuses(letter))
+            where = [name for name, c in got.items() if c[letter.id]]
+            assert len(where) == 1 and got[where[0]][letter.id] == 1, (letter.id, where)
+            printer = where[0]
+            assert why_not(specs[printer].caps, pack, floor.profile.print_features) is None
+            attrs = cups_fleet.emulators[printer].attributes()[letter.id]
+            assert attrs["IPP_PRINT_COLOR_MODE"] == ("color" if pack.colour else "monochrome")
+            assert attrs["IPP_SIDES"] == ("two-sided-long-edge" if pack.duplex else "one-sided")
+            kinds["braille" if "BRAILLE" in pack.features else "colour" if pack.colour else "mono"] += 1
+            if "BRAILLE" in pack.features:
+                assert printer == "embosser"
+            if pack.colour:
+                assert printer == "press-colour"
+        assert kinds["braille"] and kinds["colour"] and kinds["mono"]
+
+
+async def test_stopped_printer_gets_no_letters_and_raises_an_alert(cups_fleet, tmp_path):
+    cups_fleet.run("cupsdisable", "press-mono")
+    profile = write_profile(tmp_path / "p.toml", cups_fleet.server,
+                            [("press-mono", ANY_STD, ""), ("press-colour", ANY_STD, ""),
+                             ("embosser", CAPS["embosser"], "")])
+    before = Counter(cups_fleet.emulators["press-mono"].received())
+    async with Floor(tmp_path, profile, letters=6, seed=202) as floor:
+        await floor.start_pipeline()
+        await wait_until(lambda: floor.pipe.device_state["press-mono"] == "stopped")
+        assert await floor.pipe.run_until_idle(timeout=60)
+        assert all(floor.statuses(l) == GOOD_PATH for l in floor.sb.letters.values())
+        assert Counter(cups_fleet.emulators["press-mono"].received()) == before
+        assert any("press-mono" in a and "stopped" in a for a in floor.alerts())
+
+
+async def test_emulator_killed_mid_job_letter_rerouted_by_stall_policy(cups_sandbox, tmp_path):
+    em = cups_sandbox.add_printer("stall-press", colour=True)
+    em.hold()
+    profile = write_profile(tmp_path / "p.toml", cups_sandbox.server,
+                            [("stall-press", ANY_STD, 'stall_seconds = 1.5\non_stall = "reroute"'),
+                             ("press-colour", ANY_STD, "")])
+    try:
+        async with Floor(tmp_path, profile, letters=1, seed=303) as floor:
+            await floor.start_pipeline()
+            (letter,) = floor.sb.letters.values()
+            await wait_until(lambda: letter.id in em.attributes())
+            assert "PRINTED" not in floor.statuses(letter)
+            em.kill()
+            assert await floor.pipe.run_until_idle(timeout=60)
+            assert floor.statuses(letter) == GOOD_PATH
+            assert cups_sandbox.emulators["press-colour"].received().count(letter.id) == 1
+            assert any("no progress" in a for a in floor.alerts())
+            assert floor.pipe.device_state["stall-press"] == "stopped"
+    finally:
+        cups_sandbox.remove_printer("stall-press")
+
+
+async def test_job_cancelled_in_cups_is_rerouted_never_printed_twice(cups_sandbox, tmp_path):
+    em = cups_sandbox.add_printer("cancel-press", colour=True)
+    em.hold()
+    profile = write_profile(tmp_path / "p.toml", cups_sandbox.server,
+                            [("cancel-press", ANY_STD, ""), ("press-colour", ANY_STD, "")])
+    try:
+        async with Floor(tmp_path, profile, letters=1, seed=404) as floor:
+            await floor.start_pipeline()
+            (letter,) = floor.sb.letters.values()
+            await wait_until(lambda: letter.id in em.attributes())
+            job = floor.store.get(letter.id)["job"]
+            cups_sandbox.run("cancel", job)
+            assert await floor.pipe.run_until_idle(timeout=60)
+            assert floor.statuses(letter) == GOOD_PATH
+            assert cups_sandbox.emulators["press-colour"].received().count(letter.id) == 1
+            assert any("job.canceled" in a and "rerouting" in a for a in floor.alerts())
+    finally:
+        cups_sandbox.remove_printer("cancel-press")
+
+
+async def test_restart_mid_run_submits_no_job_twice(cups_fleet, tmp_path):
+    profile = write_profile(tmp_path / "p.toml", cups_fleet.server, [(n, CAPS[n], "") for n in CAPS])
+    for em in cups_fleet.emulators.values():
+        em.hold()
+    async with Floor(tmp_path, profile, letters=12, seed=505) as floor:
+        await floor.start_pipeline()
+        # every printer is busy with one letter and has more queued behind it in CUPS
+        await wait_until(lambda: all(any(l in em.attributes() for l in floor.sb.letters)
+                                     for em in cups_fleet.emulators.values()))
+        await wait_until(lambda: len(floor.store.letters(stage="printing")) >= 6)
+        await floor.stop_pipeline()  # the appliance goes away mid-run
+        for em in cups_fleet.emulators.values():
+            em.release()
+        await asyncio.sleep(1.5)  # CUPS finishes some jobs while nobody watches
+        pipe = await floor.start_pipeline()
+        assert await pipe.run_until_idle(timeout=90)
+        assert pipe.counters["recovered"] >= 1
+        got = received_by(cups_fleet.emulators)
+        for letter in floor.sb.letters.values():
+            assert floor.statuses(letter) == GOOD_PATH, (letter.id, floor.statuses(letter))
+            assert sum(c[letter.id] for c in got.values()) == 1, (letter.id, got)
