@@ -132,7 +132,7 @@ def doctor_checks(profile, config=None) -> list:
                                                     f"cupsenable {queue}"))
             if not st.accepting:
                 checks.append(Check(False, subject, f"queue {queue} rejects jobs; accept them with cupsaccept {queue}"))
-            for reason in alert_worthy(tuple(st.reasons)):
+            for reason in alert_worthy(tuple(r for r in st.reasons if r != "paused")):  # paused = stopped
                 checks.append(Check(False, subject, f"queue {queue} reports {reason}; see the printer"))
             if st.enabled and st.accepting:
                 checks.append(Check(True, subject, f"queue {queue} on {where}: {st.state}, accepting, "
