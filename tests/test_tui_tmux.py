@@ -20,7 +20,7 @@ def capture(session: str) -> str:
                           text=True).stdout
 
 
-def wait_for(session: str, text: str, timeout: float = 15) -> str:
+def wait_for(session: str, text: str, timeout: float = 25) -> str:
     deadline = time.monotonic() + timeout
     screen = ""
     while time.monotonic() < deadline:
@@ -40,7 +40,7 @@ def test_tui_in_tmux_against_demo_daemon():
                              "--quiet", "--socket", str(sock), "--state-dir", str(tmp / "state")],
                             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        for _ in range(150):
+        for _ in range(300):
             if sock.exists():
                 break
             time.sleep(0.1)
