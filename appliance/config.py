@@ -45,6 +45,7 @@ class Config:
     profile: Path
     packs_dir: Path | None = None
     source: Path | None = None
+    stale_after_hours: float = 24.0
 
 
 def _url(v: str) -> str | None:
@@ -90,6 +91,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
     "poll": {
         "interval": (float, 5.0, _positive),
         "limit": (int, MAX_LIST_LIMIT, _limit),
+        # Before printing a letter older than this, ask the API whether it is still wanted.
+        "stale_after_hours": (float, 24.0, _positive),
     },
     "outbox": {
         "batch_size": (int, 500, _batch),
@@ -201,6 +204,7 @@ def load_config(path: str | Path) -> Config:
         ),
         poll_interval=v["poll"]["interval"],
         limit=v["poll"]["limit"],
+        stale_after_hours=v["poll"]["stale_after_hours"],
         batch_size=v["outbox"]["batch_size"],
         state_dir=state_dir,
         spool_dir=_resolve(base, paths["spool_dir"]) if paths["spool_dir"] else state_dir / "spool",

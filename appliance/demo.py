@@ -200,7 +200,8 @@ async def _run(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int:
     client = SupplierClient(cfg.api)
     settings = PipelineSettings(spool_dir=cfg.spool_dir, poll_interval=cfg.poll_interval,
                                 limit=cfg.limit, batch_size=cfg.batch_size,
-                                max_pdf_bytes=cfg.api.max_pdf_bytes)
+                                max_pdf_bytes=cfg.api.max_pdf_bytes,
+                                stale_after=cfg.stale_after_hours * 3600)
     pipe = Pipeline(settings, client, store, profile, load_packs(cfg.packs_dir), state_dir=cfg.state_dir)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

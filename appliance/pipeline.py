@@ -52,6 +52,7 @@ class PipelineSettings:
     max_in_flight: int = 1000  # letters between intake and dispatch; bounds memory and the hot store
     outbox_interval: float = 0.1
     commit_interval: float = 0.005
+    stale_after: float = 24 * 3600.0  # seconds; older letters are re-checked with the API before printing
 
 
 @dataclass
@@ -328,12 +329,45 @@ class Pipeline:
             self.store.update(letter_id, stage="new", event="respool")
             await self.respool(letter_id)
             return
+        if not await self._still_wanted(rec):
+            return
         self.store.update(letter_id, stage="printing", printer=choice.name, event="submit",
                           device=choice.name)
         await self.committer.durable()  # intent before side effect
         self.load[choice.name] += 1
         job = await self.devices[choice.name].submit(self._work(self.store.get(letter_id)))
         self.store.update(letter_id, job=job)
+
+    async def _still_wanted(self, rec: dict) -> bool:
+        """A letter that waited past ``stale_after`` is printed only if Notify still wants it.
+
+        Notify may have cancelled it meanwhile; its status there must be the one we sent
+        (ACCEPTED) or PENDING (our ACCEPTED not yet acknowledged).  Otherwise skip it.
+        """
+        age = time.time() - rec.get("created", time.time())
+        if age <= self.s.stale_after or rec.get("stale_checked"):
+            return True
+        try:
+            current = await self.client.get_letter(rec["id"])
+        except ApiUnavailable as e:
+            self.alert("api", f"cannot check stale letter, printing it anyway: {e}", rec["id"])
+            return True
+        except ApiError as e:
+            current = None
+            self.alert("api", f"stale letter check failed ({e})", rec["id"])
+        if current is not None and current.status in (Status.ACCEPTED, Status.PENDING, Status.PRINTED):
+            self.store.update(rec["id"], stale_checked=True, event="stale check: still wanted")
+            return True
+        seen = current.status if current else "unknown"
+        self.counters["stale_skipped"] += 1
+        if seen == Status.CANCELLED:
+            # Mirror Notify's decision locally; repeating CANCELLED to the API is harmless.
+            self._set_status(rec["id"], Status.CANCELLED, "STALE_CANCELLED",
+                             f"cancelled at Notify while waiting {age / 3600:.1f} h", event="stale check")
+            self.finish(rec["id"], stage="skipped-stale")
+        else:
+            self.operator_hold(rec["id"], f"waited {age / 3600:.1f} h and is {seen} at Notify; not printed")
+        return False
 
     async def respool(self, letter_id: str) -> None:
         """Re-download a letter already ACCEPTED whose spooled PDF is gone."""

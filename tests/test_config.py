@@ -40,6 +40,7 @@ def test_good_config_defaults_and_relative_paths(tmp_path):
     assert cfg.api.base_url == "http://127.0.0.1:9000"
     assert cfg.api.auth == "none"
     assert cfg.limit == 2500 and cfg.batch_size == 500 and cfg.api.rate_limit == 300.0
+    assert cfg.stale_after_hours == 24.0
     assert cfg.state_dir == (tmp_path / "state").resolve()
     assert cfg.spool_dir == cfg.state_dir / "spool"
     assert cfg.profile == (tmp_path / "floor.toml").resolve()
