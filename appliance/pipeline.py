@@ -570,8 +570,10 @@ class Pipeline:
         return {
             "counts": self.store.counts(),
             "devices": {
-                name: {"family": self.specs[name].family, "state": self.device_state.get(name),
-                       "load": self.load[name], **vars(drv.health())}
+                name: {**vars(drv.health()), "driver_state": drv.health().state,
+                       "family": self.specs[name].family,
+                       # the pipeline's view wins: paused/draining by an operator, stopped by CUPS
+                       "state": self.device_state.get(name), "load": self.load[name]}
                 for name, drv in self.devices.items()
             },
             "held": len(self.held),
