@@ -56,7 +56,7 @@ def _ask(drv, port: str, timeout: float) -> Probe:
     proto = drv.protocol
     try:
         ser = serial.Serial(port, timeout=0.05, write_timeout=2, exclusive=True, **serial_kwargs(drv.serial))
-    except (serial.SerialException, OSError, ValueError) as e:
+    except Exception as e:  # SerialException, OSError, termios.error, ValueError
         return Probe(False, drv.port, describe_open_error(drv.port, e), proto.name)
     framer = proto.framer()
     ack = proto.framing.get("ack")
@@ -79,7 +79,7 @@ def _ask(drv, port: str, timeout: float) -> Probe:
                     return Probe(True, drv.port, f"answers status: {frame.text}", proto.name, m.groups)
         return Probe(False, drv.port, f"port opens but no status answer within {timeout:.1f} s; check baud/parity "
                                       "and that the machine is on", proto.name)
-    except (serial.SerialException, OSError) as e:
+    except Exception as e:  # the port went away mid-question
         return Probe(False, drv.port, f"link lost while asking ({e})", proto.name)
     finally:
         ser.close()

@@ -84,7 +84,7 @@ class SerialLink:
             try:
                 ser.write(data)
                 ser.flush()
-            except (serial.SerialException, OSError, ValueError) as e:
+            except Exception as e:  # SerialException, OSError, termios.error from tcdrain...
                 raise LinkDown(str(e)) from e
             self.counters["bytes_out"] += len(data)
 
@@ -99,7 +99,7 @@ class SerialLink:
     def _open(self) -> serial.Serial | None:
         try:
             ser = serial.Serial(self.port, timeout=0.05, write_timeout=2, exclusive=True, **self.kwargs)
-        except (serial.SerialException, OSError, ValueError) as e:
+        except Exception as e:  # SerialException, OSError, termios.error, ValueError
             msg = describe_open_error(self.port, e)
             if msg != self.last_error:
                 log.warning("%s: %s", self.name, msg)
@@ -130,7 +130,7 @@ class SerialLink:
             self.up = False
             try:
                 ser.close()
-            except (serial.SerialException, OSError):
+            except Exception:
                 pass
             if self._stop.is_set():
                 break
@@ -143,7 +143,7 @@ class SerialLink:
         while not self._stop.is_set():
             try:
                 data = ser.read(max(1, ser.in_waiting))
-            except (serial.SerialException, OSError, TypeError) as e:
+            except Exception as e:  # SerialException, OSError, termios.error: the port is gone
                 return f"{self.port}: link lost ({e})"
             if not data:
                 continue

@@ -17,9 +17,12 @@ unplug/replug (reports made meanwhile are lost), jam, stock running out, unknown
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import random
 import select
+import struct
+import termios
 import threading
 import time
 import tty
@@ -90,6 +93,16 @@ class PtyPort:
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(os.ttyname(self.slave))
         os.replace(tmp, self.link)
+
+    def drain(self, timeout: float = 1.0) -> None:
+        """Wait until the other end has read what we wrote (pulling a cable a moment later)."""
+        deadline = time.monotonic() + timeout
+        time.sleep(0.02)  # the kernel moves written bytes to the slave side asynchronously
+        while self.slave is not None and time.monotonic() < deadline:
+            pending = struct.unpack("i", fcntl.ioctl(self.slave, termios.FIONREAD, b"\0\0\0\0"))[0]
+            if not pending:
+                return
+            time.sleep(0.002)
 
     def unplug(self) -> None:
         self.link.unlink(missing_ok=True)
@@ -291,7 +304,11 @@ class _DeviceSim:
             self.send(self.divert_message(batch, seq, letter_id))
         else:
             self.send(self.piece_message(batch, seq, letter_id, extra))
-        if self.f.stock_low and self.stock <= self.f.stock_low:
+        if self.stock <= 0:  # the last envelope/ink went into this piece: stop now
+            self.state = "OUT_OF_STOCK"
+            self._refill_at = time.monotonic()
+            self.send(self.stock_message(0))
+        elif self.f.stock_low and self.stock <= self.f.stock_low:
             self.send(self.stock_message(self.stock))
         if self.f.unknown_code_at == n:
             self.send(self.error_message(unknown=True))
@@ -305,6 +322,7 @@ class _DeviceSim:
     def _do_unplug(self) -> None:
         """The cable is pulled: work goes on, but its reports are lost."""
         self._flush()
+        self.port.drain()
         self.port.unplug()
         deadline = time.monotonic() + self.f.unplug_seconds
         lost = self.f.unplug_lost
