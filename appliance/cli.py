@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "appliance.sandbox.cli",
     "appliance.api_cli",
     "appliance.demo",
+    "appliance.daemon",
     "appliance.doctor",
     "appliance.control_cli",
     "tui.cli",

@@ -1,8 +1,8 @@
-"""``appliance demo`` and ``appliance run``: the pipeline, with and without the sandbox.
+"""``appliance demo``: the pipeline on the embedded demo floor against the in-process sandbox.
 
 The demo starts the local sandbox in-process, loads the embedded demo floor (file
 printers, simulated inserter and franking machine), and runs letters to a final status
-while showing progress.  ``run`` is the long-running daemon against a configured API.
+while showing progress.  The long-running daemon is in daemon.py.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from .api import SupplierClient
-from .config import load_config, sandbox_api
+from .config import sandbox_api
 from .control import DEFAULT_SOCKET, ControlServer
 from .errors import UserError
 from .packs import load_packs
@@ -50,14 +50,6 @@ def register(sub) -> None:
                    help="keep running after every letter is final, until SIGINT/SIGTERM "
                         "(so a console can attach)")
     p.set_defaults(func=cmd_demo)
-
-    r = sub.add_parser("run", help="run the appliance daemon (poll, print, report) until SIGTERM",
-                       description="The long-running daemon. SIGTERM or SIGINT drains cleanly.")
-    r.add_argument("--config", metavar="PATH", default="/etc/appliance/appliance.toml")
-    r.add_argument("--log-level", default="INFO")
-    r.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
-                   help=f"control socket for consoles (default {DEFAULT_SOCKET})")
-    r.set_defaults(func=cmd_run)
 
 
 def demo_profile_path() -> Path:
@@ -187,41 +179,3 @@ def cmd_demo(args) -> int:
     # Warnings (alerts) are counted in the summary; keep the progress line readable.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     return asyncio.run(_demo(args))
-
-
-# --- daemon ---------------------------------------------------------------------------
-
-
-async def _run(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int:
-    cfg = load_config(config_path)
-    profile = load_profile(cfg.profile)
-    cfg.state_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(cfg.state_dir)
-    client = SupplierClient(cfg.api)
-    settings = PipelineSettings(spool_dir=cfg.spool_dir, poll_interval=cfg.poll_interval,
-                                limit=cfg.limit, batch_size=cfg.batch_size,
-                                max_pdf_bytes=cfg.api.max_pdf_bytes,
-                                stale_after=cfg.stale_after_hours * 3600)
-    pipe = Pipeline(settings, client, store, profile, load_packs(cfg.packs_dir), state_dir=cfg.state_dir)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await pipe.start()
-    control = await _start_control(pipe, socket_path)
-    logging.getLogger("appliance").info("running: %s, profile %s", cfg.api.base_url, profile.name)
-    try:
-        await stop.wait()
-    finally:
-        logging.getLogger("appliance").info("draining")
-        if control:
-            await control.stop()
-        await pipe.stop()
-        await client.aclose()
-        store.close()
-    return 0
-
-
-def cmd_run(args) -> int:
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(_run(args.config, args.socket))

@@ -1,0 +1,84 @@
+"""``appliance run``: the long-running daemon against a configured Supplier API.
+
+Under systemd (Type=notify) it reports READY once the pipeline and control socket are up,
+pets the watchdog while the event loop is alive, and says STOPPING while it drains.
+SIGTERM/SIGINT drain cleanly: what is in flight is recorded and resumed on next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from . import sdnotify
+from .api import SupplierClient
+from .auth import load_private_key
+from .config import load_config
+from .control import DEFAULT_SOCKET
+from .demo import _start_control
+from .packs import load_packs
+from .pipeline import Pipeline, PipelineSettings
+from .profile import load_profile
+from .store import Store
+
+log = logging.getLogger("appliance")
+
+
+def register(sub) -> None:
+    r = sub.add_parser("run", help="run the appliance daemon (poll, print, report) until SIGTERM",
+                       description="The long-running daemon. SIGTERM or SIGINT drains cleanly.")
+    r.add_argument("--config", metavar="PATH", default="/etc/appliance/appliance.toml")
+    r.add_argument("--log-level", default="INFO")
+    r.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
+                   help=f"control socket for consoles (default {DEFAULT_SOCKET})")
+    r.set_defaults(func=cmd_run)
+
+
+async def _watchdog(interval: float) -> None:
+    while True:
+        sdnotify.notify("WATCHDOG=1")
+        await asyncio.sleep(interval)
+
+
+async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int:
+    cfg = load_config(config_path)
+    profile = load_profile(cfg.profile)
+    if cfg.api.auth == "jwt":
+        load_private_key(cfg.api.private_key)  # refuse to start on a missing or exposed key
+    cfg.state_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(cfg.state_dir)
+    client = SupplierClient(cfg.api)
+    settings = PipelineSettings(spool_dir=cfg.spool_dir, poll_interval=cfg.poll_interval,
+                                limit=cfg.limit, batch_size=cfg.batch_size,
+                                max_pdf_bytes=cfg.api.max_pdf_bytes,
+                                stale_after=cfg.stale_after_hours * 3600)
+    pipe = Pipeline(settings, client, store, profile, load_packs(cfg.packs_dir), state_dir=cfg.state_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await pipe.start()
+    control = await _start_control(pipe, socket_path)
+    log.info("running: %s, profile %s", cfg.api.base_url, profile.name)
+    sdnotify.notify(f"READY=1\nSTATUS=printing for {cfg.api.base_url} with profile {profile.name}")
+    interval = sdnotify.watchdog_interval()
+    dog = asyncio.create_task(_watchdog(interval)) if interval else None
+    try:
+        await stop.wait()
+    finally:
+        log.info("draining")
+        sdnotify.notify("STOPPING=1")
+        if dog:
+            dog.cancel()
+        if control:
+            await control.stop()
+        await pipe.stop()
+        await client.aclose()
+        store.close()
+    return 0
+
+
+def cmd_run(args) -> int:
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run_daemon(args.config, args.socket))
