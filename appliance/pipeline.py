@@ -37,6 +37,9 @@ log = logging.getLogger("appliance.pipeline")
 SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
+#: Stages in which a letter has been given (or is about to be given) to a device.
+SUBMIT_STAGES = frozenset({"printing", "enclosing", "franking"})
+
 #: The stage a letter must be in for a device event to prove its next status.
 STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Status.DISPATCHED: "franking"}
 
@@ -98,6 +101,8 @@ class Pipeline:
         self._queued: set[str] = set()
         self.last_poll_empty = False
         self.api_ok = True
+        self._submits: list[tuple[str, str]] = []  # (device, letter id) awaiting durable intent
+        self._dispatch_wake = asyncio.Event()
         self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -115,6 +120,7 @@ class Pipeline:
             asyncio.create_task(self.committer.run(), name="committer"),
             asyncio.create_task(self._event_loop(), name="events"),
             asyncio.create_task(self.outbox.run(), name="outbox"),
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
         ]
         self._tasks += [
             asyncio.create_task(self._download_worker(), name=f"download-{i}")
@@ -333,10 +339,7 @@ class Pipeline:
             return
         self.store.update(letter_id, stage="printing", printer=choice.name, event="submit",
                           device=choice.name)
-        await self.committer.durable()  # intent before side effect
-        self.load[choice.name] += 1
-        job = await self.devices[choice.name].submit(self._work(self.store.get(letter_id)))
-        self.store.update(letter_id, job=job)
+        self._intend(choice.name, letter_id)
 
     async def _still_wanted(self, rec: dict) -> bool:
         """A letter that waited past ``stale_after`` is printed only if Notify still wants it.
@@ -415,9 +418,48 @@ class Pipeline:
             self.alert("routing", f"no {family} available; letter waits", letter_id)
             return
         self.store.update(letter_id, stage=stage, device=name, event="submit")
-        await self.committer.durable()
-        self.load[name] += 1
-        await self.devices[name].submit(self._work(rec))
+        self._intend(name, letter_id)
+
+    # --- handing work to devices ------------------------------------------------------
+
+    def _intend(self, device: str, letter_id: str) -> None:
+        """Queue a submission whose intent is already in the store (not yet durable)."""
+        self.load[device] += 1
+        self._submits.append((device, letter_id))
+        self._dispatch_wake.set()
+
+    async def _dispatch_loop(self) -> None:
+        """Make recorded intents durable, then hand the work over, in the order intended.
+
+        One commit covers every intent recorded meanwhile, so durability costs one flush
+        per burst, and the event loop never waits on the disk to hand a piece on.
+        """
+        while True:
+            await self._dispatch_wake.wait()
+            self._dispatch_wake.clear()
+            # Take the batch first: every intent in it was recorded before the commit
+            # we now wait for, so all of them are on disk before any is handed over.
+            batch, self._submits = self._submits, []
+            await self.committer.durable()  # intent before side effect
+            for device, letter_id in batch:
+                rec = self.store.get(letter_id)
+                if rec is None or rec.get("device") != device or rec["stage"] not in SUBMIT_STAGES:
+                    self.load[device] = max(0, self.load[device] - 1)  # cancelled meanwhile
+                    continue
+                try:
+                    ref = await self.devices[device].submit(self._work(rec))
+                except Exception as e:  # device refused: the letter must not silently stall
+                    self.load[device] = max(0, self.load[device] - 1)
+                    log.exception("submit to %s", device)
+                    self.alert(device, f"could not take work: {e}", letter_id)
+                    if rec["stage"] == "printing":
+                        await self.events.put(DeviceEvent(device, "job.aborted", letter_id, None,
+                                                          {"reason": f"submit failed: {e}"}))
+                    else:
+                        self.operator_hold(letter_id, f"{device} refused the piece: {e}")
+                    continue
+                if rec["stage"] == "printing":
+                    self.store.update(letter_id, job=ref)
 
     # --- device events ----------------------------------------------------------------
 
