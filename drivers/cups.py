@@ -423,6 +423,7 @@ class CupsPrinter(Driver):
             await self._io(lambda c: c.enablePrinter(self.queue))
         self.paused = False
         self._clear_stall()
+        await self._refresh_printer()  # what CUPS says now, not what it said while paused
         self._poll_now = True
         self._publish()
 

@@ -9,7 +9,8 @@ the connection's own host, so the worker sets it once when it starts.
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
 from typing import Any, Callable
 
 from appliance.errors import UserError
@@ -84,10 +85,15 @@ def call(conn, fn: Callable[..., Any], *args, **kw) -> Any:
 
 
 class CupsSession:
+    """One daemon thread, one connection.  A daemon thread because libcups can block for
+    a long time on a dead server, and that must never keep the appliance from exiting."""
+
     def __init__(self, server: str, label: str):
         self.server = server
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"cups-{label}")
         self._conn = None
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._worker, name=f"cups-{label}", daemon=True)
+        self._thread.start()
 
     def _run(self, fn, args, kw):
         if self._conn is None:
@@ -98,9 +104,35 @@ class CupsSession:
             self._conn = None  # reconnect on the next call
             raise
 
+    def _worker(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            loop, fut, fn, args, kw = item
+            try:
+                result, error = self._run(fn, args, kw), None
+            except BaseException as e:  # noqa: BLE001 - handed to the awaiting coroutine
+                result, error = None, e
+            try:
+                loop.call_soon_threadsafe(_settle, fut, result, error)
+            except RuntimeError:  # the loop is gone: nobody is waiting any more
+                pass
+
     async def __call__(self, fn: Callable[..., Any], *args, **kw) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run, fn, args, kw)
+        fut = loop.create_future()
+        self._q.put((loop, fut, fn, args, kw))
+        return await fut
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._q.put(None)
+
+
+def _settle(fut: asyncio.Future, result: Any, error: BaseException | None) -> None:
+    if fut.done():
+        return
+    if error is not None:
+        fut.set_exception(error)
+    else:
+        fut.set_result(result)

@@ -218,7 +218,7 @@ async def test_pause_queue_mode_disables_and_resume_enables(cups_fleet, tmp_path
         assert ev.states()[-1] == "paused"
         assert "disabled" in cups_fleet.run("lpstat", "-p", "press-colour").stdout
         await drv.resume()
-        assert ev.states()[-1] == "idle"
+        await ev.wait(lambda: ev.states()[-1] == "idle")
         assert "disabled" not in cups_fleet.run("lpstat", "-p", "press-colour").stdout
     finally:
         await drv.stop()
