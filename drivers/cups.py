@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from appliance.errors import ConfigError
 from drivers.base import Driver, Health, Work
 from drivers.cups_admin import doctor_checks  # noqa: F401 - appliance.doctor looks it up here
-from drivers.cups_ipp import (COMPLETED, FINAL_STATES, HELD, PENDING,
+from drivers.cups_ipp import (FINAL_STATES, HELD, PENDING,
                               PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
                               blocking, describe_job, device_state, ipp_options, job_event,
                               reasons_of)
+from drivers.cups_match import NamesHidden, match_jobs
 from drivers.cups_session import (NOT_FOUND, CupsRefused, CupsSession, CupsUnavailable,
                                   describe_server, import_cups)
 
@@ -442,34 +443,15 @@ class CupsPrinter(Driver):
         except (CupsUnavailable, CupsRefused) as e:
             self._alert("reconcile", f"cannot reconcile {len(letter_ids)} letter(s) after restart: {e}")
             return {}
-        ours = [(int(jid), a) for jid, a in jobs.items()
-                if str(a.get("job-printer-uri", "")).rstrip("/").endswith(f"/printers/{self.queue}")]
-        if any("job-name" not in a for _, a in ours):
+        try:
+            found, active = match_jobs(jobs, self.queue, letter_ids)
+        except NamesHidden:
             self._alert("private", "CUPS hides job names from this client, so a restart cannot match "
                                    "jobs to letters; set 'JobPrivateValues none' in cupsd.conf")
             return {}
-        by_name: dict[str, list[tuple[int, dict]]] = {}
-        for jid, a in sorted(ours):
-            by_name.setdefault(a["job-name"], []).append((jid, a))
-        found: dict[str, str] = {}
-        for lid in letter_ids:
-            cands = by_name.get(lid, [])
-            if not cands:
-                found[lid] = "absent"
-                continue
-            states = [(jid, a.get("job-state", 0), reasons_of(a.get("job-state-reasons")), a) for jid, a in cands]
-            done = [s for s in states if s[1] == COMPLETED and job_event(s[1], s[2]) == "job.completed"]
-            active = [s for s in states if s[1] not in FINAL_STATES]
-            if done:
-                found[lid] = "job.completed"
-            elif active:
-                jid, state, reasons, a = active[-1]
-                self.jobs[jid] = Tracked(jid, lid, 0, 0, state, reasons, a.get("job-impressions-completed", 0),
-                                         time.monotonic(), started=state in (PROCESSING, STOPPED))
-                found[lid] = job_event(state, reasons) or "job.queued"
-            else:
-                jid, state, reasons, _ = states[-1]
-                found[lid] = job_event(state, reasons) or "job.aborted"
+        for a in active:
+            self.jobs[a.job_id] = Tracked(a.job_id, a.letter_id, 0, 0, a.state, a.reasons, a.impressions,
+                                          time.monotonic(), started=a.state in (PROCESSING, STOPPED))
         self._poll_now = True
         self._publish()
         return found

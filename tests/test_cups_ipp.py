@@ -84,3 +84,20 @@ def test_bad_policy_is_a_one_line_config_error(tmp_path):
 
     with pytest.raises(ConfigError, match="on_stall: must be one of wait, reroute"):
         CupsPrinter("p", {"on_stall": "explode"}, lambda e: None, state_dir=tmp_path)
+
+
+def test_restart_matching_by_job_name():
+    from drivers.cups_match import NamesHidden, match_jobs
+
+    def job(name, state, reasons="none", queue="press"):
+        return {"job-name": name, "job-state": state, "job-state-reasons": reasons,
+                "job-printer-uri": f"ipp://localhost:631/printers/{queue}"}
+
+    jobs = {1: job("a", 8, "aborted-by-system"), 2: job("a", 9, "job-completed-successfully"),
+            3: job("b", 7, "job-canceled-by-user"), 4: job("b", 5, "job-printing"),
+            5: job("c", 9, "job-completed-with-errors"), 6: job("d", 9, queue="other")}
+    found, active = match_jobs(jobs, "press", ["a", "b", "c", "d"])
+    assert found == {"a": "job.completed", "b": "job.processing", "c": "job.aborted", "d": "absent"}
+    assert [(s.job_id, s.letter_id) for s in active] == [(4, "b")]
+    with pytest.raises(NamesHidden):
+        match_jobs({7: {"job-state": 9, "job-printer-uri": "ipp://x/printers/press"}}, "press", ["a"])
