@@ -19,8 +19,12 @@ COMMAND_MODULES = [
     "appliance.api_cli",
     "appliance.demo",
     "appliance.daemon",
+    "appliance.printers_cli",
+    "appliance.serial_cli",
     "appliance.doctor",
     "appliance.control_cli",
+    "appliance.mi_cli",
+    "appliance.returns_cli",
     "tui.cli",
 ]
 

@@ -40,6 +40,9 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 #: Stages in which a letter has been given (or is about to be given) to a device.
 SUBMIT_STAGES = frozenset({"printing", "enclosing", "franking"})
 
+#: Reconcile answers meaning "the device still holds this job and will report on it".
+STILL_AT_DEVICE = frozenset({"job.queued", "job.processing", "job.held", "job.stopped"})
+
 #: The stage a letter must be in for a device event to prove its next status.
 STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Status.DISPATCHED: "franking"}
 
@@ -114,8 +117,9 @@ class Pipeline:
             cls = drivers.driver_class(spec.family, spec.driver)
             drv = cls(spec.name, spec.settings, self.events.put_nowait, state_dir=self.state_dir)
             self.devices[spec.name] = drv
-            self.device_state[spec.name] = "idle"
             await drv.start()
+            # The driver knows best (a CUPS queue may be stopped); recovery routes by this.
+            self.device_state[spec.name] = drv.health().state
         self._tasks = [
             asyncio.create_task(self.committer.run(), name="committer"),
             asyncio.create_task(self._event_loop(), name="events"),
@@ -594,6 +598,10 @@ class Pipeline:
                     elif kind is None:
                         # The device cannot vouch for this piece either way.
                         self.operator_hold(lid, f"fate unknown after restart on {device or '?'}")
+                    elif kind in STILL_AT_DEVICE:
+                        # The device still has it and will report; count it as its load.
+                        self.load[device] += 1
+                        self.counters["still_at_device"] += 1
                     else:
                         self.counters["recovered"] += 1
                         await self.events.put(DeviceEvent(device, kind, lid, None, {"recovered": True}))
