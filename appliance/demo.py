@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import shutil
 import signal
 import sys
 import tempfile
@@ -44,6 +45,9 @@ def register(sub) -> None:
     p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
     p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
     p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--cups", action="store_true",
+                   help="print through a real private cupsd with emulated IPP printers "
+                        "(needs cups + cups-ipp-utils; about 1 s per job per printer)")
     p.add_argument("--socket", metavar="PATH",
                    help=f"serve the control socket here (default with --hold: {DEFAULT_SOCKET})")
     p.add_argument("--hold", action="store_true",
@@ -79,6 +83,13 @@ async def _demo(args) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="appliance-demo-")
         state_dir = Path(tmp.name)
     profile = load_profile(args.profile or demo_profile_path())
+    floor = None
+    if args.cups:
+        from .cups_demo import start_emulated_floor
+
+        floor, cups_profile = await asyncio.to_thread(
+            start_emulated_floor, Path(tempfile.mkdtemp(prefix="appliance-cups-")), profile)
+        profile = load_profile(cups_profile)
     store = Store(state_dir)
     client = SupplierClient(sandbox_api(sandbox.base_url))
     settings = PipelineSettings(spool_dir=state_dir / "spool", poll_interval=0.2, limit=2500,
@@ -126,6 +137,9 @@ async def _demo(args) -> int:
         }
         store.close()
         await sandbox.stop()
+        if floor:
+            await asyncio.to_thread(floor.stop)
+            shutil.rmtree(floor.root, ignore_errors=True)
         if tmp:
             tmp.cleanup()
     if not args.quiet:

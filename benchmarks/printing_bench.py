@@ -26,7 +26,7 @@ from pypdf import PdfWriter  # noqa: E402
 from appliance.packs import load_packs  # noqa: E402
 from drivers.base import Work  # noqa: E402
 from drivers.cups import CupsPrinter  # noqa: E402
-from tests.cups_env import CupsSandbox, missing_binaries, sandbox_root  # noqa: E402
+from drivers.sim.cups_floor import CupsSandbox, missing_binaries, sandbox_root  # noqa: E402
 
 
 async def run(letters: int, printers: int, pages: int) -> dict:

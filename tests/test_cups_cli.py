@@ -67,7 +67,7 @@ def test_doctor_reports_each_queue_problem_with_the_fix(cups_fleet, tmp_path, ca
 
 
 def test_doctor_unreachable_cups_is_one_line(tmp_path):
-    from tests.cups_env import free_port
+    from drivers.sim.cups_floor import free_port
 
     path = profile_file(tmp_path, f"127.0.0.1:{free_port()}", ["press-mono"])
     checks = [c for c in doctor.run_checks(load_profile(path)) if not c.ok]

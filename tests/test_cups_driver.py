@@ -249,7 +249,7 @@ async def test_reconcile_matches_jobs_by_job_name(cups_fleet, tmp_path):
 
 
 async def test_unreachable_cups_is_offline_with_an_alert_not_a_traceback(tmp_path):
-    from tests.cups_env import free_port
+    from drivers.sim.cups_floor import free_port
 
     events = Events()
     drv = CupsPrinter("nowhere", {"server": f"127.0.0.1:{free_port()}", "poll_seconds": 0.2}, events.append,
