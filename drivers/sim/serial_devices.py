@@ -150,8 +150,8 @@ class _DeviceSim:
         self.stock = self.f.stock if self.f.stock >= 0 else self.FULL_STOCK
         self.queue: deque[tuple[int, int, str, str]] = deque()  # (batch, seq, letter id, extra)
         self.end_requested: int | None = None
-        self.sent: list[str] = []  # every message really written (for tests)
-        self.received: list[str] = []  # every command understood
+        self.sent: deque[str] = deque(maxlen=100000)  # messages really written (for tests)
+        self.received: deque[str] = deque(maxlen=100000)  # commands understood
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
