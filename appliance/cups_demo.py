@@ -41,7 +41,7 @@ def cups_profile_text(base: Profile, server: str) -> str:
     for family, specs in (("inserter", base.inserters), ("franker", base.frankers)):
         for d in specs:
             out += [f"[[{family}]]", f"name = {_toml_value(d.name)}", f"driver = {_toml_value(d.driver)}"]
-            out += [f"{k} = {_toml_value(v)}" for k, v in d.settings.items()]
+            out += [f"{k} = {_toml_value(v)}" for k, v in d.settings.items() if not k.startswith("_")]
             out.append("")
     return "\n".join(out)
 
