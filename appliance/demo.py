@@ -39,7 +39,9 @@ def register(sub) -> None:
     p.add_argument("--bad-ratio", type=float, default=0.1,
                    help="share of letters with a bad PDF (default 0.1)")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", metavar="TOML", help="hardware profile (default: embedded demo floor)")
+    p.add_argument("--profile", metavar="TOML",
+                   help="hardware profile (default: file printers + serial inserter and franking "
+                        "machine simulated on ptys)")
     p.add_argument("--state-dir", metavar="DIR", help="keep state here (default: a temporary folder)")
     p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
     p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
@@ -57,7 +59,17 @@ def register(sub) -> None:
 
 
 def demo_profile_path() -> Path:
+    """The in-process simulated floor: file printers, simulated finishing with ledgers.
+
+    Fast and restart-safe (the simulators' ledgers survive a killed daemon), so the tests
+    and benchmarks of the pipeline itself use it."""
     return Path(str(resources.files("appliance").joinpath("profiles/demo.toml")))
+
+
+def serial_floor_path() -> Path:
+    """What ``appliance demo`` runs by default: file printers plus an inserter and a
+    franking machine simulated on pseudo-terminals, driven through pyserial."""
+    return Path(str(resources.files("appliance").joinpath("profiles/serial-floor.toml")))
 
 
 def _progress_line(pipe: Pipeline, started: float, total: int) -> str:
@@ -82,7 +94,7 @@ async def _demo(args) -> int:
     else:
         tmp = tempfile.TemporaryDirectory(prefix="appliance-demo-")
         state_dir = Path(tmp.name)
-    profile = load_profile(args.profile or demo_profile_path())
+    profile = load_profile(args.profile or serial_floor_path())
     floor = None
     if args.cups:
         from .cups_demo import start_emulated_floor

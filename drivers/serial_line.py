@@ -33,13 +33,14 @@ from drivers.sim.ledger import Ledger
 
 log = logging.getLogger("drivers.serial")
 
-BUILTIN_PROTOCOLS = Path(__file__).resolve().parent.parent / "hardware-profiles" / "protocols"
+#: Protocol files shipped with the package (hardware-profiles/protocols links here).
+BUILTIN_PROTOCOLS = Path(__file__).resolve().parent / "protocols"
 JOURNAL_KEEP = 20000  # journal lines kept at start (old batches are long settled)
 
 
 def protocol_path(settings: dict[str, Any], where: str) -> Path:
     """``protocol`` is a file path (absolute, or relative to the profile's folder) or the
-    bare name of a file in hardware-profiles/protocols/."""
+    bare name of a shipped protocol file (drivers/protocols/, linked as hardware-profiles/protocols/)."""
     value = settings.get("protocol") or ""
     if not value:
         raise ConfigError(f"{where} protocol: missing; name a protocol file, e.g. protocol = \"lf3000-ascii\"")
@@ -47,7 +48,7 @@ def protocol_path(settings: dict[str, Any], where: str) -> Path:
     if given.is_absolute():
         return given
     bases = [Path(settings["_profile_dir"])] if settings.get("_profile_dir") else []
-    bases += [BUILTIN_PROTOCOLS.parent, BUILTIN_PROTOCOLS, Path.cwd()]
+    bases += [BUILTIN_PROTOCOLS, Path.cwd()]
     names = [given] if given.suffix == ".toml" else [given.with_name(given.name + ".toml"), given]
     for base in bases:
         for name in names:
