@@ -1,0 +1,61 @@
+"""Snapshot tests of the console's main screens at 80x24 and 120x40.
+
+The console attaches to a canned daemon (real socket, fixed answers), so each screen
+renders the same on every run.  Regenerate after an intended change with
+``pytest tests/test_tui_snapshots.py --snapshot-update`` and review the SVG diff.
+"""
+
+import pytest
+
+from tests.canned_daemon import CannedDaemon
+from tui.app import ConsoleApp
+
+SOCKET = "/tmp/appliance-snapshot-console.sock"  # fixed: the path shows in the title bar
+
+
+@pytest.fixture
+def daemon(monkeypatch):
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")  # alert times render in local time
+    time.tzset()
+    with CannedDaemon(SOCKET) as d:
+        yield d
+    monkeypatch.undo()
+    time.tzset()
+
+
+async def _settle(pilot):
+    for _ in range(100):
+        if pilot.app.status:
+            break
+        await pilot.pause(0.02)
+    await pilot.pause(0.2)
+
+
+def _letters(pilot):
+    async def go(p):
+        await _settle(p)
+        await p.press("2")
+        await p.pause(0.5)
+    return go
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_dashboard_snapshot(snap_compare, daemon, size):
+    assert snap_compare(ConsoleApp(SOCKET, refresh_seconds=3600), terminal_size=size, run_before=_settle)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=["80x24", "120x40"])
+def test_letters_snapshot(snap_compare, daemon, size):
+    assert snap_compare(ConsoleApp(SOCKET, refresh_seconds=3600), terminal_size=size,
+                        run_before=_letters(None))
+
+
+@pytest.mark.parametrize("size", [(80, 24)], ids=["80x24"])
+def test_help_snapshot(snap_compare, daemon, size):
+    async def go(p):
+        await _settle(p)
+        await p.press("question_mark")
+        await p.pause(0.3)
+    assert snap_compare(ConsoleApp(SOCKET, refresh_seconds=3600), terminal_size=size, run_before=go)
