@@ -27,9 +27,19 @@ Commands (``args`` in brackets):
     the full record with ``history`` (the timeline: listed, verified, device events,
     every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
 ``pause`` / ``resume`` / ``drain`` [device]
-``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason] / ``return`` [id, reason]
+``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason?, code?] / ``return`` [id, reason]
 ``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
-    operator actions; the result is a one-line message.
+    operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
+    the profile's ``[failure_reasons]`` when the profile has that table.
+``bulk_status`` [rows: [{line, letter_id, status, reason_code?}]]
+    RETURNED (R01-R10) / DELIVERED / FORWARDED for many letters, archived ones too, one
+    durable commit; ``{"results": [{line, letter_id, status, ok, message}]}``.
+``failure_reasons`` []
+    the profile's agreed FAILED codes ``{code: text}``.
+``mi_report`` [date] / ``mi_submit`` [date, partial?, allow_default_names?] /
+``mi_resolve`` [key, mi_id?, not_sent?]
+    management information (see appliance.mi_service); refused when the daemon records
+    no MI (``ControlServer.mi`` is None).
 ``subscribe`` []
     answers ``{"ok": true}`` then streams ``{"event": kind, "data": {...}}`` lines on that
     connection: kind is ``letter`` (brief), ``device`` ({name, state, ...}) or ``alert``
@@ -113,6 +123,7 @@ class ControlServer:
         self.group = group
         self.op = operator or Operator(pipeline)
         self.throughput = Throughput()
+        self.mi = None  # MiService, set by the daemon that records MI
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: dict[asyncio.StreamWriter, asyncio.Queue] = {}
         self._conn_tasks: set[asyncio.Task] = set()
@@ -290,8 +301,43 @@ class ControlServer:
     async def cmd_cancel(self, id: str, reason: str | None = None) -> str:
         return await self.op.cancel(id, reason or "Cancelled by operator")
 
-    async def cmd_fail(self, id: str, reason: str) -> str:
-        return await self.op.fail(id, reason)
+    async def cmd_fail(self, id: str, reason: str | None = None, code: str | None = None) -> str:
+        return await self.op.fail(id, reason, code)
+
+    async def cmd_failure_reasons(self) -> dict:
+        return dict(getattr(self.p.profile, "failure_reasons", {}) or {})
+
+    async def cmd_bulk_status(self, rows: list) -> dict:
+        from .returns import row_from_dict
+
+        if not isinstance(rows, list) or len(rows) > 100_000:
+            raise UserError("rows must be a list of at most 100000 {letter_id, status, ...}")
+        good, results = [], []
+        for d in rows:
+            try:
+                good.append(row_from_dict(d if isinstance(d, dict) else {}))
+            except ValueError as e:
+                line = d.get("line") if isinstance(d, dict) else None
+                results.append({"line": line, "letter_id": d.get("letter_id") if isinstance(d, dict) else None,
+                                "ok": False, "message": f"line {line}: {e}"})
+        results += await self.op.bulk(good)
+        return {"results": sorted(results, key=lambda r: r.get("line") or 0)}
+
+    def _mi(self):
+        if self.mi is None:
+            raise UserError("this daemon does not record MI (it runs under 'appliance run'); "
+                            "use 'appliance mi ... --config PATH' with the daemon stopped")
+        return self.mi
+
+    async def cmd_mi_report(self, date: str = "yesterday") -> dict:
+        return self._mi().report(date)
+
+    async def cmd_mi_submit(self, date: str = "yesterday", partial: bool = False,
+                            allow_default_names: bool = False) -> dict:
+        return await self._mi().submit(date, partial=partial, allow_default_names=allow_default_names)
+
+    async def cmd_mi_resolve(self, key: str, mi_id: str | None = None, not_sent: bool = False) -> str:
+        return await self._mi().resolve(key, mi_id=mi_id, not_sent=not_sent)
 
     async def cmd_return(self, id: str, reason: str) -> str:
         return await self.op.returned(id, reason)

@@ -1,7 +1,7 @@
 """Operator commands that talk to the running daemon over the control socket.
 
 ``appliance status``, ``appliance letters``, ``appliance pause|resume|drain DEVICE``,
-``appliance reprint ID``, ``appliance cancel ID``, ``appliance fail ID --reason TEXT``,
+``appliance reprint ID``, ``appliance cancel ID``, ``appliance fail ID --code C | --reason TEXT``,
 ``appliance return ID --reason R01``, ``appliance resolve ID OUTCOME``.
 """
 
@@ -55,11 +55,12 @@ def register(sub) -> None:
     p.add_argument("--reason", default=None)
     p.set_defaults(func=lambda a: _act(a, "cancel", id=a.id, reason=a.reason))
 
-    p = sub.add_parser("fail", help="mark a letter FAILED")
+    p = sub.add_parser("fail", help="mark a letter FAILED (agreed --code if the profile lists them)")
     _sock(p)
     p.add_argument("id")
-    p.add_argument("--reason", required=True)
-    p.set_defaults(func=lambda a: _act(a, "fail", id=a.id, reason=a.reason))
+    p.add_argument("--code", help="an agreed reason code from the profile's [failure_reasons]")
+    p.add_argument("--reason", help="reason text (default: the agreed text for --code)")
+    p.set_defaults(func=cmd_fail)
 
     p = sub.add_parser("return", help="record a returned letter (RETURNED with R01-R10)")
     _sock(p)
@@ -82,6 +83,15 @@ def _act(args, cmd: str, **kw) -> int:
 
 def cmd_device(args) -> int:
     return _act(args, args.action, device=args.device)
+
+
+def cmd_fail(args) -> int:
+    if not (args.code or args.reason):
+        raise UserError("give --code CODE (an agreed reason) or --reason TEXT")
+    kw = {"id": args.id, "reason": args.reason}
+    if args.code:
+        kw["code"] = args.code
+    return _act(args, "fail", **kw)
 
 
 def cmd_return(args) -> int:

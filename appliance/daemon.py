@@ -17,6 +17,7 @@ from .auth import load_private_key
 from .config import load_config
 from .control import DEFAULT_SOCKET
 from .demo import _start_control
+from .mi_service import MiService, mi_client
 from .packs import load_packs
 from .pipeline import Pipeline, PipelineSettings
 from .profile import load_profile
@@ -53,13 +54,20 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
                                 limit=cfg.limit, batch_size=cfg.batch_size,
                                 max_pdf_bytes=cfg.api.max_pdf_bytes,
                                 stale_after=cfg.stale_after_hours * 3600)
-    pipe = Pipeline(settings, client, store, profile, load_packs(cfg.packs_dir), state_dir=cfg.state_dir)
+    packs = load_packs(cfg.packs_dir)
+    pipe = Pipeline(settings, client, store, profile, packs, state_dir=cfg.state_dir)
+    # MI counts every device event from the first one: listen before the pipeline starts.
+    mi = MiService(cfg.state_dir, profile.mi, packs, mi_client(cfg.api), alert=pipe.alert)
+    pipe.listeners.append(mi.journal)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await pipe.start()
     control = await _start_control(pipe, socket_path)
+    if control:
+        control.mi = mi
+    daily = asyncio.create_task(mi.scheduler(), name="mi-daily")
     log.info("running: %s, profile %s", cfg.api.base_url, profile.name)
     sdnotify.notify(f"READY=1\nSTATUS=printing for {cfg.api.base_url} with profile {profile.name}")
     interval = sdnotify.watchdog_interval()
@@ -71,10 +79,13 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
         sdnotify.notify("STOPPING=1")
         if dog:
             dog.cancel()
+        daily.cancel()
         if control:
             await control.stop()
         await pipe.stop()
+        mi.close()
         await client.aclose()
+        await mi.client.aclose()
         store.close()
     return 0
 

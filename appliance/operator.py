@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import UserError
+from .returns import Row, apply_rows
 from .status import Status, TransitionError, return_reason
 
 
@@ -87,16 +88,46 @@ class Operator:
         self._status(letter_id, Status.CANCELLED, "OPERATOR_CANCELLED", reason, "cancelled by operator")
         self.p.finish(letter_id)
         await self.p.committer.durable()
-        return f"letter {letter_id} CANCELLED"
+        queue = rec.get("printer") if rec.get("stage") == "printing" else None
+        # The appliance cannot take a job back from every printer: say where it still is.
+        pull = f"; pull it from {queue}'s queue if it has not printed" if queue else ""
+        return f"letter {letter_id} CANCELLED{pull}"
 
-    async def fail(self, letter_id: str, reason: str, code: str = "OPERATOR_FAILED") -> str:
+    async def fail(self, letter_id: str, reason: str | None = None, code: str | None = None) -> str:
+        """FAILED by a person.  With ``[failure_reasons]`` in the profile the code must be
+        one of the agreed ones (its text is the default reason); without, any reason text."""
         self._letter(letter_id)
+        agreed = getattr(self.p.profile, "failure_reasons", {}) or {}
+        if agreed:
+            if code is None or code.strip().upper() not in {c.upper() for c in agreed}:
+                got = f"{code!r} is not an agreed code" if code else "a reason code is needed"
+                raise ActionRefused(f"FAILED: {got}; use one of {', '.join(agreed)} "
+                                    "(the profile's [failure_reasons])")
+            code = next(c for c in agreed if c.upper() == code.strip().upper())
+            reason = reason or agreed[code]
+        elif code is not None:
+            raise ActionRefused("this floor's profile has no [failure_reasons]; give --reason TEXT only")
         if not reason:
             raise ActionRefused("a reason is needed to mark a letter FAILED")
+        return await self._fail(letter_id, reason, code or "OPERATOR_FAILED")
+
+    async def _fail(self, letter_id: str, reason: str, code: str) -> str:
         self._status(letter_id, Status.FAILED, code, reason, "failed by operator")
         self.p.finish(letter_id)
         await self.p.committer.durable()
-        return f"letter {letter_id} FAILED ({reason})"
+        return f"letter {letter_id} FAILED {code} ({reason})"
+
+    async def bulk(self, rows: list[Row]) -> list[dict]:
+        """RETURNED / DELIVERED / FORWARDED for many letters (archived ones too), one
+        durable commit for the lot; one result per row."""
+        results = apply_rows(self.p.store, rows)
+        if any(r["ok"] for r in results):
+            self.p.outbox.wake()
+            for r in results:
+                if r["ok"]:
+                    self.p.publish("letter", self.p.letter_brief(r["letter_id"]))
+            await self.p.committer.durable()
+        return results
 
     async def returned(self, letter_id: str, reason_code: str) -> str:
         try:
@@ -117,7 +148,8 @@ class Operator:
             self.p.store.update(letter_id, stage="printing", device=None)
             return await self.reprint(letter_id)
         if outcome == "fail":
-            return await self.fail(letter_id, rec.get("hold_reason") or "piece lost on the line")
+            return await self._fail(letter_id, rec.get("hold_reason") or "piece lost on the line",
+                                    "OPERATOR_FAILED")
         if outcome == "enclosed":
             self._status(letter_id, Status.ENCLOSED, None, None, "operator confirmed enclosed")
             await self.p.hand_on_or_stop(letter_id, "franker", "franking")

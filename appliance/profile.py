@@ -15,6 +15,7 @@ from typing import Any
 import drivers
 from .config import read_toml
 from .errors import ConfigError
+from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
 from .status import DEFAULT_EVENT_MAP, SETTABLE
 
 
@@ -49,6 +50,8 @@ class Profile:
     print_features: frozenset[str] = frozenset({"BRAILLE", "AUDIO"})
     events: dict[str, str | None] = field(default_factory=dict)
     source: Path | None = None
+    mi: MiSettings = field(default_factory=MiSettings)  # [mi]: invoice line items, schedule, stock
+    failure_reasons: dict[str, str] = field(default_factory=dict)  # agreed FAILED codes -> text
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -125,11 +128,12 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
-    allowed = {"profile", "printer", "inserter", "franker", "events"}
+    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
-                f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], [[franker]] or [events]"
+                f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
+                "[[franker]], [events], [mi] or [failure_reasons]"
             )
     head = data.get("profile", {})
     for key, value in head.items():
@@ -178,4 +182,6 @@ def load_profile(path: str | Path) -> Profile:
         print_features=frozenset(head.get("print_features", ["BRAILLE", "AUDIO"])),
         events=mapped,
         source=path,
+        mi=parse_mi(path, data.get("mi")),
+        failure_reasons=parse_failure_reasons(path, data.get("failure_reasons")),
     )

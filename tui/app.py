@@ -14,6 +14,7 @@ from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.letters import LettersScreen
 from .screens.log import LogScreen
+from .screens.mi import MiScreen
 from .screens.returns import ReturnsScreen
 
 
@@ -23,16 +24,17 @@ class ConsoleApp(App):
     CSS_PATH = Path(__file__).with_name("console.tcss")
     TITLE = "Appliance console"
     MODES = {"dashboard": DashboardScreen, "letters": LettersScreen, "returns": ReturnsScreen,
-             "log": LogScreen}
+             "log": LogScreen, "mi": MiScreen}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("1", "switch_mode('dashboard')", "Dash"),
         Binding("2", "switch_mode('letters')", "Letters"),
         Binding("3", "switch_mode('returns')", "Returns"),
         Binding("4", "switch_mode('log')", "Log"),
+        Binding("5", "switch_mode('mi')", "MI"),
         # F-keys work even while typing in a search box or the returns desk
         *[Binding(f"f{i}", f"switch_mode('{m}')", m, show=False, priority=True)
-          for i, m in enumerate(("dashboard", "letters", "returns", "log"), start=1)],
+          for i, m in enumerate(("dashboard", "letters", "returns", "log", "mi"), start=1)],
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
