@@ -1,6 +1,8 @@
 """MI submission against the sandbox: crashes, reruns, refusals -- never a line twice."""
 
 import time
+from dataclasses import replace
+from datetime import time as time_of_day
 from collections import Counter
 from pathlib import Path
 
@@ -226,3 +228,22 @@ def test_journal_survives_a_torn_line_and_reopens(tmp_path):
     svc.close()
     lines = svc.journal.read_day(DAY)
     assert len(lines) == 2 and all(l["use"] == {"postage:economy": 1} for l in lines)
+
+
+async def test_daily_catch_up_submits_finished_days_only(sb, tmp_path):
+    alerts = []
+    svc = MiService(tmp_path, SETTINGS, load_packs(), mi_client(sandbox_api(sb.base_url)),
+                    clock=lambda: T0 + 86400 * 2, alert=lambda s, m: alerts.append(m))  # it is 03-06
+    journal_day(svc, n_groups=1, t=T0 - 86400 * 10)  # too old for catch-up
+    journal_day(svc, n_groups=2, t=T0)               # 03-04
+    journal_day(svc, n_groups=1, t=T0 + 86400 * 2)   # today: not over
+    results = await svc.catch_up()
+    assert [r["day"] for r in results] == ["2025-03-04"]
+    assert sorted(r["attributes"]["timestamp"][:10] for r in sb.mi.values()) == ["2025-03-04"] * 2
+    assert not alerts
+    assert await svc.catch_up() == [{"day": "2025-03-04", "sent": [], "verified": [], "skipped": [],
+                                     "problems": []}]
+    assert len(sb.mi) == 2
+    svc.settings = replace(SETTINGS, submit_at=time_of_day(6, 0))
+    assert svc.next_run(T0) == T0 + 86400 - 4 * 3600  # 10:00 -> tomorrow 06:00 UTC
+    await close(svc)
