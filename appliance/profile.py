@@ -122,6 +122,7 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
             features=frozenset(given_extra.get("features", [])),
         )
     accepts = frozenset(given_extra.get(_ACCEPTS.get(family, ""), []))
+    settings["_profile_dir"] = str(path.parent)  # so a driver resolves relative files (protocols) here
     return DeviceSpec(family, name, kind, settings, caps, accepts)
 
 

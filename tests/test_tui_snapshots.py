@@ -26,8 +26,10 @@ def daemon(monkeypatch):
 
 
 async def _settle(pilot):
-    for _ in range(100):
-        if pilot.app.status:
+    from textual.widgets import DataTable
+
+    for _ in range(250):
+        if pilot.app.status and pilot.app.screen.query(DataTable).first().row_count:
             break
         await pilot.pause(0.02)
     await pilot.pause(0.2)
@@ -35,9 +37,16 @@ async def _settle(pilot):
 
 def _letters(pilot):
     async def go(p):
+        from textual.widgets import DataTable
+
         await _settle(p)
         await p.press("2")
-        await p.pause(0.5)
+        for _ in range(200):  # wait for the listing, however slow the machine is today
+            tables = p.app.screen.query(DataTable)
+            if tables and tables.first().row_count:
+                break
+            await p.pause(0.02)
+        await p.pause(0.2)
     return go
 
 

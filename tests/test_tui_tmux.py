@@ -47,7 +47,7 @@ def test_tui_in_tmux_against_demo_daemon():
         assert sock.exists(), demo.stderr.read1().decode() if demo.poll() is not None else "no socket"
         cmd = f"cd {REPO} && PYTHONPATH={REPO} {sys.executable} -m appliance tui --socket {sock}"
         subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30", cmd], check=True)
-        screen = wait_for(session, "franker-1")
+        screen = wait_for(session, "fm200")  # the serial franking machine of the default demo floor
         assert "mono-duplex" in screen and ("● idle" in screen or "▶ busy" in screen)
         subprocess.run(["tmux", "send-keys", "-t", session, "p"], check=True)
         wait_for(session, "Pause mono-duplex?")
