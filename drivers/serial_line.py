@@ -4,10 +4,13 @@ The driver announces each piece to the machine in print order (opening a batch w
 needed), and moves a letter only on what the machine's bytes say: inserted -> ENCLOSED,
 franked (or its tray completed) -> DISPATCHED, diverted -> FAILED with the reason.  When
 the link drops, the reader thread reconnects with backoff; once the port is back the
-driver asks the machine where it stands (the status query) and every piece the machine
-handled while we could not hear becomes ``piece.unknown`` - an operator decides, nothing
-is advanced on a guess.  A journal of what was announced and what was heard lets
-``reconcile()`` answer after an appliance restart.
+driver asks the machine where it stands (the status query: batch, pieces done, pieces
+diverted).  Pieces the machine handled while we could not hear are proved from its own
+counters: if its divert count equals the diverts we heard, each was inserted (franked);
+otherwise it cannot say which were diverted and they become ``piece.unknown`` - an
+operator decides, nothing is advanced on a guess.  A journal of what was announced and
+what was heard lets a restarted driver carry on with the open batch (the same counter
+proof) and ``reconcile()`` answer for every letter.
 
 Profile keys are in ``SETTINGS``; the machine's language is in the protocol file named by
 ``protocol`` (see docs/serial-devices.md).
@@ -28,7 +31,7 @@ from appliance.errors import ConfigError
 from drivers.base import Driver, Health, Work
 from drivers.serial_link import LinkDown, SerialLink
 from drivers.serial_protocol import PIECE_EVENTS, Match, load_protocol, serial_kwargs
-from drivers.serial_tracker import Piece, PieceTracker
+from drivers.serial_tracker import Piece, PieceTracker, prove_unheard
 from drivers.sim.ledger import Ledger
 
 log = logging.getLogger("drivers.serial")
@@ -147,6 +150,7 @@ class SerialFinisher(Driver):
                                on_frames=self._on_frames, on_link=self._on_link, ack=f.get("ack"),
                                nak=f.get("nak"), reconnect_min=self.settings.get("reconnect_min", 0.1),
                                reconnect_max=self.settings.get("reconnect_max", 5.0), name=self.name)
+        self._adopt_journal()
         self._publish()
         self.link.start()
         self._tasks = [asyncio.create_task(self._sender(), name=f"{self.name}-send"),
@@ -196,18 +200,50 @@ class SerialFinisher(Driver):
             os.replace(tmp, self.journal.path)
         return max((r.get("batch", 0) for r in records if r.get("t") == "batch"), default=0)
 
+    def _adopt_journal(self) -> None:
+        """After a restart, expect again the pieces announced in the last batch and never
+        settled: the machine may still be working on that batch (its status answer and
+        its reports decide), and their fate must not be guessed from the journal alone."""
+        records = self.journal.read()
+        batch = next((r["batch"] for r in reversed(records) if r.get("t") == "batch"), None)
+        if batch is None:
+            return
+        last: dict[str, dict] = {}
+        heard_div = 0
+        next_seq = 1
+        for r in records:
+            if "letter_id" in r:
+                last[r["letter_id"]] = r
+            if r.get("batch") != batch:
+                continue
+            if r.get("t") == "sent":
+                next_seq = max(next_seq, r["seq"] + 1)
+            elif r.get("t") in ("done", "unknown") and (r.get("kind") == "piece.diverted" or r.get("div")):
+                heard_div += 1
+        now = time.monotonic()
+        pieces = [Piece(lid, r["batch"], r["seq"], now) for lid, r in last.items()
+                  if r.get("t") == "sent" and r.get("batch") == batch]
+        if pieces:
+            self.tracker.adopt(batch, pieces, next_seq, heard_div)
+            self._count("adopted", len(pieces))
+
     async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
         """Settled pieces are proved by the journal (written before each event was emitted);
-        a letter never announced to the machine is absent; the rest are left out (hold)."""
+        pieces the machine is still expected to report are "job.queued"; a letter never
+        announced to the machine is absent; the rest are left out (operator hold)."""
         last: dict[str, dict] = {}
         for r in self.journal.read():
             if "letter_id" in r:
                 last[r["letter_id"]] = r
+        expected = {p.letter_id for p in self.tracker.outstanding.values()}
+        expected |= {w.letter_id for w in self.pending}
         out = {}
         for lid in letter_ids:
             r = last.get(lid)
             if r is None:
                 out[lid] = "absent"
+            elif lid in expected:
+                out[lid] = "job.queued"
             elif r.get("t") == "done" and r.get("kind") in ("piece.inserted", "piece.franked",
                                                             "piece.diverted", "tray.complete"):
                 out[lid] = r["kind"]
@@ -297,8 +333,18 @@ class SerialFinisher(Driver):
         g = reply.groups if reply else {}
         batch = int(g["batch"]) if g.get("batch", "").isdigit() else None
         count = int(g["count"]) if g.get("count", "").isdigit() else None
-        for piece in self.tracker.resync(batch, count):
-            self._unknown(piece, "handled while the link was down; fate unknown")
+        diverted = int(g["diverted"]) if g.get("diverted", "").isdigit() else None
+        same_batch = batch == self.tracker.batch
+        heard_div = self.tracker.heard_diverted
+        lost = self.tracker.resync(batch, count)
+        done, unknown = prove_unheard(lost, diverted if same_batch else None, heard_div)
+        for piece in done:
+            self._count("proved_by_counters")
+            self._proved(piece)
+        for piece in unknown:
+            why = ("handled while the link was down and the machine diverted some of them; fate unknown"
+                   if same_batch and diverted is not None else "handled while the link was down; fate unknown")
+            self._unknown(piece, why)
         self.link_state = "up"
         self._last_rx = time.monotonic()
         self._probe_at = None
@@ -366,7 +412,7 @@ class SerialFinisher(Driver):
             self._wake.set()
 
     def _piece_report(self, m: Match) -> None:
-        res = self.tracker.resolve(m.groups)
+        res = self.tracker.resolve(m.groups, settle_skipped=self.link_state != "syncing")
         for piece in res.skipped:
             self._unknown(piece, "its report never came (a later piece was reported)")
         if res.piece is None:
@@ -375,9 +421,11 @@ class SerialFinisher(Driver):
             return
         piece = res.piece
         self._last_activity = time.monotonic()
+        div = m.on == "diverted"
+        self.tracker.heard_diverted += div  # the machine counts it, whatever we make of it
         if res.mismatch:
             self.emit("device.alert", message=f"piece mix-up: {res.problem}", letter_id=piece.letter_id)
-            self._unknown(piece, res.problem)
+            self._unknown(piece, res.problem, diverted=div)
             return
         g = m.groups
         if m.on == "inserted":
@@ -387,7 +435,8 @@ class SerialFinisher(Driver):
             reason = g.get("reason") or self.protocol.reasons.get(code or "")
             if reason is None:
                 self._count("unknown_codes")
-                self._unknown(piece, f"diverted with code {code}, which the protocol file does not know")
+                self._unknown(piece, f"diverted with code {code}, which the protocol file does not know",
+                              diverted=True)
                 return
             self._done(piece, "piece.diverted", reason=f"diverted by {self.name}: {reason}"
                                                       + (f" (code {code})" if code else ""), code=code)
@@ -404,12 +453,18 @@ class SerialFinisher(Driver):
     def _done(self, piece: Piece, kind: str, **detail: Any) -> None:
         self._count(kind.split(".")[1])
         # Journal before emit: after a crash reconcile() can still prove it.
-        self.journal.append({"t": "done", "letter_id": piece.letter_id, "kind": kind})
+        self.journal.append({"t": "done", "letter_id": piece.letter_id, "kind": kind, "batch": piece.batch,
+                             "seq": piece.seq})
         self.emit(kind, piece.letter_id, piece.job, batch=piece.batch, seq=piece.seq, **detail)
 
-    def _unknown(self, piece: Piece, why: str) -> None:
+    def _proved(self, piece: Piece) -> None:
+        """Handled unheard, and the machine's counters prove it was not diverted."""
+        self._done(piece, "piece.inserted", proved="machine counters")
+
+    def _unknown(self, piece: Piece, why: str, diverted: bool = False) -> None:
         self._count("unknown")
-        self.journal.append({"t": "unknown", "letter_id": piece.letter_id, "kind": "piece.unknown"})
+        self.journal.append({"t": "unknown", "letter_id": piece.letter_id, "kind": "piece.unknown",
+                             "batch": piece.batch, "seq": piece.seq, **({"div": True} if diverted else {})})
         self.emit("piece.unknown", piece.letter_id, piece.job, reason=f"piece {piece.job}: {why}")
 
     def _tray(self, g: dict[str, str]) -> None:
@@ -536,6 +591,12 @@ class SerialFranker(SerialFinisher):
             raise ConfigError(f"[[franker]] {name!r} dispatch_on: must be \"franked\" or \"tray\", "
                               f"got {self.dispatch_on!r}")
         self.untrayed: list[tuple[Piece, dict]] = []
+
+    def _proved(self, piece: Piece) -> None:
+        if self.dispatch_on == "franked":
+            self._done(piece, "piece.franked", proved="machine counters")
+        else:
+            self._franked(piece, {})  # franked, waiting for its tray: the meter says so
 
     def _franked(self, piece: Piece, g: dict[str, str]) -> None:
         if self.dispatch_on == "franked":

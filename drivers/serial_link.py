@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import termios
 import threading
 from typing import Any, Callable
 
@@ -98,7 +100,13 @@ class SerialLink:
 
     def _open(self) -> serial.Serial | None:
         try:
-            ser = serial.Serial(self.port, timeout=0.05, write_timeout=2, exclusive=True, **self.kwargs)
+            try:
+                ser = serial.Serial(self.port, timeout=0.05, write_timeout=2, exclusive=True, **self.kwargs)
+            except termios.error:
+                # Some ports (ptys among them) refuse the settings a previous owner left
+                # behind: reset the line to neutral and try once more.
+                reset_line(self.port)
+                ser = serial.Serial(self.port, timeout=0.05, write_timeout=2, exclusive=True, **self.kwargs)
         except Exception as e:  # SerialException, OSError, termios.error, ValueError
             msg = describe_open_error(self.port, e)
             if msg != self.last_error:
@@ -173,3 +181,20 @@ class SerialLink:
             self.write(byte)
         except LinkDown:
             pass
+
+
+def reset_line(port: str) -> None:
+    """Put a port back to neutral settings (8 data bits, no parity, modem control on)."""
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        a = termios.tcgetattr(fd)
+        a[2] = (a[2] & ~(termios.CLOCAL | termios.PARENB | termios.PARODD | termios.CBAUD)) | termios.B38400
+        a[4] = a[5] = termios.B38400
+        termios.tcsetattr(fd, termios.TCSANOW, a)
+    except termios.error:
+        pass
+    finally:
+        os.close(fd)

@@ -47,9 +47,16 @@ class PieceTracker:
         self.open = False
         self.next_seq = 1
         self.outstanding: dict[int, Piece] = {}  # seq -> piece, in announcement order
+        self.heard_diverted = 0  # divert reports heard in this batch (vs the machine's DIV count)
 
     def open_batch(self, number: int) -> None:
-        self.batch, self.open, self.next_seq = number, True, 1
+        self.batch, self.open, self.next_seq, self.heard_diverted = number, True, 1, 0
+
+    def adopt(self, batch: int, pieces: list[Piece], next_seq: int, heard_diverted: int) -> None:
+        """After an appliance restart: carry on with the batch the journal says was open,
+        expecting the pieces announced in it that were never settled."""
+        self.batch, self.open, self.next_seq, self.heard_diverted = batch, True, next_seq, heard_diverted
+        self.outstanding = {p.seq: p for p in sorted(pieces, key=lambda p: p.seq)}
 
     def close_batch(self) -> None:
         self.open = False
@@ -60,7 +67,9 @@ class PieceTracker:
         self.next_seq += 1
         return piece
 
-    def resolve(self, groups: dict[str, str]) -> Resolution:
+    def resolve(self, groups: dict[str, str], settle_skipped: bool = True) -> Resolution:
+        """The piece a report names.  With ``settle_skipped`` false (a resync is under way)
+        earlier pieces without a report stay in flight: the machine's counters decide them."""
         batch = _int(groups.get("batch"))
         if batch is not None and batch != self.batch:
             return Resolution(problem=f"report for batch {batch}, current batch is {self.batch}")
@@ -79,7 +88,7 @@ class PieceTracker:
         piece = self.outstanding.pop(seq, None)
         if piece is None:
             return Resolution(problem=f"piece {seq} is not in flight (repeated or unknown report)")
-        skipped = [p for s, p in self.outstanding.items() if s < seq]
+        skipped = [p for s, p in self.outstanding.items() if s < seq] if settle_skipped else []
         for p in skipped:
             del self.outstanding[p.seq]
         if scanned and scanned != piece.letter_id:
@@ -114,3 +123,15 @@ class PieceTracker:
         lost = list(self.outstanding.values())
         self.outstanding.clear()
         return lost
+
+
+def prove_unheard(lost: list[Piece], device_diverted: int | None, heard_diverted: int) -> tuple[list[Piece], list[Piece]]:
+    """Split pieces the machine handled unheard into (proved done, still unknown).
+
+    The machine counts diverts per batch.  If its count equals the diverts we heard, none
+    of the unheard pieces was diverted, so each was inserted (or franked).  Otherwise it
+    cannot say which were diverted: all stay unknown.  No count at all proves nothing.
+    """
+    if lost and device_diverted is not None and device_diverted == heard_diverted:
+        return list(lost), []
+    return [], list(lost)

@@ -220,26 +220,40 @@ async def test_silence_goes_offline_then_resyncs_without_losing_pieces(tmp_path,
     assert rig.driver.health().counters["silences"] >= 1
 
 
-async def test_disconnect_mid_batch_pieces_handled_unheard_become_unknown(tmp_path, rigs):
+async def test_disconnect_mid_batch_counters_prove_pieces_handled_unheard(tmp_path, rigs):
     rig = rigs(tmp_path, "inserter", Faults(unplug_after=3, unplug_lost=2, unplug_seconds=0.3, piece_seconds=0.02))
     await rig.driver.start()
     ids = await rig.submit(8)
     await rig.settled(ids)
     fate = rig.fate()
-    assert [fate[i] for i in ids] == ["piece.inserted"] * 3 + ["piece.unknown"] * 2 + ["piece.inserted"] * 3, \
-        [(e.kind, e.letter_id, e.detail) for e in rig.events]
-    # found by the resync (status says 5 handled) or by the next report (piece 6)
-    assert all("link was down" in e.detail["reason"] or "report never came" in e.detail["reason"]
-               for e in rig.kinds("piece.unknown")), [e.detail for e in rig.kinds("piece.unknown")]
+    # STATUS says 5 done in this batch and no diverts; we heard 3 inserted: 4 and 5 were inserted
+    assert [fate[i] for i in ids] == ["piece.inserted"] * 8, [(e.kind, e.letter_id, e.detail) for e in rig.events]
+    proved = [e.letter_id for e in rig.kinds("piece.inserted") if e.detail.get("proved")]
+    assert proved == ids[3:5]
     assert any("link lost" in a for a in rig.alerts())
     assert "offline" in rig.states()
     h = rig.driver.health()
-    assert h.counters["link_opens"] == 2 and h.counters["unknown"] == 2
-    # after a restart the journal proves what the machine reported, and nothing else
+    assert h.counters["link_opens"] == 2 and h.counters["proved_by_counters"] == 2
+    assert "unknown" not in h.counters
+    # after a restart the journal proves every piece, including the two proved by counters
     await rig.driver.stop()
     again = rig._driver()
     found = await again.reconcile(ids + ["never-sent"])
-    assert found == {**{i: "piece.inserted" for i in ids[:3] + ids[5:]}, "never-sent": "absent"}
+    assert found == {**{i: "piece.inserted" for i in ids}, "never-sent": "absent"}
+
+
+async def test_disconnect_with_a_divert_unheard_leaves_those_pieces_unknown(tmp_path, rigs):
+    # pieces 4 and 5 are handled unheard and piece 5 is diverted: the DIV count moved,
+    # and the machine cannot say which piece it was, so both go to the operator
+    rig = rigs(tmp_path, "inserter", Faults(unplug_after=3, unplug_lost=2, unplug_seconds=0.3, piece_seconds=0.02,
+                                            divert_every=5))
+    await rig.driver.start()
+    ids = await rig.submit(7)
+    await rig.settled(ids)
+    fate = rig.fate()
+    assert [fate[i] for i in ids] == ["piece.inserted"] * 3 + ["piece.unknown"] * 2 + ["piece.inserted"] * 2
+    assert all("diverted some of them" in e.detail["reason"] for e in rig.kinds("piece.unknown"))
+    assert "proved_by_counters" not in rig.driver.health().counters
 
 
 async def test_port_missing_at_start_then_plugged_in(tmp_path, rigs):
@@ -262,15 +276,89 @@ async def test_port_missing_at_start_then_plugged_in(tmp_path, rigs):
         sim.stop()
 
 
-async def test_restart_reconcile_leaves_unreported_pieces_for_the_operator(tmp_path, rigs):
+async def test_reconcile_without_the_machine_leaves_unreported_pieces_for_the_operator(tmp_path, rigs):
     rig = rigs(tmp_path, "inserter", Faults(piece_seconds=0.3))
     await rig.driver.start()
     ids = await rig.submit(3)
     await rig.settled(ids[:1])
     await rig.driver.stop()  # the appliance stops while pieces 2 and 3 are in the machine
-    again = rig._driver()
+    again = rig._driver()  # never connected: nothing but the journal to go on
     found = await again.reconcile(ids + ["X"])
     assert found == {"L1": "piece.inserted", "X": "absent"}  # L2, L3: fate unknown -> hold
+
+
+async def _restart_while_machine_works(rig, n: int, handled: int) -> tuple[list[str], dict]:
+    """Announce n pieces, 'kill' the driver after the first report, let the machine handle
+    ``handled`` pieces unheard, then start a fresh driver on the same journal."""
+    await rig.driver.start()
+    ids = await rig.submit(n)
+    await rig.settled(ids[:1])
+    await rig.driver.stop()  # as after kill -9: the journal stays, nobody listens
+    deadline = time.monotonic() + 10
+    while rig.sim.total < handled and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    rig.sim.f.piece_seconds = 0.3  # the rest wait in the machine until after the restart
+    rig.events.clear()
+    rig.driver = rig._driver()
+    await rig.driver.start()
+    return ids, await rig.driver.reconcile(ids + ["never-sent"])
+
+
+async def test_restart_counters_prove_unheard_pieces_and_the_rest_stay_expected(tmp_path, rigs):
+    rig = rigs(tmp_path, "inserter", Faults(piece_seconds=0.15))
+    ids, found = await _restart_while_machine_works(rig, 6, handled=3)
+    # the status answer after restart: batch 1, DONE >= 3, DIV = 0 -> pieces 2..DONE inserted
+    proved = [e.letter_id for e in rig.kinds("piece.inserted") if e.detail.get("proved")]
+    assert ids[1] in proved or found[ids[1]] == "piece.inserted"
+    assert found["never-sent"] == "absent"
+    assert found[ids[0]] == "piece.inserted"
+    assert set(found[i] for i in ids) <= {"piece.inserted", "job.queued"}
+    assert "job.queued" in found.values()  # pieces not reached yet are expected, not held
+    await rig.settled([i for i in ids if found[i] == "job.queued"])
+    fate = rig.fate()
+    assert all(fate.get(i, found[i]) == "piece.inserted" for i in ids), fate
+    assert not rig.kinds("piece.unknown")
+    assert rig.driver.health().counters["adopted"] == 5
+    # the new pieces after the restart continue the same batch with the next numbers
+    rig.sim.f.piece_seconds = 0.005
+    more = await rig.submit(2, prefix="M")
+    await rig.settled(more)
+    assert [e.detail["seq"] for e in rig.kinds("piece.inserted") if e.letter_id in more] == [7, 8]
+
+
+async def test_restart_with_a_divert_unheard_puts_the_unheard_pieces_before_the_operator(tmp_path, rigs):
+    rig = rigs(tmp_path, "inserter", Faults(piece_seconds=0.15, divert_every=3))
+    ids, found = await _restart_while_machine_works(rig, 6, handled=3)
+    unknown = {e.letter_id for e in rig.kinds("piece.unknown")}
+    assert {ids[1], ids[2]} <= unknown  # piece 3 was diverted unheard: 2 and 3 cannot be told apart
+    assert not any(e.detail.get("proved") for e in rig.kinds("piece.inserted"))
+    assert all(i not in found for i in unknown)  # reconcile leaves them out: operator hold
+    assert found[ids[0]] == "piece.inserted"
+
+
+async def test_restart_after_the_machine_lost_its_batch_holds_every_unheard_piece(tmp_path, rigs):
+    rig = rigs(tmp_path, "inserter", Faults(piece_seconds=0.15))
+    await rig.driver.start()
+    ids = await rig.submit(4)
+    await rig.settled(ids[:1])
+    await rig.driver.stop()
+    rig.sim.stop()  # power cycle: the machine comes back knowing no batch
+    rig.sim = start_simulator("lf3000-ascii", rig.sim.link, Faults())
+    rig.events.clear()
+    rig.driver = rig._driver()
+    await rig.driver.start()
+    found = await rig.driver.reconcile(ids)
+    assert found == {ids[0]: "piece.inserted"}
+    assert {e.letter_id for e in rig.kinds("piece.unknown")} == set(ids[1:])
+
+
+async def test_franker_restart_counters_prove_franked(tmp_path, rigs):
+    rig = rigs(tmp_path, "franker", Faults(piece_seconds=0.1))
+    ids, found = await _restart_while_machine_works(rig, 4, handled=2)
+    await rig.settled([i for i in ids if found.get(i) == "job.queued"])
+    fate = {**{i: k for i, k in found.items() if k != "job.queued"}, **rig.fate()}
+    assert all(fate[i] == "piece.franked" for i in ids), fate
+    assert not rig.kinds("piece.unknown")
 
 
 # --- the framed, checksummed franking machine -------------------------------------------
@@ -357,7 +445,9 @@ async def test_franker_disconnect_mid_batch(tmp_path, rigs):
     ids = await rig.submit(5)
     await rig.settled(ids)
     fate = rig.fate()
-    assert [fate[i] for i in ids] == ["piece.franked"] * 2 + ["piece.unknown"] + ["piece.franked"] * 2
+    # S|...|count=3|...|DIV=0000: the piece franked unheard is proved by the meter's counters
+    assert [fate[i] for i in ids] == ["piece.franked"] * 5
+    assert [e.letter_id for e in rig.kinds("piece.franked") if e.detail.get("proved")] == [ids[2]]
 
 
 async def test_sim_port_starts_the_built_in_simulator(tmp_path):

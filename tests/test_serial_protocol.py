@@ -185,3 +185,23 @@ def test_tracker_overdue_and_clock_restart():
     t.restart_clocks(200.0)
     assert t.overdue(205.0, 10.0) == []
     assert [p.letter_id for p in t.overdue(211.0, 10.0)] == ["L1", "L2"]
+
+
+def test_prove_unheard_only_when_the_divert_count_did_not_move():
+    from drivers.serial_tracker import prove_unheard
+    t = _tracker()
+    lost = t.resync(7, 2)
+    assert prove_unheard(lost, 0, 0) == (lost, [])  # no unheard divert: both inserted
+    assert prove_unheard(lost, 1, 0) == ([], lost)  # one of them was diverted: which?
+    assert prove_unheard(lost, None, 0) == ([], lost)  # the machine gives no divert count
+    assert prove_unheard([], 0, 0) == ([], [])
+
+
+def test_tracker_adopts_a_batch_and_defers_skips_while_resyncing():
+    from drivers.serial_tracker import Piece
+    t = PieceTracker()
+    t.adopt(5, [Piece("L3", 5, 3, 0.0), Piece("L2", 5, 2, 0.0)], next_seq=4, heard_diverted=1)
+    assert t.open and t.batch == 5 and list(t.outstanding) == [2, 3] and t.heard_diverted == 1
+    assert t.announce("L4", 0.0).seq == 4
+    r = t.resolve({"batch": "0005", "seq": "0003"}, settle_skipped=False)
+    assert r.piece.letter_id == "L3" and not r.skipped and list(t.outstanding) == [2, 4]

@@ -485,7 +485,7 @@ class FramedFrankerSim(_DeviceSim):
         elif text == "Q":
             state = "HOLD" if self.paused else self.STATES[self.state]
             self.send(f"S|{state}|{self.batch:04d}|{self.done:04d}|INK={max(self.stock, 0):03d}|"
-                      f"CREDIT={self.credit:06d}")
+                      f"CREDIT={self.credit:06d}|DIV={self.diverted:04d}")
         elif parts[0] == "B" and len(parts) == 2:
             self.batch, self.done, self.diverted = int(parts[1]), 0, 0
             self.send(f"A|B{self.batch:04d}")
