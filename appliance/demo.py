@@ -23,6 +23,7 @@ from .config import sandbox_api
 from .control import DEFAULT_SOCKET, ControlServer
 from .errors import UserError
 from .packs import load_packs
+from .mi_service import MiService, mi_client
 from .pipeline import Pipeline, PipelineSettings
 from .profile import load_profile
 from .status import Status
@@ -106,7 +107,12 @@ async def _demo(args) -> int:
     client = SupplierClient(sandbox_api(sandbox.base_url))
     settings = PipelineSettings(spool_dir=state_dir / "spool", poll_interval=0.2, limit=2500,
                                 batch_size=500)
-    pipe = Pipeline(settings, client, store, profile, load_packs(), state_dir=state_dir)
+    packs = load_packs()
+    pipe = Pipeline(settings, client, store, profile, packs, state_dir=state_dir)
+    # MI is counted in the demo too, so `appliance mi preview` and the console's MI screen
+    # show real figures; it is submitted only when someone asks.
+    mi = MiService(state_dir, profile.mi, packs, mi_client(sandbox_api(sandbox.base_url)), alert=pipe.alert)
+    pipe.listeners.append(mi.journal)
     started = time.monotonic()
     finished = False
     socket_path = args.socket or (DEFAULT_SOCKET if args.hold else None)
@@ -115,6 +121,8 @@ async def _demo(args) -> int:
         await pipe.start()
         if socket_path:
             control = await _start_control(pipe, socket_path)
+            if control:
+                control.mi = mi
         if not args.quiet:
             print(f"sandbox at {sandbox.base_url}; {args.letters} letters; state in {state_dir}",
                   file=sys.stderr)
@@ -135,6 +143,8 @@ async def _demo(args) -> int:
         if control:
             await control.stop()
         await pipe.stop()
+        mi.close()
+        await mi.client.aclose()
         await client.aclose()
         elapsed = time.monotonic() - started
         summary = {

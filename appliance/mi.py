@@ -106,6 +106,7 @@ class MiJournal:
         self._sync_handle: asyncio.TimerHandle | None = None
         self.recorded = 0
         self.errors = 0
+        self._counted: set | None = None  # (letter, kind) journalled lately; loaded on first replay
 
     # --- writing --------------------------------------------------------------------
 
@@ -115,6 +116,8 @@ class MiJournal:
         if kind != "device_event" or data.get("kind") not in COUNTED_KINDS:
             return
         try:
+            if data.get("recovered") and self._already_counted(data):
+                return  # replayed after a restart, and it was counted before the crash
             self.record(data)
         except Exception:
             self.errors += 1
@@ -137,6 +140,23 @@ class MiJournal:
         self._unsynced.add(day)
         self._schedule_sync()
         return line
+
+    def _already_counted(self, data: dict[str, Any]) -> bool:
+        """Did a journal of the last week count this (letter, event kind) already?
+
+        Only asked for events replayed after a restart: the device finished them either
+        before the crash (then the live event was journalled) or while the appliance was
+        down (then it was not, and must be counted now)."""
+        if self._counted is None:
+            self._counted = set()
+            for path in sorted(self.dir.glob("events-*.jsonl"))[-8:]:
+                for line in path.read_text(errors="replace").splitlines():
+                    try:
+                        r = json.loads(line)
+                    except ValueError:
+                        continue
+                    self._counted.add((r.get("letter_id"), r.get("kind")))
+        return (data.get("letter_id"), data.get("kind")) in self._counted
 
     def _fd(self, day: str) -> int:
         fd = self._fds.get(day)

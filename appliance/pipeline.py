@@ -500,12 +500,12 @@ class Pipeline:
         if rec is None:
             self.alert(ev.device, f"event {ev.kind} for a letter this appliance does not know", ev.letter_id)
             return
-        if not ev.detail.get("recovered"):
-            # What the device really did, for counting (MI) and the consoles' log.
-            self.publish("device_event", {"device": ev.device, "kind": ev.kind, "letter_id": ev.letter_id,
-                                          "t": ev.t, "specification_id": rec["specification_id"],
-                                          "group_id": rec["group_id"], "sheets": rec.get("sheets"),
-                                          "pages": rec.get("pages"), **ev.detail})
+        # What the device really did, for counting (MI) and the consoles' log.  A replay
+        # after restart carries recovered=True: MI counts it unless it already did.
+        self.publish("device_event", {"device": ev.device, "kind": ev.kind, "letter_id": ev.letter_id,
+                                      "t": ev.t, "specification_id": rec["specification_id"],
+                                      "group_id": rec["group_id"], "sheets": rec.get("sheets"),
+                                      "pages": rec.get("pages"), **ev.detail})
         action = status_for_event(ev.kind, self.profile.events)
         if action is None:
             self.store.update(ev.letter_id, event=ev.kind)
