@@ -17,6 +17,7 @@ unplug/replug (reports made meanwhile are lost), jam, stock running out, unknown
 from __future__ import annotations
 
 import argparse
+import json
 import fcntl
 import os
 import random
@@ -166,6 +167,14 @@ class _DeviceSim:
         self._await_host = False
         self.reporting = True
         self.paused = False
+        self.log_path: Path | None = None  # ground truth: one JSON line per piece handled
+
+    def _record(self, batch: int, seq: int, letter_id: str, outcome: str) -> None:
+        """What the machine really did with a piece, whether or not anyone heard."""
+        if self.log_path is not None:
+            with open(self.log_path, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"t": time.time(), "batch": batch, "seq": seq, "letter_id": letter_id,
+                                    "outcome": outcome}) + "\n")
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -297,9 +306,11 @@ class _DeviceSim:
         self.total = n
         self.done += 1
         self.stock -= 1
+        diverted = bool(self.f.divert_every and n % self.f.divert_every == 0)
+        self._record(batch, seq, letter_id, "diverted" if diverted else self.DONE_WORD)
         if self.f.mute_at == n:
             pass
-        elif self.f.divert_every and n % self.f.divert_every == 0:
+        elif diverted:
             self.diverted += 1
             self.send(self.divert_message(batch, seq, letter_id))
         else:
@@ -337,6 +348,7 @@ class _DeviceSim:
         """The operator pulls the jammed piece (it counts as diverted) and restarts."""
         if self.queue:
             batch, seq, letter_id, _ = self.queue.popleft()
+            self._record(batch, seq, letter_id, "diverted")
             self.total += 1
             self.done += 1
             self.diverted += 1
@@ -357,6 +369,7 @@ class LineInserterSim(_DeviceSim):
     """LF-3000: CR LF terminated ASCII lines."""
 
     STATES = {"READY": "READY", "RUN": "RUN", "JAM": "JAM", "OUT_OF_STOCK": "EMPTY"}
+    DONE_WORD = "inserted"
 
     def encode(self, text: str, corrupt: bool = False) -> bytes:
         return text.encode("ascii") + b"\r\n"
@@ -425,6 +438,7 @@ class FramedFrankerSim(_DeviceSim):
 
     STX, ETX, ACK, NAK = 0x02, 0x03, 0x06, 0x15
     FULL_STOCK = 999
+    DONE_WORD = "franked"
     STATES = {"READY": "READY", "RUN": "RUN", "JAM": "JAM", "OUT_OF_STOCK": "OUT"}
 
     def __init__(self, link: Path, faults: Faults | None = None):
@@ -546,13 +560,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--link", required=True, help="publish the pty at this path (a symlink)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="fault or timing option, e.g. garbage=0.1 split=true jam_at=5 (repeatable)")
+    p.add_argument("--log", metavar="PATH", help="append one JSON line per piece the machine handled")
     args = p.parse_args(argv)
     sim = start_simulator(args.protocol, Path(args.link), args.option)
+    if args.log:
+        sim.log_path = Path(args.log)
     print(f"{args.protocol} simulator at {sim.link} -> {os.readlink(sim.link)}; Ctrl-C to stop", flush=True)
     try:
         while True:
             time.sleep(1)
     except KeyboardInterrupt:
+        pass
+    finally:
         sim.stop()
     return 0
 
