@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from .api import ApiError, ApiUnavailable, StatusUpdate, SupplierClient
+from .api import ApiError, ApiUnavailable, NotFound, StatusUpdate, SupplierClient
 from .committer import Committer
+from .status import reached
 from .store import Store
 
 REFUSED = (400, 404, 422)
@@ -30,11 +31,50 @@ class OutboxSender:
         self.counters = counters
         self.api_ok = True
         self._wake = asyncio.Event()
+        self._replays: list[int] = []  # seqs left unacknowledged by the previous run
+
+    def prepare_replay(self) -> None:
+        """Note what the previous run left unacknowledged (call before recovery adds more).
+
+        Those updates may or may not have reached the API before the crash; ``run`` asks
+        the API where each such letter stands before sending any of them."""
+        self._replays = [e["seq"] for e in self.store.outbox_pending()]
+
+    async def _reconcile_replays(self) -> None:
+        pending = {e["seq"]: e for e in self.store.outbox_pending()}
+        entries = [pending[q] for q in self._replays if q in pending]
+        letters = list(dict.fromkeys(e["letter_id"] for e in entries))
+        for i in range(0, len(letters), 32):
+            chunk = letters[i:i + 32]
+            answers = await asyncio.gather(*(self._api_status(lid) for lid in chunk))
+            at_api = dict(zip(chunk, answers))
+            drop = [e["seq"] for e in entries
+                    if at_api.get(e["letter_id"]) and reached(at_api[e["letter_id"]], e["status"])]
+            if drop:
+                self.store.outbox_ack(drop)
+                self.counters["replays_already_at_api"] += len(drop)
+        self._replays = []
+        await self.committer.durable()
+
+    async def _api_status(self, letter_id: str) -> str | None:
+        try:
+            return (await self.client.get_letter(letter_id)).status
+        except NotFound:
+            return None
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
+        backoff = self.interval
+        while self._replays:  # nothing leaves before we know what the API already has
+            try:
+                await self._reconcile_replays()
+            except (ApiUnavailable, ApiError) as e:
+                self.api_ok = False
+                self.alert("api", f"cannot check replayed status updates yet: {e}")
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
         backoff = self.interval
         while True:
             try:

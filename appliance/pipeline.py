@@ -120,6 +120,7 @@ class Pipeline:
             await drv.start()
             # The driver knows best (a CUPS queue may be stopped); recovery routes by this.
             self.device_state[spec.name] = drv.health().state
+        self.outbox.prepare_replay()
         self._tasks = [
             asyncio.create_task(self.committer.run(), name="committer"),
             asyncio.create_task(self._event_loop(), name="events"),

@@ -122,6 +122,23 @@ def return_reason(code: str) -> tuple[str, str]:
     return c, RETURN_REASONS[c]
 
 
+def reached(current: str, status: str) -> bool:
+    """Has a letter now at ``current`` already been through ``status`` (or is at it)?
+
+    Used after a restart: an update the API may or may not have received is dropped when
+    the API's status shows the letter is already there or beyond, so a replay never moves
+    a letter backwards at the API."""
+    seen, todo = set(), [status]
+    while todo:
+        s = todo.pop()
+        if s == current:
+            return True
+        if s not in seen:
+            seen.add(s)
+            todo.extend(TRANSITIONS.get(s, ()))
+    return False
+
+
 def is_final(status: str) -> bool:
     return status in FINAL
 

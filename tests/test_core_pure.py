@@ -8,7 +8,7 @@ from appliance.packs import load_packs, pack_from_upstream
 from appliance.profile import PrinterCaps
 from appliance.routing import PrinterView, choose_printer, why_not
 from appliance.status import (
-    RETURN_REASONS, Status, TransitionError, check_transition, return_reason, status_for_event,
+    RETURN_REASONS, Status, TransitionError, check_transition, reached, return_reason, status_for_event,
     validate_reason,
 )
 from appliance.verify import PdfFacts, inspect_pdf, judge
@@ -46,6 +46,13 @@ def test_same_status_is_noop_and_unknown_refused():
         assert check_transition(s, s) is False
     with pytest.raises(TransitionError, match="unknown status"):
         check_transition("PENDING", "SHIPPED")
+
+
+def test_reached_tells_a_replay_the_api_already_has():
+    assert reached("ENCLOSED", "PRINTED") and reached("ENCLOSED", "ENCLOSED")
+    assert reached("DISPATCHED", "ACCEPTED") and reached("FAILED", "PRINTED")
+    assert not reached("PRINTED", "ENCLOSED") and not reached("PENDING", "ACCEPTED")
+    assert not reached("REJECTED", "ACCEPTED")  # a rejected letter was never accepted
 
 
 def test_returned_reasons_exact():
