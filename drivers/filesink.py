@@ -62,7 +62,7 @@ class FilePrinter(Driver):
         tmp = dest.with_suffix(".part")
         await asyncio.to_thread(shutil.copyfile, work.pdf, tmp)
         # The ledger line is the moment of printing (the page counter); the file follows.
-        self.ledger.append({"letter_id": work.letter_id, "job": job, "pages": work.pages})
+        await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "job": job, "pages": work.pages})
         os.replace(tmp, dest)
         self.completed += 1
         self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets)

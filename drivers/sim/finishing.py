@@ -41,11 +41,11 @@ class _SimFinisher(Driver):
         every = self.settings.get("divert_every", 0)
         if every and seq % every == 0:
             self.counters["diverted"] += 1
-            self.ledger.append({"letter_id": work.letter_id, "seq": seq, "kind": "piece.diverted"})
+            await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "seq": seq, "kind": "piece.diverted"})
             self.emit("piece.diverted", work.letter_id, str(seq), reason="simulated divert")
             return
         detail = self.piece_detail(work)
-        self.ledger.append({"letter_id": work.letter_id, "seq": seq, "kind": self.done_kind, **detail})
+        await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "seq": seq, "kind": self.done_kind, **detail})
         self.counters["done"] += 1
         self.emit(self.done_kind, work.letter_id, str(seq), seq=seq, **detail)
 

@@ -22,6 +22,7 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
 
     def append(self, record: dict[str, Any]) -> None:
+        """Append and fsync (blocking: call it from a worker thread, not the event loop)."""
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
