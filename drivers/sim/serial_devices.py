@@ -168,9 +168,11 @@ class _DeviceSim:
         self.reporting = True
         self.paused = False
         self.log_path: Path | None = None  # ground truth: one JSON line per piece handled
+        self.handled: deque[tuple[str, str]] = deque(maxlen=100000)  # (letter id, outcome), heard or not
 
     def _record(self, batch: int, seq: int, letter_id: str, outcome: str) -> None:
         """What the machine really did with a piece, whether or not anyone heard."""
+        self.handled.append((letter_id, outcome))
         if self.log_path is not None:
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(json.dumps({"t": time.time(), "batch": batch, "seq": seq, "letter_id": letter_id,
