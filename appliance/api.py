@@ -5,7 +5,12 @@ auth is "jwt", a bearer token (one transparent retry after a 401).  429, 5xx, ti
 connection failures are retried with capped exponential backoff and full jitter, honouring
 ``Retry-After``.  Other 4xx answers are not retried: they raise ``ApiError`` with the
 server's own detail.  PDFs come from a pre-signed URL fetched by a separate client that
-never carries the bearer token.
+never carries the bearer token; no client follows redirects.
+
+Nothing from the server is trusted: bodies are read under a size cap (``caps.py``), list
+items that break the contract are skipped one by one (logged, counted, handed to
+``on_malformed``) so one bad letter cannot block the others, and letter ids are checked
+before they go into a URL.
 """
 
 from __future__ import annotations
@@ -14,9 +19,11 @@ import asyncio
 import collections
 import hashlib
 import json
+import logging
 import os
 import random
 import re
+import ssl
 import tempfile
 import time
 import uuid
@@ -24,14 +31,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
 from .auth import TokenError, TokenProvider
+from .caps import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BodyTooLarge,
+                   is_safe_id, read_capped, shown)
 from .config import ApiConfig
 from .errors import UserError
 from .ratelimit import RateLimiter
+from .status import ALL_STATUSES, Status
+
+log = logging.getLogger("appliance.api")
 
 JSON_API = "application/vnd.api+json"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -89,6 +101,18 @@ class ServerError(ApiError):
 
 class TooLarge(ApiError):
     """The PDF is bigger than the configured cap; the download was abandoned."""
+
+
+class ResponseTooLarge(ApiError):
+    """An API answer was bigger than its size cap; it was not parsed (not retried)."""
+
+
+class InvalidId(ApiError):
+    """A letter or MI id that must not go into a URL; refused before any request."""
+
+    def __init__(self, what: str, value: object):
+        super().__init__(400, f"{what}: id {shown(value)} is not a plain id (letters, digits, "
+                              "_ and -, at most 128); refused before sending", "INVALID_ID")
 
 
 class ApiUnavailable(UserError):
@@ -149,28 +173,43 @@ def _json(resp: httpx.Response, what: str) -> dict:
         raise ApiError(resp.status_code, f"{what}: response is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(resp.status_code, f"{what}: response is not a JSON object")
+    if "data" not in body and "errors" in body:  # an error wearing a success status
+        err = error_from_response(resp)
+        raise ApiError(resp.status_code, f"{what}: {resp.status_code} answer carries errors: "
+                                         f"{err.detail[:200]}", err.code)
     return body
 
 
 def _letter(item: Any, what: str, *, need_hash: bool) -> LetterRef:
+    """One letter resource, checked against the contract; ApiError names what is wrong."""
     if not isinstance(item, dict) or not isinstance(item.get("attributes"), dict):
         raise ApiError(200, f"{what}: letter without attributes in response")
     attrs = item["attributes"]
-    missing = [k for k in ("specificationId", "status") if not isinstance(attrs.get(k), str)]
-    if not isinstance(item.get("id"), str) or not item["id"]:
+    lid = item.get("id")
+    required = ["specificationId", "status"] + (["sha256Hash"] if need_hash else [])
+    missing = [k for k in required if not isinstance(attrs.get(k), str) or not attrs[k]]
+    if not isinstance(lid, str) or not lid:
         missing.insert(0, "id")
-    if need_hash and not isinstance(attrs.get("sha256Hash"), str):
-        missing.append("sha256Hash")
     if missing:
-        raise ApiError(200, f"{what}: letter {item.get('id')!r} is missing {', '.join(missing)}")
+        raise ApiError(200, f"{what}: letter {shown(lid)} is missing {', '.join(missing)} "
+                            "(or has the wrong type)")
+    if not is_safe_id(lid):
+        raise InvalidId(what, lid)
+    for key in ("specificationId", "groupId", "sha256Hash", "reasonCode"):
+        value = attrs.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_FIELD_CHARS):
+            raise ApiError(200, f"{what}: letter {lid} has a bad {key} {shown(value)}")
+    if attrs["status"] not in ALL_STATUSES:
+        raise ApiError(200, f"{what}: letter {lid} has unknown status {shown(attrs['status'])}")
+    text = attrs.get("reasonText")
     return LetterRef(
-        id=item["id"],
+        id=lid,
         specification_id=attrs["specificationId"],
-        group_id=str(attrs.get("groupId") or ""),
+        group_id=attrs.get("groupId") or "",
         status=attrs["status"],
-        sha256=str(attrs.get("sha256Hash") or "").lower(),
+        sha256=(attrs.get("sha256Hash") or "").lower(),
         reason_code=attrs.get("reasonCode"),
-        reason_text=attrs.get("reasonText"),
+        reason_text=text[:MAX_FIELD_CHARS] if isinstance(text, str) else None,
     )
 
 
@@ -209,6 +248,12 @@ def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[Sta
     return chunks
 
 
+def _path_id(value: Any, what: str) -> str:
+    if not is_safe_id(value):
+        raise InvalidId(what, value)
+    return value
+
+
 class SupplierClient:
     def __init__(
         self,
@@ -234,8 +279,11 @@ class SupplierClient:
             timeout=api.timeout, verify=api.verify_tls, transport=transport, limits=limits,
             follow_redirects=False,
         )
+        #: Called with a one-line message for each list item skipped as malformed.
+        self.on_malformed: Callable[[str], None] | None = None
         self.tokens: TokenProvider | None = None
         if api.auth == "jwt":
+            # Loads the private key now: a key others can read stops start-up, not a poll.
             self.tokens = TokenProvider(api, self._raw, limiter=self.limiter)
 
     async def __aenter__(self) -> "SupplierClient":
@@ -259,9 +307,39 @@ class SupplierClient:
             "check [api] base_url, the network and that the service is up"
         )
 
+    def _malformed(self, message: str) -> None:
+        self.stats["malformed"] += 1
+        log.warning("%s", message)
+        if self.on_malformed is not None:
+            self.on_malformed(message)
+
+    def _tls_refused(self, url: str, e: Exception) -> ApiUnavailable | None:
+        """A certificate we do not trust is a set-up problem: say so, do not retry."""
+        seen: BaseException | None = e
+        while seen is not None:
+            if isinstance(seen, ssl.SSLCertVerificationError):
+                why = seen.verify_message or seen.reason or "verification failed"
+                return ApiUnavailable(
+                    f"TLS certificate of {httpx.URL(url).host} is not trusted ({why}); install the "
+                    "right CA certificate (for a development server only: [api] verify_tls = false)")
+            seen = seen.__cause__ or seen.__context__
+        return None
+
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request, cap: int,
+                    what: str) -> httpx.Response:
+        """Send without following redirects; read the body under ``cap`` (error bodies are
+        only kept for their message, so they are truncated instead)."""
+        resp = await client.send(request, stream=True, follow_redirects=False)
+        failed = resp.status_code >= 400
+        try:
+            return await read_capped(resp, MAX_ERROR_BODY if failed else cap, truncate=failed)
+        except BodyTooLarge as e:
+            raise ResponseTooLarge(resp.status_code, f"{what}: {e}", "TOO_LARGE") from None
+
     async def _request(
         self, kind: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
         params: dict | None = None, body: Any = None, correlation_id: str | None = None,
+        cap: int = MAX_JSON_BODY,
     ) -> httpx.Response:
         content = None if body is None else json.dumps(body).encode()
         attempt = 0
@@ -281,13 +359,16 @@ class SupplierClient:
                     bearer = await self.tokens.token()
                     self.stats["token"] = self.tokens.requests
                     headers["Authorization"] = f"Bearer {bearer}"
-                resp = await self._http.request(method, path, params=params, content=content,
-                                                headers=headers)
+                request = self._http.build_request(method, path, params=params, content=content,
+                                                   headers=headers)
+                resp = await self._send(self._http, request, cap, f"{method} {path}")
             except TokenError as e:
                 if not e.retryable:
                     raise
                 failure: Exception = e
             except httpx.TransportError as e:  # timeouts, refused/reset connections
+                if tls := self._tls_refused(url, e):
+                    raise tls from None
                 failure = e
             else:
                 if resp.status_code in expect:
@@ -314,19 +395,46 @@ class SupplierClient:
     # --- letters ------------------------------------------------------------------------
 
     async def list_letters(self, limit: int = 2500) -> list[LetterRef]:
-        resp = await self._request("list", "GET", "/letters", params={"limit": limit})
+        """PENDING letters.  Items that break the contract (missing or mistyped fields, an
+        unsafe id, a status other than PENDING) are skipped with a warning, not fatal: the
+        rest of the list still gets printed."""
+        resp = await self._request("list", "GET", "/letters", params={"limit": limit},
+                                   cap=MAX_LIST_BODY)
         data = _json(resp, "GET /letters").get("data")
         if not isinstance(data, list):
             raise ApiError(resp.status_code, "GET /letters: response has no data list")
-        return [_letter(item, "GET /letters", need_hash=True) for item in data]
+        if len(data) > limit:
+            self._malformed(f"GET /letters: {len(data)} letters for limit {limit}; "
+                            f"took the first {limit}")
+        refs, seen = [], set()
+        for item in data[:limit]:
+            try:
+                ref = _letter(item, "GET /letters", need_hash=True)
+            except ApiError as e:
+                self._malformed(f"{e.detail}; letter skipped")
+                continue
+            if ref.status != Status.PENDING:
+                self._malformed(f"GET /letters: letter {ref.id} listed as {ref.status}, not "
+                                "PENDING; letter skipped")
+                continue
+            if ref.id in seen:
+                self._malformed(f"GET /letters: letter {ref.id} listed twice; kept the first")
+                continue
+            seen.add(ref.id)
+            refs.append(ref)
+        return refs
 
     async def get_letter(self, letter_id: str) -> LetterRef:
-        path = f"/letters/{letter_id}"
+        path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}')}"
         resp = await self._request("get", "GET", path, correlation_id=letter_id)
-        return _letter(_json(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
+        ref = _letter(_json(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
+        if ref.id != letter_id:
+            raise ApiError(resp.status_code, f"GET {path}: answered with letter {ref.id}")
+        return ref
 
     async def patch_letter(self, letter_id: str, status: str, reason_code: str | None = None,
                            reason_text: str | None = None) -> None:
+        _path_id(letter_id, "PATCH /letters/{id}")
         body = {"data": _letter_item(letter_id, status, reason_code, reason_text)}
         await self._request("patch", "PATCH", f"/letters/{letter_id}", expect=(200, 202),
                             body=body, correlation_id=letter_id)
@@ -348,13 +456,15 @@ class SupplierClient:
         dest = Path(dest)
         cap = self.api.max_pdf_bytes if max_bytes is None else max_bytes
         url = await self._data_location(letter_id, correlation_id or letter_id)
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # patient data: private
         attempt, relocated = 0, False
         while True:
             self.stats["presigned"] += 1
             try:
                 return await self._fetch_presigned(url, dest, cap, letter_id)
             except httpx.TransportError as e:
+                if tls := self._tls_refused(url, e):
+                    raise tls from None
                 failure: Exception = e
             except ServerError as e:
                 failure = e
@@ -376,20 +486,30 @@ class SupplierClient:
             await asyncio.sleep(self._backoff(attempt))
 
     async def _data_location(self, letter_id: str, correlation_id: str) -> str:
-        """GET /letters/{id}/data: the 303's pre-signed Location, made absolute."""
-        path = f"/letters/{letter_id}/data"
+        """GET /letters/{id}/data: the 303's pre-signed Location, made absolute.  Only an
+        http(s) URL is followed, and never plain http when the API itself is https."""
+        path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}/data')}/data"
         resp = await self._request("data", "GET", path, expect=(303,), correlation_id=correlation_id)
         location = resp.headers.get("location")
         if not location:
             raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
-        return str(resp.url.join(location))
+        try:
+            target = resp.url.join(location)
+        except httpx.InvalidURL:
+            target = None
+        if target is None or target.scheme not in ("http", "https") or not target.host:
+            raise ApiError(resp.status_code, f"GET {path}: 303 Location {shown(location)} is not "
+                                             "an http(s) URL; not followed")
+        if resp.url.scheme == "https" and target.scheme != "https":
+            raise ApiError(resp.status_code, f"GET {path}: 303 Location would leave https for "
+                                             f"plain http ({target.host}); not followed")
+        return str(target)
 
     async def _fetch_presigned(self, url: str, dest: Path, cap: int, letter_id: str) -> Download:
         # A plain request: no Authorization, no API headers -- this is not the API.
-        async with self._raw.stream("GET", url) as resp:
+        async with self._raw.stream("GET", url, follow_redirects=False) as resp:
             if resp.status_code != 200:
-                await resp.aread()
-                err = error_from_response(resp)
+                err = error_from_response(await read_capped(resp, MAX_ERROR_BODY, truncate=True))
                 raise type(err)(err.status, f"pre-signed download failed: {err.detail}", err.code)
             declared = resp.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > cap:
@@ -431,7 +551,7 @@ class SupplierClient:
         return _mi_record(_json(resp, "POST /mi"), "POST /mi")
 
     async def get_mi(self, mi_id: str) -> dict:
-        resp = await self._request("mi_get", "GET", f"/mi/{mi_id}")
+        resp = await self._request("mi_get", "GET", f"/mi/{_path_id(mi_id, 'GET /mi/{id}')}")
         return _mi_record(_json(resp, f"GET /mi/{mi_id}"), f"GET /mi/{mi_id}")
 
     async def status(self) -> dict:

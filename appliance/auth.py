@@ -2,7 +2,9 @@
 
 The appliance signs a short-lived client assertion (RS512) with its private key and swaps it
 at the OAuth2 token endpoint for a bearer token.  The token is cached and refreshed early;
-concurrent callers share one refresh.  The token itself is never logged.
+concurrent callers share one refresh.  The private key is read when the provider is made,
+so a key other users can read stops the appliance at start-up.  Neither the assertion nor
+the token is ever logged or put in an error message.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+from .caps import MAX_ERROR_BODY, MAX_JSON_BODY, BodyTooLarge, read_capped
 from .config import ApiConfig
 from .errors import UserError
 
@@ -136,6 +139,8 @@ class TokenProvider:
         self._refresh_at = 0.0
         self._key: RSAPrivateKey | None = None
         self.requests = 0  # token endpoint calls made (for tests and stats)
+        if api.private_key is not None:
+            self._key = load_pem_private_key(load_private_key(api.private_key), password=None)
 
     def invalidate(self) -> None:
         self._token = None
@@ -162,7 +167,8 @@ class TokenProvider:
         if self._limiter is not None:
             await self._limiter.acquire()
         self.requests += 1
-        resp = await self._http.post(
+        request = self._http.build_request(
+            "POST",
             api.token_url,
             data={
                 "grant_type": "client_credentials",
@@ -171,6 +177,14 @@ class TokenProvider:
             },
             headers={"Accept": "application/json"},
         )
+        streamed = await self._http.send(request, stream=True, follow_redirects=False)
+        ok = streamed.status_code == 200
+        try:
+            resp = await read_capped(streamed, MAX_JSON_BODY if ok else MAX_ERROR_BODY,
+                                     truncate=not ok)
+        except BodyTooLarge as e:
+            raise TokenError(f"token endpoint {api.token_url} sent an unusable answer ({e}); "
+                             "check [api] token_url", status=streamed.status_code) from None
         if resp.status_code != 200:
             raise TokenError(
                 f"token endpoint {api.token_url} refused the client assertion "

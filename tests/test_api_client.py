@@ -359,9 +359,7 @@ def test_parse_retry_after_seconds_and_http_date():
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490) == 0.0
 
 
-@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"data": [{"id": "x"}]}',
-                                  b'{"data": [{"id": "x", "attributes": {"status": "PENDING"}}]}',
-                                  b'{"nodata": 1}'])
+@pytest.mark.parametrize("body", [b"not json", b"[]", b'{"nodata": 1}'])
 async def test_malformed_list_answers_raise_api_error(body):
     # a server that answers nonsense cannot be the sandbox: a mock transport stands in
     transport = httpx.MockTransport(lambda req: httpx.Response(200, content=body))
@@ -369,6 +367,16 @@ async def test_malformed_list_answers_raise_api_error(body):
         with pytest.raises(ApiError) as e:
             await c.list_letters()
     assert "GET /letters" in str(e.value)
+
+
+@pytest.mark.parametrize("body", [b'{"data": [{"id": "x"}]}',
+                                  b'{"data": [{"id": "x", "attributes": {"status": "PENDING"}}]}'])
+async def test_malformed_list_items_are_skipped_not_fatal(body):
+    # one broken letter must not block the rest: skipped with a warning (tests/test_bad_inputs.py)
+    transport = httpx.MockTransport(lambda req: httpx.Response(200, content=body))
+    async with SupplierClient(sandbox_api("http://127.0.0.1:9"), transport=transport) as c:
+        assert await c.list_letters() == []
+    assert c.stats["malformed"] == 1
 
 
 async def test_303_without_location_is_an_api_error(tmp_path):
