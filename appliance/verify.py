@@ -13,6 +13,8 @@ from .status import REJECT_REASONS
 
 #: Refuse to count beyond this many pages: a hostile PDF must not pin the CPU.
 MAX_PAGES = 1000
+#: A complete PDF ends with %%EOF; writers may add a little whitespace or junk after it.
+EOF_WINDOW = 1024
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class Verdict:
 
 
 def inspect_pdf(path) -> PdfFacts:
+    """Page count of a PDF we would print, or why it must not be printed.
+
+    pypdf is lenient (it repairs what it can); a print floor must not be.  A file cut short
+    (no %%EOF at the end) or whose page tree does not add up (/Count says 5, 3 pages can be
+    found: a truncated file "repaired" by a reader) would print an incomplete letter.
+    """
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -39,11 +47,24 @@ def inspect_pdf(path) -> PdfFacts:
             head = f.read(5)
             if head != b"%PDF-":
                 return PdfFacts(None, "not a PDF (no %PDF- header)")
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - EOF_WINDOW))
+            if b"%%EOF" not in f.read():
+                return PdfFacts(None, "truncated PDF (no %%EOF at the end)")
             f.seek(0)
             reader = PdfReader(f, strict=False)
             if reader.is_encrypted:
                 return PdfFacts(None, "PDF is encrypted")
-            return PdfFacts(len(reader.pages))
+            declared = reader.trailer["/Root"]["/Pages"].get("/Count")
+            if not isinstance(declared, int) or declared < 0:
+                return PdfFacts(None, f"page tree has no usable /Count ({str(declared)[:20]})")
+            if declared > MAX_PAGES:
+                return PdfFacts(declared)  # judged too long without walking the tree
+            found = len(reader.pages)
+            if found != declared:
+                return PdfFacts(None, f"damaged page tree: /Count says {declared} pages, "
+                                      f"{found} can be read")
+            return PdfFacts(found)
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError,
             RecursionError, OSError) as e:
         return PdfFacts(None, f"{type(e).__name__}: {str(e)[:120]}")
