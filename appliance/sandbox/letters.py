@@ -12,6 +12,7 @@ import hashlib
 import random
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..packs import Pack, load_packs
 from .pdfgen import make_corrupt, make_pdf
@@ -31,11 +32,15 @@ class SandboxLetter:
     specification_id: str
     group_id: str
     pages: int
-    kind: str = "good"  # good | hash | corrupt | sheets
+    kind: str = "good"  # good | hash | corrupt | sheets | given (made by Sandbox.add_letter)
     status: str = "PENDING"
     reason_code: str | None = None
     reason_text: str | None = None
     history: list[tuple[str, float]] = field(default_factory=list)
+    #: Hostile overrides (Sandbox.add_letter): the exact JSON shown for this letter in the
+    #: list and by GET /letters/{id}; the 303's Location ("" = no header at all).
+    listing: Any = None
+    location: str | None = None
     _pdf: bytes | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
 
@@ -73,6 +78,10 @@ class SandboxLetter:
 
     def resource(self) -> dict:
         return {"id": self.id, "type": "Letter", "attributes": self.attributes()}
+
+    def shown(self) -> Any:
+        """What GET /letters and GET /letters/{id} show for this letter."""
+        return self.resource() if self.listing is None else self.listing
 
 
 def _page_limit(pack: Pack) -> int:

@@ -26,6 +26,7 @@ class SandboxOptions:
     token_ttl: int = 599
     log_path: str | None = None
     presign_ttl: int = 300  # seconds a pre-signed data URL stays valid
+    hostile: str | None = None  # see hostile.py; off by default
 
 
 @dataclass
@@ -34,6 +35,9 @@ class Faults:
 
     ``scope`` holds the request kinds faults apply to: the API routes by default; add
     "presigned", "status" or "token" to extend them there.
+
+    ``hostile`` (a mode of ``hostile.MODES``) replaces the answer to requests of a kind in
+    ``hostile_scope``; ``hostile_count`` (None = no limit) is how many more get it.
     """
 
     rate_limit_every: int = 0
@@ -43,11 +47,16 @@ class Faults:
     latency_ms: float = 0
     drop_ratio: float = 0.0
     scope: set[str] = field(default_factory=lambda: set(API_KINDS))
+    hostile: str | None = None
+    hostile_scope: set[str] = field(default_factory=lambda: {"list"})
+    hostile_count: int | None = None
+    huge_bytes: int = 21 * 1024 * 1024
+    redirect_to: str = ""
 
     @classmethod
     def from_options(cls, o: SandboxOptions) -> "Faults":
         return cls(o.rate_limit_every, o.rate_limit_next, o.retry_after, o.error_ratio,
-                   o.latency_ms, o.drop_ratio)
+                   o.latency_ms, o.drop_ratio, hostile=o.hostile)
 
 
 @dataclass

@@ -108,7 +108,7 @@ async def list_letters(sb: "Sandbox", req: Request, params: dict) -> Response:
     return sb.json_response(req, 200, {"data": [
         {"id": l.id, "type": "Letter", "attributes": {
             "specificationId": l.specification_id, "groupId": l.group_id,
-            "status": l.status, "sha256Hash": l.sha256}}
+            "status": l.status, "sha256Hash": l.sha256}} if l.listing is None else l.listing
         for l in chosen]})
 
 
@@ -116,13 +116,16 @@ async def get_letter(sb: "Sandbox", req: Request, params: dict) -> Response:
     letter = sb.letters.get(params["id"])
     if letter is None:
         return sb.api_error(req, 404)
-    return sb.json_response(req, 200, {"data": letter.resource()})
+    return sb.json_response(req, 200, {"data": letter.shown()})
 
 
 async def letter_data(sb: "Sandbox", req: Request, params: dict) -> Response:
     if params["id"] not in sb.letters:
         return sb.api_error(req, 404)
-    headers = sb.echo_headers(req, None) + [("Location", sb.presigned_url(params["id"]))]
+    location = sb.letters[params["id"]].location
+    if location is None:
+        location = sb.presigned_url(params["id"])
+    headers = sb.echo_headers(req, None) + ([("Location", location)] if location else [])
     return Response(303, b"", headers)
 
 

@@ -14,17 +14,19 @@ import json
 import logging
 import random
 import secrets
+import ssl
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
 from ..errors import UserError
-from . import bodies, routes
+from . import bodies, hostile, routes
 from .auth import TokenIssuer
 from .httpserver import Request, Response, serve_connection
 from .letters import LetterFactory, SandboxLetter
 from .model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions
+from .pdfgen import make_pdf
 
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
 log = logging.getLogger(__name__)
@@ -70,6 +72,29 @@ class Sandbox:
             self.letters[letter.id] = letter
             self.pending[letter.id] = letter
         return [letter.id for letter in made]
+
+    def add_letter(self, pdf: bytes | None = None, *, letter_id: str | None = None,
+                   specification_id: str = "notify-c5", pages: int = 2, sha256: str | None = None,
+                   group_id: str = "hostile-tests", listing=None, location: str | None = None,
+                   kind: str = "given") -> str:
+        """One PENDING letter made to order, for bad-input tests.
+
+        ``pdf``: the exact bytes the pre-signed URL serves (default: a valid ``pages``-page
+        PDF); ``sha256``: the listed hash (default: the bytes' real hash); ``letter_id``: any
+        string, hostile ones included; ``listing``: the exact JSON value GET /letters shows
+        for it (missing fields, wrong types...); ``location``: the 303's Location header
+        ("" = none).  Returns the id.
+        """
+        lid = letter_id if letter_id is not None else secrets.token_hex(16)
+        body = make_pdf(lid, pages, (f"Specification {specification_id}",)) if pdf is None else pdf
+        letter = SandboxLetter(id=lid, specification_id=specification_id, group_id=group_id,
+                               pages=pages, kind=kind, listing=listing, location=location)
+        letter._pdf = body
+        letter._sha256 = sha256 if sha256 is not None else hashlib.sha256(body).hexdigest()
+        letter.history.append(("PENDING", time.time()))
+        self.letters[lid] = letter
+        self.pending[lid] = letter
+        return lid
 
     def set_status(self, letter: SandboxLetter, status: str, code: str | None,
                    text: str | None) -> None:
@@ -123,10 +148,12 @@ class Sandbox:
 
     # --- lifecycle -------------------------------------------------------------------
 
-    async def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    async def start(self, host: str = "127.0.0.1", port: int = 0,
+                    ssl_context: ssl.SSLContext | None = None) -> None:
+        """Listen (over TLS when ``ssl_context`` is given: base_url is then https)."""
         try:
             self._server = await asyncio.start_server(self._on_connection, host, port,
-                                                      limit=64 * 1024)
+                                                      limit=64 * 1024, ssl=ssl_context)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
                 raise UserError(f"sandbox: port {port} on {host} is already in use; stop the "
@@ -135,7 +162,7 @@ class Sandbox:
                             f"check --host and --port") from None
         bound = self._server.sockets[0].getsockname()
         shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-        self.base_url = f"http://{shown}:{bound[1]}"
+        self.base_url = f"{'https' if ssl_context else 'http'}://{shown}:{bound[1]}"
         self.token_url = self.base_url + "/oauth2/token"
         if self.auth_mode:
             self.issuer = TokenIssuer(self.opts.auth_keys or {}, self.opts.api_key,
@@ -208,6 +235,9 @@ class Sandbox:
                 return self._api_error(req, 401)
             if not req.headers.get("x-request-id"):
                 return self._api_error(req, 400, "The X-Request-ID header is required")
+        mode = hostile.take(self, kind)
+        if mode is not None:
+            return hostile.answer(self, req, mode)
         return await routes.HANDLERS[kind](self, req, params)
 
     async def _fault(self, req: Request) -> Response | None:
