@@ -46,6 +46,7 @@ class Config:
     packs_dir: Path | None = None
     source: Path | None = None
     stale_after_hours: float = 24.0
+    spool_retention_hours: float = 0.0  # 0: delete a spooled PDF once its letter is final
 
 
 def _url(v: str) -> str | None:
@@ -57,6 +58,10 @@ def _url(v: str) -> str | None:
 
 def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
+
+
+def _not_negative(v: float) -> str | None:
+    return None if v >= 0 else "must be 0 or more"
 
 
 def _limit(v: int) -> str | None:
@@ -102,6 +107,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
         "spool_dir": (str, "", None),  # default: <state_dir>/spool
         "profile": (str, REQUIRED, None),
         "packs_dir": (str, "", None),
+        # Keep spooled PDFs this long after a letter is final (0: delete at once).
+        "spool_retention_hours": (float, 0.0, _not_negative),
     },
 }
 
@@ -210,6 +217,7 @@ def load_config(path: str | Path) -> Config:
         spool_dir=_resolve(base, paths["spool_dir"]) if paths["spool_dir"] else state_dir / "spool",
         profile=_resolve(base, paths["profile"]),
         packs_dir=_resolve(base, paths["packs_dir"]) if paths["packs_dir"] else None,
+        spool_retention_hours=paths["spool_retention_hours"],
         source=path,
     )
 
