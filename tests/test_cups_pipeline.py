@@ -20,6 +20,7 @@ from appliance.profile import load_profile
 from appliance.routing import why_not
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store import Store
+from tests.floor import squeeze
 
 pytestmark = pytest.mark.cups
 
@@ -35,12 +36,6 @@ CAPS = {  # profile capabilities of the shared fleet (tests/cups_env.py FLEET)
 ANY_STD = CAPS["press-colour"]
 
 
-def squeeze(seq):
-    out = []
-    for s in seq:
-        if not out or out[-1] != s:
-            out.append(s)
-    return out
 
 
 def write_profile(path: Path, server: str, printers: list[tuple[str, str, str]]) -> Path:

@@ -24,13 +24,6 @@ from appliance.store import Store
 GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
 
 
-def squeeze(seq):
-    """Drop repeats of the same status in a row (for callers that tolerate replays)."""
-    out = []
-    for s in seq:
-        if not out or out[-1] != s:
-            out.append(s)
-    return out
 
 
 def check_sandbox_outcome(sb, output_root: Path):

@@ -14,7 +14,8 @@ from appliance.pipeline import Pipeline, PipelineSettings
 from appliance.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store import Store
-from tests.test_pipeline_e2e import check_sandbox_outcome, squeeze
+from tests.floor import squeeze
+from tests.test_pipeline_e2e import check_sandbox_outcome
 
 FLOOR = Path(__file__).parent.parent / "hardware-profiles" / "serial-floor.toml"
 
