@@ -231,20 +231,29 @@ def _letter_item(letter_id: str, status: str, reason_code, reason_text) -> dict:
 
 
 def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[StatusUpdate]]:
-    """Split in order into chunks of <= batch_size with no letter id twice in a chunk."""
+    """Pack updates into as few requests of <= batch_size as the rules allow.
+
+    Rules: no letter id twice in one request, and a letter's k-th update goes in a later
+    request than its (k-1)-th (requests are sent one after another, so per-letter order
+    holds).  First fit: each update joins the earliest request after its letter's
+    previous one that has room, so letters moving quickly through several statuses do not
+    each force a new request.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     chunks: list[list[StatusUpdate]] = []
-    current: list[StatusUpdate] = []
-    seen: set[str] = set()
+    last: dict[str, int] = {}
+    first_open = 0  # every chunk before this one is full
     for u in updates:
-        if len(current) >= batch_size or u.letter_id in seen:
-            chunks.append(current)
-            current, seen = [], set()
-        current.append(u)
-        seen.add(u.letter_id)
-    if current:
-        chunks.append(current)
+        i = max(last.get(u.letter_id, -1) + 1, first_open)
+        while i < len(chunks) and len(chunks[i]) >= batch_size:
+            i += 1
+        if i == len(chunks):
+            chunks.append([])
+        chunks[i].append(u)
+        last[u.letter_id] = i
+        while first_open < len(chunks) and len(chunks[first_open]) >= batch_size:
+            first_open += 1
     return chunks
 
 
