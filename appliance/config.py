@@ -16,6 +16,13 @@ from urllib.parse import urlparse
 from .errors import ConfigError
 
 PRODUCTION_BASE_URL = "https://api.service.nhs.uk/nhs-notify-supplier"
+PRODUCTION_HOST = "api.service.nhs.uk"
+
+
+def _is_production(url: str) -> bool:
+    """Production whatever the spelling: the host decides, not the string."""
+    host = (urlparse(url).hostname or "").lower().rstrip(".")
+    return host == PRODUCTION_HOST
 MAX_LIST_LIMIT = 2500
 
 
@@ -89,7 +96,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
         "token_url": (str, "", None),
         "rate_limit": (float, 300.0, _positive),
         "timeout": (float, 30.0, _positive),
-        "max_retries": (int, 6, None),
+        "max_retries": (int, 6, lambda v: None if v >= 0 else "must be 0 or more"),
         "max_pdf_mb": (float, 20.0, _positive),
         "verify_tls": (bool, True, None),
     },
@@ -105,7 +112,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
     "paths": {
         "state_dir": (str, "/var/lib/appliance", None),
         "spool_dir": (str, "", None),  # default: <state_dir>/spool
-        "profile": (str, REQUIRED, None),
+        "profile": (str, REQUIRED, lambda v: None if v.strip() else "must name the hardware profile file"),
         "packs_dir": (str, "", None),
         # Keep spooled PDFs this long after a letter is final (0: delete at once).
         "spool_retention_hours": (float, 0.0, _not_negative),
@@ -131,6 +138,10 @@ def read_toml(path: Path, what: str) -> dict:
         raise ConfigError(f"{path}: {what} not found; create it or pass --config PATH") from None
     except PermissionError:
         raise ConfigError(f"{path}: cannot read {what} (permission denied); fix its owner or mode") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a {what}; give the path of the .toml file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text; save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML ({e}); fix the syntax") from None
 
@@ -189,7 +200,7 @@ def load_config(path: str | Path) -> Config:
                 )
         if problem := _url(api["token_url"]):
             raise ConfigError(f"{path}: [api] token_url: {problem}")
-    if not api["verify_tls"] and api["base_url"].rstrip("/") == PRODUCTION_BASE_URL:
+    if not api["verify_tls"] and any(_is_production(api[k]) for k in ("base_url", "token_url")):
         raise ConfigError(
             f"{path}: [api] verify_tls: may not be false against production; remove verify_tls"
         )

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from .api import ApiError, ApiUnavailable, NotFound, StatusUpdate, SupplierClient
 from .committer import Committer
+from .errors import UserError
 from .status import reached
 from .store import Store
 
@@ -70,7 +71,7 @@ class OutboxSender:
         while self._replays:  # nothing leaves before we know what the API already has
             try:
                 await self._reconcile_replays()
-            except (ApiUnavailable, ApiError) as e:
+            except (ApiUnavailable, ApiError, UserError) as e:
                 self.api_ok = False
                 self.alert("api", f"cannot check replayed status updates yet: {e}")
                 await asyncio.sleep(backoff)
@@ -78,8 +79,11 @@ class OutboxSender:
         backoff = self.interval
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel that
+                # lands as the wait ends (CPython gh-86296), and stop() would hang here.
+                async with asyncio.timeout(self.interval):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
             await asyncio.sleep(self.interval)  # gather a batch
@@ -91,7 +95,7 @@ class OutboxSender:
                 await self._send(pending)
                 backoff = self.interval
                 self.api_ok = True
-            except ApiUnavailable as e:
+            except (ApiUnavailable, UserError) as e:  # incl. TokenError: auth refused or down
                 self.api_ok = False
                 self.alert("api", f"status updates queued ({len(pending)}+): {e}")
                 await asyncio.sleep(backoff)

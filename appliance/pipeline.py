@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
+import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -22,7 +22,10 @@ import drivers
 from drivers.base import DeviceEvent, Driver, Work
 
 from .api import ApiError, ApiUnavailable, RateLimited, ServerError, SupplierClient, TooLarge
+from .auth import TokenError
+from .caps import is_safe_id
 from .committer import Committer
+from .errors import UserError
 from .outbox import OutboxSender
 from .packs import Pack
 from .profile import DeviceSpec, Profile
@@ -33,8 +36,6 @@ from .verify import inspect_pdf, judge
 
 log = logging.getLogger("appliance.pipeline")
 
-#: Letter ids become file names in the spool: refuse anything that is not a plain token.
-SAFE_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 #: Stages in which a letter has been given (or is about to be given) to a device.
@@ -109,6 +110,7 @@ class Pipeline:
         self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(spool, 0o700)  # patient data: private even if the folder existed already
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -219,7 +221,7 @@ class Pipeline:
                 try:
                     refs = await self.client.list_letters(limit=min(self.s.limit, room))
                     self.api_ok = True
-                except (ApiUnavailable, ApiError) as e:
+                except (ApiUnavailable, ApiError, UserError) as e:  # UserError: auth (TokenError)
                     self.api_ok = False
                     self.alert("api", f"cannot list letters: {e}")
                     await asyncio.sleep(self.s.poll_interval)
@@ -227,7 +229,7 @@ class Pipeline:
                 self.counters["polls"] += 1
                 new = []
                 for ref in refs:
-                    if not SAFE_ID.match(ref.id):
+                    if not is_safe_id(ref.id):
                         self.counters["hostile_ids"] += 1
                         self.alert("intake", f"ignored letter with unsafe id {ref.id[:40]!r}")
                         continue
@@ -271,7 +273,7 @@ class Pipeline:
                 dl = await self.client.download(letter_id, dest, correlation_id=letter_id,
                                                 max_bytes=self.s.max_pdf_bytes)
                 break
-            except (ApiUnavailable, ServerError, RateLimited) as e:
+            except (ApiUnavailable, ServerError, RateLimited, TokenError) as e:
                 # Temporary: the letter stays "new" and is fetched again; nothing is rejected.
                 self.api_ok = False
                 self.alert("api", f"download failed, will retry: {e}", letter_id)

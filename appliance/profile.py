@@ -8,6 +8,7 @@ and fix.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list"}
 _EVENT_ACTIONS = {"reroute", "hold", "ignore"}
+#: Device names become folder names (output, journals): no paths, nothing empty.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def _check_type(where: str, key: str, value: Any, want: type) -> Any:
@@ -87,6 +90,9 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
             raise ConfigError(f"{where} {key}: missing; add {key} = \"...\"")
         _check_type(where, key, table[key], str)
     name, kind = table["name"], table["driver"]
+    if not SAFE_NAME.fullmatch(name):
+        raise ConfigError(f"{where} name: {name[:40]!r} is not a plain device name; use letters, digits, "
+                          "'-', '_' or '.', starting with a letter or digit (it names folders and logs)")
     where = f"{path}: [[{family}]] {name!r}"
     if name in seen:
         raise ConfigError(f"{where}: duplicate device name; give each device its own name")
@@ -137,6 +143,8 @@ def load_profile(path: str | Path) -> Profile:
                 "[[franker]], [events], [mi] or [failure_reasons]"
             )
     head = data.get("profile", {})
+    if not isinstance(head, dict):
+        raise ConfigError(f"{path}: profile must be a [profile] table; write [profile] then its keys")
     for key, value in head.items():
         if key not in _PROFILE_KEYS:
             raise ConfigError(f"{path}: [profile] {key}: unknown key; expected one of {', '.join(_PROFILE_KEYS)}")

@@ -367,12 +367,9 @@ def test_more_profile_mistakes_are_one_line(tmp_path, text, expect):
     assert str(path) in one_line(str(e.value))
 
 
-# Known gaps, each a traceback or an accepted mistake today.  strict: when config.py or
-# profile.py is fixed these start passing and the marker must go.
-GAP = "gap in config.py/profile.py loading (see the bad-input report); not owned here"
+# Mistakes that once escaped as tracebacks or were accepted: each is now one ConfigError.
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 @pytest.mark.parametrize("raw, loader", [
     (b'[api]\nbase_url = "\xff\xfe"\n', "config"),  # not UTF-8: UnicodeDecodeError escapes
     (b'[profile]\nname = "\xff"\n', "profile"),
@@ -385,11 +382,11 @@ GAP = "gap in config.py/profile.py loading (see the bad-input report); not owned
 def test_config_gaps(tmp_path, raw, loader):
     path = tmp_path / "file.toml"
     path.write_bytes(raw)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError) as e:
         (load_config if loader == "config" else load_profile)(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, reason=GAP)
 def test_config_that_is_a_directory_is_a_config_error(tmp_path):
     (tmp_path / "appliance.toml").mkdir()
     with pytest.raises(ConfigError):

@@ -269,8 +269,6 @@ def test_development_flag_refused_against_production(tmp_path, base_url):
         load_config(cfg)
 
 
-@pytest.mark.xfail(strict=True, reason="config.py compares the exact URL string: a host "
-                                        "spelled in capitals, or a production token_url, slips by")
 @pytest.mark.parametrize("base_url, token_url", [
     ("HTTPS://API.SERVICE.NHS.UK/nhs-notify-supplier", ""),
     ("https://int.api.service.nhs.uk/nhs-notify-supplier", "https://api.service.nhs.uk/oauth2/token"),
@@ -359,8 +357,6 @@ async def test_spooled_pdfs_are_private_and_deleted_when_final(tmp_path):
     assert statuses(sb, bad) == ["REJECTED"]
 
 
-@pytest.mark.xfail(strict=True, reason="Pipeline.__init__ creates the spool with mode 0700 but "
-                                        "leaves an existing directory's mode alone")
 async def test_existing_open_spool_directory_is_made_private(tmp_path):
     sb = await new_sandbox(good=1)
     spool = tmp_path / "state" / "spool"
