@@ -53,7 +53,8 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
     settings = PipelineSettings(spool_dir=cfg.spool_dir, poll_interval=cfg.poll_interval,
                                 limit=cfg.limit, batch_size=cfg.batch_size,
                                 max_pdf_bytes=cfg.api.max_pdf_bytes,
-                                stale_after=cfg.stale_after_hours * 3600)
+                                stale_after=cfg.stale_after_hours * 3600,
+                                spool_retention=cfg.spool_retention_hours * 3600)
     packs = load_packs(cfg.packs_dir)
     pipe = Pipeline(settings, client, store, profile, packs, state_dir=cfg.state_dir)
     # MI counts every device event from the first one: listen before the pipeline starts.

@@ -60,6 +60,7 @@ class PipelineSettings:
     outbox_interval: float = 0.1
     commit_interval: float = 0.005
     stale_after: float = 24 * 3600.0  # seconds; older letters are re-checked with the API before printing
+    spool_retention: float = 0.0  # seconds a final letter's PDF is kept; 0 = delete at once
 
 
 @dataclass
@@ -135,6 +136,7 @@ class Pipeline:
         ]
         await self.recover()
         self._tasks.append(asyncio.create_task(self._poll_loop(), name="poll"))
+        self._tasks.append(asyncio.create_task(self._spool_sweeper(), name="spool-sweeper"))
 
     async def stop(self) -> None:
         """Stop taking work, flush what is known, close devices.  Nothing is lost: what
@@ -202,7 +204,10 @@ class Pipeline:
         rec = self.store.update(letter_id, stage=stage)
         pdf = rec.get("pdf")
         if pdf:
-            Path(pdf).unlink(missing_ok=True)
+            if self.s.spool_retention <= 0:
+                Path(pdf).unlink(missing_ok=True)
+            elif Path(pdf).exists():
+                os.utime(pdf)  # retention counts from the final status; the sweeper deletes it
         self.tried.pop(letter_id, None)
         self.held.discard(letter_id)
 
@@ -210,6 +215,38 @@ class Pipeline:
         pack = self.packs[rec["specification_id"]]
         return Work(rec["id"], Path(rec["pdf"]) if rec.get("pdf") else None, pack,
                     rec.get("pages") or 0, rec.get("sheets") or 0)
+
+    # --- spool ------------------------------------------------------------------------
+
+    def sweep_spool(self, now: float | None = None) -> int:
+        """Delete spooled PDFs nobody needs: leftovers of killed downloads, and PDFs of
+        letters no longer in flight once ``spool_retention`` has passed.  Never the PDF of
+        a letter still in flight."""
+        now = time.time() if now is None else now
+        in_flight = {r["id"] for r in self.store.in_flight()}
+        removed = 0
+        for f in self.s.spool_dir.iterdir():
+            letter = f.name.lstrip(".").split(".")[0]  # <id>.pdf or .<id>.pdf.XXXX.part
+            if letter in in_flight and f.suffix == ".pdf":
+                continue
+            partial = f.name.startswith(".") or f.suffix in (".part", ".tmp")
+            try:
+                old = now - f.stat().st_mtime >= self.s.spool_retention
+                if (partial and letter not in in_flight) or (f.suffix == ".pdf" and old):
+                    f.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
+
+    async def _spool_sweeper(self) -> None:
+        period = min(max(self.s.spool_retention / 10, 1.0), 3600.0)
+        while True:
+            try:
+                self.counters["spool_swept"] += self.sweep_spool()
+            except OSError as e:
+                self.alert("spool", f"cannot sweep the spool: {e}")
+            await asyncio.sleep(period)
 
     # --- intake -----------------------------------------------------------------------
 

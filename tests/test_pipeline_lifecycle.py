@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 from collections import Counter
 
 from appliance.api import SupplierClient
@@ -113,3 +114,22 @@ async def test_operator_cancel_return_and_reprint_reach_the_api(tmp_path):
     assert sb.letters[ids[0]].status == "CANCELLED" and printed(tmp_path)[ids[0]] == 0
     assert (sb.letters[ids[1]].status, sb.letters[ids[1]].reason_code, sb.letters[ids[1]].reason_text) == (
         "RETURNED", "R09", "Deceased")
+
+
+async def test_spool_retention_keeps_final_pdfs_until_swept(tmp_path):
+    sb, store, client, pipe = await make(tmp_path, letters=4, spool_retention=3600.0)
+    spool = tmp_path / "state" / "spool"
+    try:
+        await pipe.start()
+        assert await pipe.run_until_idle(timeout=30)
+        kept = sorted(p.name for p in spool.glob("*.pdf"))
+        assert kept == sorted(f"{lid}.pdf" for lid in sb.letters)  # final, but kept
+        (spool / ".deadbeef.pdf.x1.part").write_bytes(b"%PDF-")  # a killed download's leftover
+        in_flight = tmp_path / "state" / "spool" / "stillworking.pdf"
+        store.add_letter("stillworking", "notify-c5", "g", "0" * 64)
+        in_flight.write_bytes(b"%PDF-")
+        assert pipe.sweep_spool() == 1  # only the leftover: retention has not passed
+        assert pipe.sweep_spool(now=time.time() + 3601) == len(sb.letters)
+        assert sorted(p.name for p in spool.iterdir()) == ["stillworking.pdf"]  # in flight: never
+    finally:
+        await close(sb, store, client, pipe)
