@@ -15,6 +15,14 @@ ORDER = ("PENDING", "ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED", "REJECTED",
          "CANCELLED", "RETURNED")
 
 
+def stock_text(counters: dict) -> str:
+    """Stock the device reports (serial: stock_<item>; simulators: stock), e.g. 'env 480'."""
+    items = {k[6:]: v for k, v in counters.items() if k.startswith("stock_")}
+    if "stock" in counters:
+        items.setdefault("", counters["stock"])
+    return " ".join(f"{k[:5]} {v}".strip() for k, v in sorted(items.items()))
+
+
 def summary_text(s: dict) -> Text:
     counts = s.get("counts") or {}
     t = Text()
@@ -43,7 +51,7 @@ class DashboardScreen(Screen):
         yield Header()
         yield Static("connecting…", id="summary")
         table = DataTable(id="devices", cursor_type="row", zebra_stripes=True)
-        table.add_columns("device", "kind", "state", "load", "queue", "detail")
+        table.add_columns("device", "kind", "state", "load", "queue", "stock", "detail")
         yield table
         yield Static("Alerts needing a person", id="alerts-title")
         alerts = DataTable(id="alerts", cursor_type="row")
@@ -63,7 +71,8 @@ class DashboardScreen(Screen):
         table.clear()
         for name, d in (s.get("devices") or {}).items():
             table.add_row(name, d.get("family", ""), device_state(d.get("state")), str(d.get("load", 0)),
-                          str(d.get("queue_depth", 0)), (d.get("detail") or "")[-22:], key=name)
+                          str(d.get("queue_depth", 0)), stock_text(d.get("counters") or {}),
+                          (d.get("detail") or "")[-22:], key=name)
         if table.row_count:
             table.move_cursor(row=min(row, table.row_count - 1))
         alerts = self.query_one("#alerts", DataTable)
