@@ -32,7 +32,10 @@ async def _settle(pilot):
         if pilot.app.status and pilot.app.screen.query(DataTable).first().row_count:
             break
         await pilot.pause(0.02)
-    await pilot.pause(0.2)
+    # column widths follow the rows a frame later: lay out again before the picture
+    await pilot.pause(0.3)
+    pilot.app.screen.refresh(layout=True)
+    await pilot.pause(0.3)
 
 
 def _letters(pilot):
@@ -46,7 +49,9 @@ def _letters(pilot):
             if tables and tables.first().row_count:
                 break
             await p.pause(0.02)
-        await p.pause(0.2)
+        await p.pause(0.3)
+        p.app.screen.refresh(layout=True)
+        await p.pause(0.3)
     return go
 
 

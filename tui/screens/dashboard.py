@@ -51,11 +51,15 @@ class DashboardScreen(Screen):
         yield Header()
         yield Static("connecting…", id="summary")
         table = DataTable(id="devices", cursor_type="row", zebra_stripes=True)
-        table.add_columns("device", "kind", "state", "load", "queue", "stock", "detail")
+        # Fixed widths: columns do not jump about on every refresh, and fit 80 columns.
+        for label, width in (("device", 17), ("kind", 8), ("state", 10), ("load", 4), ("queue", 5),
+                             ("stock", 6), ("detail", 22)):
+            table.add_column(label, width=width)
         yield table
         yield Static("Alerts needing a person", id="alerts-title")
         alerts = DataTable(id="alerts", cursor_type="row")
-        alerts.add_columns("time", "source", "message", "letter")
+        for label, width in (("time", 8), ("source", 16), ("message", 44), ("letter", 32)):
+            alerts.add_column(label, width=width)
         yield alerts
         yield Footer(compact=True)
 

@@ -55,7 +55,9 @@ class LettersScreen(Screen):
             yield Input(placeholder="/ id contains…", id="search")
             yield Input(placeholder="f status=… group=… spec=… device=… age=s", id="filter")
         table = DataTable(id="letters-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns("id", "status", "stage", "device", "specification")
+        for label, width in (("id", 32), ("status", 12), ("stage", 13), ("device", 16),
+                             ("specification", 22)):
+            table.add_column(label, width=width)  # fixed: no jumping columns, stable snapshots
         yield table
         yield Static("", id="letters-count")
         yield Footer(compact=True)
