@@ -15,6 +15,8 @@ from urllib.parse import urlparse
 
 from .errors import ConfigError
 
+#: Where the daemon and the operator commands look for appliance.toml by default.
+DEFAULT_CONFIG_PATH = "/etc/appliance/appliance.toml"
 PRODUCTION_BASE_URL = "https://api.service.nhs.uk/nhs-notify-supplier"
 PRODUCTION_HOST = "api.service.nhs.uk"
 

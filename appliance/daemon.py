@@ -14,7 +14,7 @@ import signal
 from . import sdnotify
 from .api import SupplierClient
 from .auth import load_private_key
-from .config import load_config
+from .config import DEFAULT_CONFIG_PATH, load_config
 from .control import DEFAULT_SOCKET
 from .demo import _start_control
 from .mi_service import MiService, mi_client
@@ -29,7 +29,7 @@ log = logging.getLogger("appliance")
 def register(sub) -> None:
     r = sub.add_parser("run", help="run the appliance daemon (poll, print, report) until SIGTERM",
                        description="The long-running daemon. SIGTERM or SIGINT drains cleanly.")
-    r.add_argument("--config", metavar="PATH", default="/etc/appliance/appliance.toml")
+    r.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG_PATH)
     r.add_argument("--log-level", default="INFO")
     r.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
                    help=f"control socket for consoles (default {DEFAULT_SOCKET})")

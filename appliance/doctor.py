@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 
-from .config import load_config
 from .errors import UserError
-from .profile import load_profile
+from .profile import floor_from_args
 
 
 @dataclass(frozen=True)
@@ -55,13 +53,8 @@ def run_checks(profile, config=None) -> list[Check]:
 
 
 def cmd_doctor(args) -> int:
-    config = None
-    if args.profile:
-        profile = load_profile(args.profile)
-    else:
-        cfg_path = Path(args.config or "/etc/appliance/appliance.toml")
-        config = load_config(cfg_path)
-        profile = load_profile(config.profile)
+    profile, config = floor_from_args(args.config, args.profile)
+    if config is not None:
         if config.api.auth == "jwt":
             from .auth import load_private_key
             try:

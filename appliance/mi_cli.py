@@ -14,10 +14,11 @@ import json
 import sys
 from pathlib import Path
 
+from .config import DEFAULT_CONFIG_PATH
 from .control import DEFAULT_SOCKET, DaemonNotRunning, call
 from .errors import UserError
 
-DEFAULT_CONFIG = "/etc/appliance/appliance.toml"
+DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 CSV_COLUMNS = ("day", "specification_id", "group_id", "line_item", "named", "quantity",
                "stock_remaining", "timestamp", "submitted", "to_submit", "states", "mi_ids")
 

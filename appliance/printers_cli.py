@@ -4,10 +4,8 @@ capabilities.  CUPS printers are asked for their state; file printers show their
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-from .config import load_config
-from .profile import load_profile
+from .profile import floor_from_args
 
 
 def register(sub) -> None:
@@ -50,10 +48,7 @@ def fleet_rows(profile) -> list[dict]:
 
 
 def cmd_printers(args) -> int:
-    if args.profile:
-        profile = load_profile(args.profile)
-    else:
-        profile = load_profile(load_config(Path(args.config or "/etc/appliance/appliance.toml")).profile)
+    profile, _ = floor_from_args(args.config, args.profile)
     rows = fleet_rows(profile)
     if args.json:
         for row in rows:

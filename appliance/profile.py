@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import drivers
-from .config import read_toml
+from .config import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from .errors import ConfigError
 from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
 from .status import DEFAULT_EVENT_MAP, SETTABLE
@@ -194,3 +194,12 @@ def load_profile(path: str | Path) -> Profile:
         mi=parse_mi(path, data.get("mi")),
         failure_reasons=parse_failure_reasons(path, data.get("failure_reasons")),
     )
+
+
+def floor_from_args(config: str | None, profile: str | None) -> tuple[Profile, Config | None]:
+    """The floor a command looks at: ``--profile TOML`` alone, or the profile named by
+    ``--config`` (default /etc/appliance/appliance.toml) together with that config."""
+    if profile:
+        return load_profile(profile), None
+    cfg = load_config(Path(config or DEFAULT_CONFIG_PATH))
+    return load_profile(cfg.profile), cfg

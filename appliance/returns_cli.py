@@ -13,12 +13,13 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from .config import DEFAULT_CONFIG_PATH
 from .control import DEFAULT_SOCKET, DaemonNotRunning, call
 from .errors import UserError
 from .returns import Parsed, apply_rows, parse_returns, parse_tracking_csv, summary
 from .status import RETURN_REASONS
 
-DEFAULT_CONFIG = "/etc/appliance/appliance.toml"
+DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 CHUNK = 5000  # rows per control request (keeps each request line well under its cap)
 
 

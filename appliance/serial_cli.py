@@ -11,8 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from .config import load_config
-from .profile import load_profile
+from .profile import floor_from_args
 
 FRESH_SECONDS = 10.0
 
@@ -67,13 +66,8 @@ def _line(r: dict) -> str:
 
 
 def cmd_devices(args) -> int:
-    state_dir = None
-    if args.profile:
-        profile = load_profile(args.profile)
-    else:
-        config = load_config(Path(args.config or "/etc/appliance/appliance.toml"))
-        profile = load_profile(config.profile)
-        state_dir = config.state_dir
+    profile, config = floor_from_args(args.config, args.profile)
+    state_dir = config.state_dir if config else None
     rows = [describe(spec, state_dir) for spec in profile.inserters + profile.frankers]
     if args.json:
         print(json.dumps(rows, indent=2))
