@@ -117,11 +117,15 @@ class DnsSd:
     def start(self) -> None:
         if not _running("dbus-daemon") and which("dbus-daemon"):
             Path("/run/dbus").mkdir(parents=True, exist_ok=True)
+            # A machine restored from a snapshot keeps /run but not its processes: dbus
+            # refuses to start over a stale pid file, and avahi (hence ippeveprinter) with it.
+            Path("/run/dbus/pid").unlink(missing_ok=True)
             out = subprocess.run(["dbus-daemon", "--system", "--fork", "--print-pid"], env=_ENV,
                                  capture_output=True, text=True)
             if out.returncode == 0 and out.stdout.strip().isdigit():
                 self.dbus_pid = int(out.stdout.strip())
         if not _running("avahi-daemon") and which("avahi-daemon"):
+            Path("/run/avahi-daemon/pid").unlink(missing_ok=True)
             subprocess.run(["avahi-daemon", "--no-drop-root", "--no-rlimits", "-D"], env=_ENV, capture_output=True)
             self.avahi_started = True
 
@@ -171,7 +175,11 @@ class Emulator:
         log = open(self.root / f"run{self.runs}.log", "w")
         self.proc = subprocess.Popen([*cmd, self.name], stdout=log, stderr=subprocess.STDOUT, env=_ENV)
         log.close()
-        wait_port(self.port, proc=self.proc)
+        try:
+            wait_port(self.port, proc=self.proc)
+        except RuntimeError as exc:
+            said = (self.root / f"run{self.runs}.log").read_text(errors="replace").strip().splitlines()
+            raise RuntimeError(f"ippeveprinter {self.name}: {exc}: {said[-1] if said else 'no output'}") from None
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
