@@ -108,11 +108,9 @@ def _running(name: str) -> bool:
 
 class DnsSd:
     """ippeveprinter refuses to start without DNS-SD: start dbus + avahi if they are not
-    running, and stop again only what was started here."""
-
-    def __init__(self):
-        self.dbus_pid: int | None = None
-        self.avahi_started = False
+    running.  They are left running afterwards, as the system services they normally are:
+    stopping them would pull DNS-SD from under any other CUPS floor on this machine (a
+    second test run, an operator's demo) and its emulators would die."""
 
     def start(self) -> None:
         if not _running("dbus-daemon") and which("dbus-daemon"):
@@ -120,23 +118,10 @@ class DnsSd:
             # A machine restored from a snapshot keeps /run but not its processes: dbus
             # refuses to start over a stale pid file, and avahi (hence ippeveprinter) with it.
             Path("/run/dbus/pid").unlink(missing_ok=True)
-            out = subprocess.run(["dbus-daemon", "--system", "--fork", "--print-pid"], env=_ENV,
-                                 capture_output=True, text=True)
-            if out.returncode == 0 and out.stdout.strip().isdigit():
-                self.dbus_pid = int(out.stdout.strip())
+            subprocess.run(["dbus-daemon", "--system", "--fork"], env=_ENV, capture_output=True)
         if not _running("avahi-daemon") and which("avahi-daemon"):
             Path("/run/avahi-daemon/pid").unlink(missing_ok=True)
             subprocess.run(["avahi-daemon", "--no-drop-root", "--no-rlimits", "-D"], env=_ENV, capture_output=True)
-            self.avahi_started = True
-
-    def stop(self) -> None:
-        if self.avahi_started:
-            subprocess.run(["avahi-daemon", "-k"], env=_ENV, capture_output=True)
-        if self.dbus_pid:
-            try:
-                os.kill(self.dbus_pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
 
 class Emulator:
@@ -277,7 +262,6 @@ class CupsSandbox:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.dns_sd.stop()
 
 
 def sandbox_root() -> Path:
