@@ -382,7 +382,7 @@ class Pipeline:
         if not await self._still_wanted(rec):
             return
         self.store.update(letter_id, stage="printing", printer=choice.name, event="submit",
-                          device=choice.name)
+                          device=choice.name, print_run=self.store.next_print_run())
         self._intend(choice.name, letter_id)
 
     async def _still_wanted(self, rec: dict) -> bool:

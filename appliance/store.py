@@ -90,6 +90,7 @@ class Store:
         self._archived_counts: Counter[str] = Counter()
         self._next_seq = 1
         self._next_doc = 1
+        self._next_run = 1
         self._dirty = False
         self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
         self._load()
@@ -160,6 +161,7 @@ class Store:
                              f"appliance understands {SCHEMA}; upgrade the appliance")
         self._next_seq = int(meta.get("next_seq", 1))
         self._next_doc = int(meta.get("next_doc", 1))
+        self._next_run = int(meta.get("next_run", 1))
         for doc_id, rec in (doc.get("letters") or {}).items():
             self._letters[rec["id"]] = rec
             self._doc_ids[rec["id"]] = int(doc_id)
@@ -325,6 +327,13 @@ class Store:
         self._touch(rec, now)
         return True
 
+    def next_print_run(self) -> int:
+        """A new print-run number (printed in sheet marks): never reused, even across restarts,
+        because it is saved with the intent that uses it."""
+        run, self._next_run = self._next_run, self._next_run + 1
+        self._dirty = True
+        return run
+
     def get_status(self, letter_id: str) -> str:
         rec = self._letters.get(letter_id) or self._to_archive.get(letter_id)
         if rec is not None:
@@ -389,7 +398,7 @@ class Store:
         self._fragments = fragments
         outbox = _dumps({str(seq): e for seq, e in self._outbox.items()})
         meta = _dumps({"1": {"schema": SCHEMA, "next_seq": self._next_seq,
-                             "next_doc": self._next_doc}})
+                             "next_doc": self._next_doc, "next_run": self._next_run}})
         return '{"letters":{' + ",".join(parts) + '},"outbox":' + outbox + ',"meta":' + meta + "}"
 
     def close(self) -> None:

@@ -508,3 +508,12 @@ def test_crash_while_appending_archive_at_every_byte(tmp_path, clock):
         assert {r["id"] for r in Archive(arch).records()} == {"X", "Y"}
         s.close()
         shutil.rmtree(case)
+
+
+def test_print_runs_are_never_reused_across_restarts(tmp_path):
+    with Store(tmp_path) as store:
+        first = [store.next_print_run() for _ in range(3)]
+        store.flush()
+    with Store(tmp_path) as store:
+        assert store.next_print_run() == first[-1] + 1
+    assert first == sorted(set(first))
