@@ -29,7 +29,7 @@ from .errors import UserError
 from .outbox import OutboxSender
 from .packs import Pack
 from .profile import DeviceSpec, Profile
-from .routing import PrinterView, capable, choose_printer
+from .routing import PrinterView, capable, choose_printer, waiting_for_room
 from .status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
 from .store import Store
 from .verify import inspect_pdf, judge
@@ -104,6 +104,7 @@ class Pipeline:
                                    counters=self.counters)
         self._tasks: list[asyncio.Task] = []
         self._queued: set[str] = set()
+        self._backlog: dict[str, None] = {}  # letters waiting for room at a printer, in order
         self.last_poll_empty = False
         self.api_ok = True
         self._submits: list[tuple[str, str]] = []  # (device, letter id) awaiting durable intent
@@ -329,6 +330,13 @@ class Pipeline:
             self._reject(letter_id, verdict.reason_code, verdict.reason_text)
             await self.committer.durable()
             return
+        if self.profile.on_no_printer == "reject" and not capable(self._printer_views(), pack,
+                                                                  self.profile.print_features):
+            # Known before accepting: say REJECTED now rather than FAILED after ACCEPTED.
+            dl.path.unlink(missing_ok=True)
+            self._reject(letter_id, "NO_CAPABLE_PRINTER", f"no printer on this floor can print pack {pack.id}")
+            await self.committer.durable()
+            return
         self.store.update(letter_id, event="verified", stage="verified", pdf=str(dl.path),
                           pages=verdict.pages, sheets=verdict.sheets)
         self._set_status(letter_id, Status.ACCEPTED, event="verified")
@@ -343,7 +351,8 @@ class Pipeline:
 
     def _printer_views(self) -> list[PrinterView]:
         return [
-            PrinterView(s.name, s.caps, self.device_state.get(s.name, "offline"), self.load[s.name])
+            PrinterView(s.name, s.caps, self.device_state.get(s.name, "offline"), self.load[s.name],
+                        s.max_queued)
             for s in self.profile.printers
         ]
 
@@ -361,9 +370,17 @@ class Pipeline:
         choice = choose_printer(views, pack, self.profile.print_features,
                                 frozenset(self.tried.get(letter_id, ())))
         if choice is None:
+            if waiting_for_room(views, pack, self.profile.print_features):
+                # Printers are up but hold all they should: wait in line, no alert.
+                if letter_id not in self._backlog:
+                    self._backlog[letter_id] = None
+                return
             if not capable(views, pack, self.profile.print_features) and self.profile.on_no_printer == "reject":
-                self._set_status(letter_id, Status.REJECTED, "NO_CAPABLE_PRINTER",
-                                 f"no printer on this floor can print pack {pack.id}", event="rejected")
+                # Accepted already (a reprint, a profile changed since): too late to reject.
+                late = rec["status"] != Status.PENDING
+                self._set_status(letter_id, Status.FAILED if late else Status.REJECTED, "NO_CAPABLE_PRINTER",
+                                 f"no printer on this floor can print pack {pack.id}",
+                                 event="failed" if late else "rejected")
                 self.finish(letter_id)
                 await self.committer.durable()
                 return
@@ -373,6 +390,7 @@ class Pipeline:
                 self.alert("routing", f"no printer available for pack {pack.id}; letter held", letter_id)
             return
         self.held.discard(letter_id)
+        self._backlog.pop(letter_id, None)
         self.tried.setdefault(letter_id, set()).add(choice.name)
         if not rec.get("pdf") or not Path(rec["pdf"]).exists():
             # Spool lost (wiped, or retention): fetch it again rather than print nothing.
@@ -440,6 +458,21 @@ class Pipeline:
     async def retry_held(self) -> None:
         for letter_id in list(self.held):
             await self._route(letter_id)
+        await self.drain_backlog()
+
+    async def drain_backlog(self) -> None:
+        """Route letters that waited for room, oldest first, while printers have room."""
+        for letter_id in list(self._backlog):
+            rec = self.store.get(letter_id)
+            if rec is None or rec["stage"] != "verified":
+                self._backlog.pop(letter_id, None)
+                continue
+            before = len(self._backlog)
+            await self.route_any(letter_id)
+            if letter_id in self._backlog and len(self._backlog) == before:
+                # Still no room for it; later letters of other packs may fit elsewhere, but
+                # keeping print order matters more than filling every gap at once.
+                break
 
     # --- finishing --------------------------------------------------------------------
 
@@ -553,6 +586,8 @@ class Pipeline:
         if ev.device in self.load and ev.kind.startswith(("job.completed", "job.aborted", "job.canceled",
                                                            "piece.")):
             self.load[ev.device] = max(0, self.load[ev.device] - 1)
+            if self._backlog and ev.device in self.specs and self.specs[ev.device].family == "printer":
+                await self.drain_backlog()
         if action == "reroute":
             await self._reroute(ev)
             return
@@ -673,6 +708,7 @@ class Pipeline:
                 for name, drv in self.devices.items()
             },
             "held": len(self.held),
+            "waiting_for_printer": len(self._backlog),
             "outbox": len(self.store.outbox_pending()),
             "alerts": [vars(a) for a in list(self.alerts)[-20:]],
             "counters": dict(self.counters),

@@ -38,6 +38,7 @@ class DeviceSpec:
     settings: dict[str, Any]
     caps: PrinterCaps | None = None  # printers only
     accepts: frozenset[str] = frozenset()  # inserter: envelope ids; franker: postage ids; empty = any
+    max_queued: int = 0  # printers: most letters handed to it at once (0 = no limit)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,10 @@ _PROFILE_KEYS = {"name": str, "description": str, "on_no_printer": str, "print_a
                  "print_features": list}
 _COMMON = {"name": str, "driver": str}
 _PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, "colour": bool,
-                 "duplex": bool, "features": list}
+                 "duplex": bool, "features": list, "max_queued": int}
+#: Letters a printer holds at once unless its profile says otherwise: enough to keep a press
+#: busy, few enough that a stalled or restarted printer strands little and reroutes cheaply.
+DEFAULT_MAX_QUEUED = 50
 _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list"}
@@ -128,8 +132,11 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
             features=frozenset(given_extra.get("features", [])),
         )
     accepts = frozenset(given_extra.get(_ACCEPTS.get(family, ""), []))
+    max_queued = given_extra.get("max_queued", DEFAULT_MAX_QUEUED if family == "printer" else 0)
+    if max_queued < 0:
+        raise ConfigError(f"{where} max_queued: must be 0 (no limit) or more, got {max_queued}")
     settings["_profile_dir"] = str(path.parent)  # so a driver resolves relative files (protocols) here
-    return DeviceSpec(family, name, kind, settings, caps, accepts)
+    return DeviceSpec(family, name, kind, settings, caps, accepts, max_queued)
 
 
 def load_profile(path: str | Path) -> Profile:

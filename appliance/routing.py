@@ -20,7 +20,12 @@ class PrinterView:
     name: str
     caps: PrinterCaps
     state: str
-    load: int  # jobs queued or printing
+    load: int  # letters handed to it and not yet finished there
+    limit: int = 0  # most letters it may hold at once (0 = no limit)
+
+    @property
+    def full(self) -> bool:
+        return 0 < self.limit <= self.load
 
 
 def why_not(caps: PrinterCaps, pack: Pack, print_features: frozenset[str]) -> str | None:
@@ -51,15 +56,21 @@ def choose_printer(
     print_features: frozenset[str],
     exclude: frozenset[str] = frozenset(),
 ) -> PrinterView | None:
-    """Least-loaded capable printer that is taking jobs, or None.
+    """Least-loaded capable printer that is taking jobs and has room, or None.
 
-    ``exclude`` holds printers already tried for this letter (reroute after an abort).
+    ``exclude`` holds printers already tried for this letter (reroute after an abort): they
+    are used only when no other printer can take it, so a letter whose only capable printer
+    failed once is retried there rather than stranded (the pipeline bounds the attempts).
     Ties go to the order of the profile, so routing is predictable on the floor.
     """
-    ready = [
-        p for p in capable(printers, pack, print_features)
-        if p.state in ROUTABLE_STATES and p.name not in exclude
-    ]
-    if not ready:
+    ready = [p for p in capable(printers, pack, print_features) if p.state in ROUTABLE_STATES and not p.full]
+    fresh = [p for p in ready if p.name not in exclude]
+    pool = fresh or ready
+    if not pool:
         return None
-    return min(ready, key=lambda p: p.load)
+    return min(pool, key=lambda p: p.load)
+
+
+def waiting_for_room(printers: list[PrinterView], pack: Pack, print_features: frozenset[str]) -> bool:
+    """True when a capable printer is up but full: the letter should queue, not be held."""
+    return any(p.state in ROUTABLE_STATES and p.full for p in capable(printers, pack, print_features))

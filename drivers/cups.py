@@ -362,19 +362,41 @@ class CupsPrinter(Driver):
     async def _check_stalls(self) -> None:
         now = time.monotonic()
         for t in list(self.jobs.values()):
-            if t.stalled or t.state not in (PROCESSING, STOPPED) or now - t.last_change < self.stall_seconds:
+            if t.stalled or now - t.last_change < self.stall_seconds:
                 continue
-            t.stalled = self.stalled = True
-            self.counters["stalled"] += 1
-            policy = "cancelling it and rerouting" if self.on_stall == "reroute" else "waiting"
-            self._alert(f"stall:{t.job_id}",
-                        f"job {t.job_id} made no progress for {self.stall_seconds:g}s "
-                        f"({describe_job(t.state, t.reasons)}); device not answering? {policy}", t.letter_id)
-            self._publish()
-            if self.on_stall == "reroute":
-                await self._cancel_and_reroute(t, f"no progress for {self.stall_seconds:g}s on {self.queue}")
+            if t.state == PENDING and "job-printing" in t.reasons:
+                await self._orphaned(t)
+            elif t.state in (PROCESSING, STOPPED):
+                await self._stalled(t)
         if self.stalled and self.on_stall == "reroute":
             await self._reroute_unstarted(f"{self.queue} stalled")
+
+    async def _stalled(self, t: Tracked) -> None:
+        """No progress at the device: the printer itself is suspect, so it takes no more work."""
+        t.stalled = self.stalled = True
+        self.counters["stalled"] += 1
+        policy = "cancelling it and rerouting" if self.on_stall == "reroute" else "waiting"
+        self._alert(f"stall:{t.job_id}",
+                    f"job {t.job_id} made no progress for {self.stall_seconds:g}s "
+                    f"({describe_job(t.state, t.reasons)}); device not answering? {policy}", t.letter_id)
+        self._publish()
+        if self.on_stall == "reroute":
+            await self._cancel_and_reroute(t, f"no progress for {self.stall_seconds:g}s on {self.queue}")
+
+    async def _orphaned(self, t: Tracked) -> None:
+        """A job cupsd was sending when it restarted comes back "pending, job-printing" and is
+        never sent again (seen with CUPS 2.4) while the printer sits idle.  The printer is
+        fine; only this job is lost inside CUPS.  Whether its paper came out is unknown (its
+        job-impressions-completed counts pages CUPS's filters passed on, not paper), so the
+        stall policy decides: reroute prints it again, wait leaves it to a person."""
+        t.stalled = True
+        self.counters["stalled"] += 1
+        policy = "cancelling it and printing it again" if self.on_stall == "reroute" else "waiting for a person"
+        self._alert(f"stall:{t.job_id}",
+                    f"job {t.job_id} stuck pending since CUPS restarted mid-job (printer idle; pages may "
+                    f"or may not have printed); {policy}", t.letter_id)
+        if self.on_stall == "reroute":
+            await self._cancel_and_reroute(t, f"stuck in CUPS after a restart on {self.queue}")
 
     async def _apply_stop_policy(self) -> None:
         if self.on_stop != "reroute" or self.paused:

@@ -6,7 +6,7 @@ import pytest
 
 from appliance.packs import load_packs, pack_from_upstream
 from appliance.profile import PrinterCaps
-from appliance.routing import PrinterView, choose_printer, why_not
+from appliance.routing import PrinterView, choose_printer, waiting_for_room, why_not
 from appliance.status import (
     RETURN_REASONS, Status, TransitionError, check_transition, reached, return_reason, status_for_event,
     validate_reason,
@@ -116,7 +116,22 @@ def test_routing_by_capability():
 def test_routing_least_loaded_and_exclusions():
     assert choose_printer(views(mono=5, colour=1), PACKS["notify-c5"], PF).name == "colour"
     assert choose_printer(views(), PACKS["notify-c5"], PF, frozenset({"mono"})).name == "colour"
-    assert choose_printer(views(), PACKS["notify-c5-colour"], PF, frozenset({"colour"})) is None
+    # the only capable printer was tried already: tried again rather than stranding the letter
+    assert choose_printer(views(), PACKS["notify-c5-colour"], PF, frozenset({"colour"})).name == "colour"
+
+
+def test_full_printers_take_nothing_and_the_letter_waits_for_room():
+    v = [PrinterView("mono", MONO, "idle", 3, limit=3), PrinterView("colour", COLOUR, "busy", 1, limit=2)]
+    assert choose_printer(v, PACKS["notify-c5"], PF).name == "colour"
+    assert choose_printer(v, PACKS["notify-c5-colour"], PF).name == "colour"
+    v[1] = PrinterView("colour", COLOUR, "busy", 2, limit=2)
+    assert choose_printer(v, PACKS["notify-c5"], PF) is None
+    assert waiting_for_room(v, PACKS["notify-c5"], PF)
+    assert not waiting_for_room(v, PACKS["notify-braille"], PF)  # nobody can print it: hold, not wait
+    unlimited = [PrinterView("mono", MONO, "idle", 10_000)]
+    assert choose_printer(unlimited, PACKS["notify-c5"], PF).name == "mono"
+    stopped_full = [PrinterView("mono", MONO, "stopped", 3, limit=3)]
+    assert not waiting_for_room(stopped_full, PACKS["notify-c5"], PF)  # stopped: held with an alert
 
 
 def test_routing_skips_stopped_and_explains():

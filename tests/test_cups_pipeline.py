@@ -207,3 +207,28 @@ async def test_restart_mid_run_submits_no_job_twice(cups_fleet, tmp_path):
             assert sum(c[letter.id] for c in got.values()) == 1, (letter.id, got)
             assert floor.statuses(letter) == GOOD_PATH, (letter.id, floor.statuses(letter))
         assert pipe.counters["recovered"] >= 1  # jobs really were matched back, not resubmitted
+
+
+async def test_a_full_printer_takes_no_more_letters_until_one_finishes(cups_sandbox, tmp_path):
+    em = cups_sandbox.add_printer("cap-press", colour=True)
+    em.hold()
+    profile = write_profile(tmp_path / "p.toml", cups_sandbox.server,
+                            [("cap-press", ANY_STD, "max_queued = 2")])
+    try:
+        async with Floor(tmp_path, profile, letters=8, seed=606) as floor:
+            pipe = await floor.start_pipeline()
+            await wait_until(lambda: len(floor.store.letters(stage="printing")) == 2)
+            await wait_until(lambda: pipe.snapshot()["waiting_for_printer"] >= 1)
+            await asyncio.sleep(1.0)  # time enough for a third letter to slip through if it could
+            jobs = cups_sandbox.run("lpstat", "-o", "cap-press").stdout.splitlines()
+            assert len(jobs) == 2, jobs
+            assert len(floor.store.letters(stage="printing")) == 2
+            assert not any("no printer available" in a for a in floor.alerts())
+            em.release()
+            ok = await floor.pipe.run_until_idle(timeout=60)
+            assert ok, ([(r["id"], r["stage"], r["status"]) for r in floor.store.in_flight()], pipe.snapshot())
+            printed = [l for l in floor.sb.letters.values() if "PRINTED" in floor.statuses(l)]
+            assert printed and all(floor.statuses(l) == GOOD_PATH for l in printed)
+            assert Counter(em.received()) == Counter({l.id: 1 for l in printed})
+    finally:
+        cups_sandbox.remove_printer("cap-press")
