@@ -88,7 +88,7 @@ def fit_problem(zone: ClearZone, text: str) -> str | None:
 def outside_problem(zone: ClearZone, width_mm: float, height_mm: float) -> str | None:
     """Why ``zone`` does not lie on a page of this size (as seen), or None."""
     if zone.x_mm + zone.size_mm > width_mm + 1e-6 or zone.y_mm + zone.size_mm > height_mm + 1e-6:
-        return (f"zone {zone.describe()} lies outside the {width_mm:g} x {height_mm:g} mm page; "
+        return (f"zone {zone.describe()} lies outside the {round(width_mm, 1):g} x {round(height_mm, 1):g} mm page; "
                 "move it or make it smaller")
     return None
 

@@ -16,6 +16,7 @@ from typing import Any
 import drivers
 from .config import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from .errors import ConfigError
+from .mark_zones import MarksSettings, parse_marks
 from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
 from .status import DEFAULT_EVENT_MAP, SETTABLE
 
@@ -38,6 +39,7 @@ class DeviceSpec:
     settings: dict[str, Any]
     caps: PrinterCaps | None = None  # printers only
     accepts: frozenset[str] = frozenset()  # inserter: envelope ids; franker: postage ids; empty = any
+    marks: bool = False  # printers only: overlay sheet marks (zones in the profile's [marks])
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Profile:
     source: Path | None = None
     mi: MiSettings = field(default_factory=MiSettings)  # [mi]: invoice line items, schedule, stock
     failure_reasons: dict[str, str] = field(default_factory=dict)  # agreed FAILED codes -> text
+    marks: MarksSettings = field(default_factory=MarksSettings)  # [marks]: clear zones for sheet marks
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -62,7 +65,7 @@ _PROFILE_KEYS = {"name": str, "description": str, "on_no_printer": str, "print_a
                  "print_features": list}
 _COMMON = {"name": str, "driver": str}
 _PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, "colour": bool,
-                 "duplex": bool, "features": list}
+                 "duplex": bool, "features": list, "marks": bool}
 _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list"}
@@ -129,18 +132,18 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
         )
     accepts = frozenset(given_extra.get(_ACCEPTS.get(family, ""), []))
     settings["_profile_dir"] = str(path.parent)  # so a driver resolves relative files (protocols) here
-    return DeviceSpec(family, name, kind, settings, caps, accepts)
+    return DeviceSpec(family, name, kind, settings, caps, accepts, bool(given_extra.get("marks", False)))
 
 
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
-    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons"}
+    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
                 f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
-                "[[franker]], [events], [mi] or [failure_reasons]"
+                "[[franker]], [events], [mi], [failure_reasons] or [marks]"
             )
     head = data.get("profile", {})
     if not isinstance(head, dict):
@@ -181,6 +184,8 @@ def load_profile(path: str | Path) -> Profile:
             )
         mapped[kind] = None if target == "ignore" else target
 
+    print_features = frozenset(head.get("print_features", ["BRAILLE", "AUDIO"]))
+    marks = _marks(path, data.get("marks"), families["printer"], print_features)
     return Profile(
         name=head.get("name", path.stem),
         printers=families["printer"],
@@ -188,12 +193,39 @@ def load_profile(path: str | Path) -> Profile:
         frankers=families["franker"],
         on_no_printer=on_no,
         print_attempts=attempts,
-        print_features=frozenset(head.get("print_features", ["BRAILLE", "AUDIO"])),
+        print_features=print_features,
         events=mapped,
         source=path,
         mi=parse_mi(path, data.get("mi")),
         failure_reasons=parse_failure_reasons(path, data.get("failure_reasons")),
+        marks=marks,
     )
+
+
+def _marks(path: Path, data: Any, printers: tuple[DeviceSpec, ...],
+           print_features: frozenset[str]) -> MarksSettings:
+    """The [marks] zones, checked against the embedded packs: a printer with marks = true
+    must have a zone for every embedded pack it can print (packs from packs_dir are
+    checked when a letter comes; one without a zone is held for an operator)."""
+    from .packs import load_packs
+    from .routing import why_not  # routing imports this module
+
+    packs = load_packs()
+    marks = parse_marks(path, data, {p.id: p.paper_size for p in packs.values()})
+    for printer in printers:
+        if not printer.marks:
+            continue
+        where = f"{path}: [[printer]] {printer.name!r} marks"
+        if not marks.any:
+            raise ConfigError(f"{where}: true but the profile has no zone; add "
+                              "[marks] default = { x_mm = 5, y_mm = 250, size_mm = 14 }")
+        missing = sorted(p.id for p in packs.values()
+                         if marks.zone_for(p.id) is None and why_not(printer.caps, p, print_features) is None)
+        if missing:
+            raise ConfigError(f"{where}: no clear zone for pack {', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}; add [marks] default = {{ ... }} "
+                              f'or [marks.zone."{missing[0]}"]')
+    return marks
 
 
 def floor_from_args(config: str | None, profile: str | None) -> tuple[Profile, Config | None]:
