@@ -73,9 +73,10 @@ def module_mm(zone: ClearZone, modules: int) -> float:
     return zone.size_mm / (modules + 2 * QUIET_MODULES)
 
 
-def fit_problem(zone: ClearZone, text: str) -> str | None:
-    """Why a code carrying ``text`` cannot be printed readably in ``zone``, or None."""
-    modules = len(qr_matrix(text))
+def fit_problem(zone: ClearZone, text: str, modules: int | None = None) -> str | None:
+    """Why a code carrying ``text`` (``modules`` wide, if already made) cannot be printed
+    readably in ``zone``, or None."""
+    modules = modules or len(qr_matrix(text))
     got = module_mm(zone, modules)
     if got < MIN_MODULE_MM:
         need = MIN_MODULE_MM * (modules + 2 * QUIET_MODULES)

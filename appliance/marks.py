@@ -83,11 +83,12 @@ def mark_pdf(src: Path, dest: Path, *, letter_id: str, run: int, zone: ClearZone
     step = 2 if duplex else 1
     sheets = sheets_of(len(pages), duplex)
     texts = [markcode.encode(letter_id, k, sheets, run) for k in range(1, sheets + 1)]
-    problem = fit_problem(zone, max(texts, key=len))
+    codes = [qr_matrix(text) for text in texts]  # most of the cost: segno tries all 8 masks
+    problem = fit_problem(zone, max(texts, key=len), max(len(c) for c in codes))
     if problem:
         raise ConfigError(f"letter {letter_id}: {problem}")
     opener = None  # one shared "q" stream: isolates each page's own graphics state
-    for k, text in enumerate(texts, start=1):
+    for k, code in enumerate(codes, start=1):
         page = pages[(k - 1) * step]
         try:
             box = tuple(float(v) for v in page.mediabox)
@@ -97,7 +98,7 @@ def mark_pdf(src: Path, dest: Path, *, letter_id: str, run: int, zone: ClearZone
         except (PyPdfError, ValueError, TypeError) as e:
             raise MarkError(f"cannot mark {src.name} page {(k - 1) * step + 1}: {e}") from None
         opener = opener or _stream(writer, b"q\n")
-        overlay = _stream(writer, b"Q\n" + overlay_ops(qr_matrix(text), x, y, side), compress=True)
+        overlay = _stream(writer, b"Q\n" + overlay_ops(code, x, y, side), compress=True)
         page[NameObject("/Contents")] = ArrayObject([opener, *_content_refs(page), overlay])
     writer.pdf_header = reader.pdf_header  # keep the PDF version the letter was made for
     _write_atomically(writer, dest)
