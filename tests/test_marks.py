@@ -322,3 +322,33 @@ async def test_spool_sweeper_knows_marked_copies(tmp_path):
             assert not stray.exists() and kept.exists()
     finally:
         await sb.stop()
+
+
+@needs_tools
+async def test_a_reroute_prints_a_new_run(tmp_path, monkeypatch):
+    """A job aborted on one printer is printed on another under a new print run: the sheets
+    carry the new run and the first copy is gone."""
+    profile = profile_with(tmp_path, "[marks]\ndefault = { x_mm = 5, y_mm = 250, size_mm = 14 }\n")
+    text = profile.read_text().replace('name = "mono-duplex"\n', 'name = "mono-duplex"\nfail_every = 1\n')
+    profile.write_text(text)
+    monkeypatch.setattr(floor_module, "demo_profile_path", lambda: profile)
+    sb = await new_sandbox(good=3)
+    try:
+        async with Floor(sb, tmp_path) as f:
+            await f.wait_final(list(sb.letters))
+            records = {i: f.store.get(i) for i in sb.letters}
+            spool_left = list(f.spool.iterdir())
+    finally:
+        await sb.stop()
+    rerouted = [r for r in records.values() if r.get("attempts")]
+    assert rerouted, "no letter went to mono-duplex first; the test proves nothing"
+    for rec in rerouted:
+        runs = [h["event"] for h in rec["history"] if str(h.get("event", "")).startswith("marked run")]
+        assert len(runs) == 2 and runs[-1] == f"marked run {rec['print_run']}" and runs[0] != runs[-1]
+        printed = next((tmp_path / "state" / "output").glob(f"*/{rec['id']}.pdf"))
+        assert printed.parent.name != "mono-duplex"
+        codes = read_codes(printed)
+        assert codes[0] == encode(rec["id"], 1, rec["sheets"], rec["print_run"])
+    for lid in sb.letters:
+        assert [s for s, _ in sb.letters[lid].history if s != "PENDING"] == GOOD_PATH
+    assert spool_left == []
