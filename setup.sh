@@ -10,7 +10,7 @@ extras="cups"
 pkgs=(python3 python3-venv python3-dev gcc libcups2-dev)
 if [[ "${1:-}" == "--test" ]]; then
   extras="cups,test"
-  pkgs+=(cups cups-client cups-ipp-utils dbus avahi-daemon tmux poppler-utils systemd)
+  pkgs+=(cups cups-client cups-ipp-utils dbus avahi-daemon tmux poppler-utils zbar-tools systemd)
 fi
 
 SUDO=""

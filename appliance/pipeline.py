@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from .auth import TokenError
 from .caps import is_safe_id
 from .committer import Committer
 from .errors import UserError
+from .marks import marked_path, mark_pdf
 from .outbox import OutboxSender
 from .packs import Pack
 from .profile import DeviceSpec, Profile
@@ -203,8 +204,9 @@ class Pipeline:
 
     def finish(self, letter_id: str, stage: str = "done") -> None:
         rec = self.store.update(letter_id, stage=stage)
-        pdf = rec.get("pdf")
-        if pdf:
+        for pdf in (rec.get("pdf"), rec.get("marked_pdf")):
+            if not pdf:
+                continue
             if self.s.spool_retention <= 0:
                 Path(pdf).unlink(missing_ok=True)
             elif Path(pdf).exists():
@@ -216,6 +218,34 @@ class Pipeline:
         pack = self.packs[rec["specification_id"]]
         return Work(rec["id"], Path(rec["pdf"]) if rec.get("pdf") else None, pack,
                     rec.get("pages") or 0, rec.get("sheets") or 0)
+
+    async def _with_marks(self, work: Work, rec: dict) -> Work | None:
+        """The printer gets a copy with sheet marks (``<id>.r<run>.pdf``); the record keeps
+        the original, whose sha256 stays the letter's identity.  None: held for a person."""
+        run = rec.get("print_run") or 0
+        dest = marked_path(self.s.spool_dir, rec["id"], run)
+        zone = self.profile.marks.zone_for(rec["specification_id"])
+        try:
+            if zone is None:
+                raise UserError(f"no sheet-mark zone for pack {rec['specification_id']}; add [marks] "
+                                f'default or [marks.zone."{rec["specification_id"]}"] to the profile')
+            await asyncio.to_thread(mark_pdf, work.pdf, dest, letter_id=rec["id"], run=run, zone=zone,
+                                    duplex=work.pack.duplex)
+        except Exception as e:  # a PDF that slipped past verify must not stop the floor
+            if not isinstance(e, UserError):
+                log.exception("marking %s", rec["id"])
+            dest.unlink(missing_ok=True)
+            self.operator_hold(rec["id"], f"cannot print sheet marks: {(str(e) or repr(e)).splitlines()[0]}")
+            return None
+        now = self.store.get(rec["id"])
+        if now is None or now.get("device") != rec.get("device") or now["stage"] != "printing":
+            dest.unlink(missing_ok=True)  # cancelled or moved while the copy was being made
+            return None
+        old = now.get("marked_pdf")
+        if old and old != str(dest):
+            Path(old).unlink(missing_ok=True)  # an earlier run's copy (reprint, reroute)
+        self.store.update(rec["id"], marked_pdf=str(dest), event=f"marked run {run}")
+        return replace(work, pdf=dest)
 
     # --- spool ------------------------------------------------------------------------
 
@@ -523,8 +553,14 @@ class Pipeline:
                 if rec is None or rec.get("device") != device or rec["stage"] not in SUBMIT_STAGES:
                     self.load[device] = max(0, self.load[device] - 1)  # cancelled meanwhile
                     continue
+                work = self._work(rec)
+                if rec["stage"] == "printing" and self.specs[device].marks:
+                    work = await self._with_marks(work, rec)
+                    if work is None:
+                        self.load[device] = max(0, self.load[device] - 1)
+                        continue
                 try:
-                    ref = await self.devices[device].submit(self._work(rec))
+                    ref = await self.devices[device].submit(work)
                 except Exception as e:  # device refused: the letter must not silently stall
                     self.load[device] = max(0, self.load[device] - 1)
                     log.exception("submit to %s", device)

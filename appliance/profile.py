@@ -16,6 +16,7 @@ from typing import Any
 import drivers
 from .config import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from .errors import ConfigError
+from .mark_zones import MarksSettings, parse_marks
 from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
 from .status import DEFAULT_EVENT_MAP, SETTABLE
 
@@ -39,6 +40,7 @@ class DeviceSpec:
     caps: PrinterCaps | None = None  # printers only
     accepts: frozenset[str] = frozenset()  # inserter: envelope ids; franker: postage ids; empty = any
     max_queued: int = 0  # printers: most letters handed to it at once (0 = no limit)
+    marks: bool = False  # printers only: overlay sheet marks (zones in the profile's [marks])
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class Profile:
     source: Path | None = None
     mi: MiSettings = field(default_factory=MiSettings)  # [mi]: invoice line items, schedule, stock
     failure_reasons: dict[str, str] = field(default_factory=dict)  # agreed FAILED codes -> text
+    marks: MarksSettings = field(default_factory=MarksSettings)  # [marks]: clear zones for sheet marks
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -63,7 +66,7 @@ _PROFILE_KEYS = {"name": str, "description": str, "on_no_printer": str, "print_a
                  "print_features": list}
 _COMMON = {"name": str, "driver": str}
 _PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, "colour": bool,
-                 "duplex": bool, "features": list, "max_queued": int}
+                 "duplex": bool, "features": list, "max_queued": int, "marks": bool}
 #: Letters a printer holds at once unless its profile says otherwise: enough to keep a press
 #: busy, few enough that a stalled or restarted printer strands little and reroutes cheaply.
 DEFAULT_MAX_QUEUED = 50
@@ -136,18 +139,19 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
     if max_queued < 0:
         raise ConfigError(f"{where} max_queued: must be 0 (no limit) or more, got {max_queued}")
     settings["_profile_dir"] = str(path.parent)  # so a driver resolves relative files (protocols) here
-    return DeviceSpec(family, name, kind, settings, caps, accepts, max_queued)
+    return DeviceSpec(family, name, kind, settings, caps, accepts, max_queued,
+                      bool(given_extra.get("marks", False)))
 
 
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
-    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons"}
+    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
                 f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
-                "[[franker]], [events], [mi] or [failure_reasons]"
+                "[[franker]], [events], [mi], [failure_reasons] or [marks]"
             )
     head = data.get("profile", {})
     if not isinstance(head, dict):
@@ -188,6 +192,8 @@ def load_profile(path: str | Path) -> Profile:
             )
         mapped[kind] = None if target == "ignore" else target
 
+    print_features = frozenset(head.get("print_features", ["BRAILLE", "AUDIO"]))
+    marks = _marks(path, data.get("marks"), families["printer"], print_features)
     return Profile(
         name=head.get("name", path.stem),
         printers=families["printer"],
@@ -195,12 +201,39 @@ def load_profile(path: str | Path) -> Profile:
         frankers=families["franker"],
         on_no_printer=on_no,
         print_attempts=attempts,
-        print_features=frozenset(head.get("print_features", ["BRAILLE", "AUDIO"])),
+        print_features=print_features,
         events=mapped,
         source=path,
         mi=parse_mi(path, data.get("mi")),
         failure_reasons=parse_failure_reasons(path, data.get("failure_reasons")),
+        marks=marks,
     )
+
+
+def _marks(path: Path, data: Any, printers: tuple[DeviceSpec, ...],
+           print_features: frozenset[str]) -> MarksSettings:
+    """The [marks] zones, checked against the embedded packs: a printer with marks = true
+    must have a zone for every embedded pack it can print (packs from packs_dir are
+    checked when a letter comes; one without a zone is held for an operator)."""
+    from .packs import load_packs
+    from .routing import why_not  # routing imports this module
+
+    packs = load_packs()
+    marks = parse_marks(path, data, {p.id: p.paper_size for p in packs.values()})
+    for printer in printers:
+        if not printer.marks:
+            continue
+        where = f"{path}: [[printer]] {printer.name!r} marks"
+        if not marks.any:
+            raise ConfigError(f"{where}: true but the profile has no zone; add "
+                              "[marks] default = { x_mm = 5, y_mm = 250, size_mm = 14 }")
+        missing = sorted(p.id for p in packs.values()
+                         if marks.zone_for(p.id) is None and why_not(printer.caps, p, print_features) is None)
+        if missing:
+            raise ConfigError(f"{where}: no clear zone for pack {', '.join(missing[:3])}"
+                              f"{' ...' if len(missing) > 3 else ''}; add [marks] default = {{ ... }} "
+                              f'or [marks.zone."{missing[0]}"]')
+    return marks
 
 
 def floor_from_args(config: str | None, profile: str | None) -> tuple[Profile, Config | None]:
