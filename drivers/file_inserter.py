@@ -296,12 +296,18 @@ class FileInserter(Driver):
     # --- result files -----------------------------------------------------------------
 
     def _result_files(self) -> list[Path]:
+        """Complete result files, oldest first (a machine may write several per batch)."""
+        found = []
         try:
-            files = [f for f in self.results.iterdir()
-                     if f.name.endswith(".result.csv") and not f.name.startswith(".") and f.is_file()]
+            for f in self.results.iterdir():
+                if f.name.endswith(".result.csv") and not f.name.startswith("."):
+                    try:
+                        found.append((f.stat().st_mtime, f.name, f))
+                    except FileNotFoundError:
+                        continue
         except OSError:
             return []
-        return sorted(files, key=lambda f: (f.stat().st_mtime, f.name))
+        return [f for _, _, f in sorted(found)]
 
     async def _read_results(self) -> None:
         for f in await asyncio.to_thread(self._result_files):
@@ -453,7 +459,7 @@ def _move(f: Path, folder: Path) -> None:
     n = 1
     while dest.exists():  # the machine may reuse a name: keep both
         n += 1
-        dest = folder / f"{f.name[:-len('.result.csv')]}.{n}.result.csv"
+        dest = folder / f"{f.name[:-len('.csv')]}.{n}.csv"
     os.replace(f, dest)
 
 

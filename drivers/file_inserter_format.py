@@ -95,7 +95,7 @@ def parse_results(data: bytes) -> ParsedResults:
     if data.startswith(b"\xef\xbb\xbf"):
         lines[0:1] = [lines[0][3:]] if lines else []
     if not lines:
-        parsed.fatal = ("empty or cut short: no complete header line" if tail or not data else "empty file")
+        parsed.fatal = "cut short: no complete header line" if data.strip() else "empty file"
         return parsed
     try:
         header = [c.strip().lower() for c in _cells(lines[0].decode("utf-8").rstrip("\r"))]
