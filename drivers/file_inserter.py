@@ -248,7 +248,7 @@ class FileInserter(Driver):
         it, then it is renamed into the hot folder.  A crash at any point leaves each piece
         either unknown to the book (absent: sent again) or in a run file the machine gets."""
         works = self.open[: self.cfg["batch_size"]]
-        batch = f"{self.name}-{self.book.next_batch:06d}"
+        batch = self.book.next_batch_id()
         records = [RunRecord(batch, seq, w.letter_id, w.sheets, tuple(w.pack.insert_ids),
                              w.pack.envelope_id or "", w.pack.postage_id) for seq, w in enumerate(works, 1)]
         tmp = self.outbox / f".{batch}.run.csv.tmp"
@@ -258,8 +258,7 @@ class FileInserter(Driver):
             self._count("write_failed")
             self.emit("device.alert", message=f"cannot write run file {tmp.name} in {self.outbox}: {e}")
             return False
-        self.book.new_batch_id()
-        b = self.book.add_batch(batch, [w.letter_id for w in works], time.time())
+        b = self.book.add_batch([w.letter_id for w in works], time.time())
         del self.open[: len(works)]
         await self._save()
         await asyncio.to_thread(self._finish_run_files)

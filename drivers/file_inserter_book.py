@@ -61,12 +61,13 @@ class Book:
 
     # --- writing run files ------------------------------------------------------------
 
-    def new_batch_id(self) -> str:
-        batch = f"{self.device}-{self.next_batch:06d}"
-        self.next_batch += 1
-        return batch
+    def next_batch_id(self) -> str:
+        """The name the next batch gets; taken by ``add_batch``."""
+        return f"{self.device}-{self.next_batch:06d}"
 
-    def add_batch(self, batch: str, letter_ids: list[str], now: float) -> BookBatch:
+    def add_batch(self, letter_ids: list[str], now: float) -> BookBatch:
+        batch = self.next_batch_id()
+        self.next_batch += 1
         b = BookBatch(batch, now, {seq: BookPiece(lid, batch, seq) for seq, lid in enumerate(letter_ids, 1)})
         self.batches[batch] = b
         return b

@@ -496,3 +496,33 @@ async def test_folder_vanishing_at_runtime_takes_the_inserter_offline_with_one_a
     assert states == ["idle", "offline", "idle"]
     (alert,) = [e.detail["message"] for e in events if e.kind == "device.alert"]
     assert "results_dir" in alert and "does not exist" in alert
+
+
+async def test_pause_holds_run_files_back_and_a_piece_without_result_goes_to_a_person(tmp_path):
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    runs.mkdir()
+    results.mkdir()
+    events: list[DeviceEvent] = []
+    drv = FileInserter("ins", {"outbox_dir": str(runs), "results_dir": str(results), "batch_size": 2,
+                               "poll_seconds": 0.02, "piece_timeout": 0.3}, events.append,
+                       state_dir=tmp_path / "state")
+    await drv.start()
+    await drv.pause()
+    for lid in ("L1", "L2"):
+        await drv.submit(_work(lid))
+    await asyncio.sleep(0.2)
+    assert not list(runs.iterdir()) and drv.health().state == "paused"
+    await drv.resume()
+    machine = Machine(tmp_path)
+    rows = await machine.rows(2)
+    machine.write("ins-000001.result.csv", render_results([rec(rows[0])]))
+    await _settle(events, {"piece.inserted", "piece.unknown"}, 2)
+    (unknown,) = [e for e in events if e.kind == "piece.unknown"]
+    assert unknown.letter_id == "L2" and "no result within" in unknown.detail["reason"]
+    # the late result for it settles nothing and says so
+    machine.write("ins-000001.2.result.csv", render_results([rec(rows[1])]))
+    await _settle(events, {"device.alert"}, 1)
+    await drv.stop()
+    (alert,) = [e.detail["message"] for e in events if e.kind == "device.alert"]
+    assert "line 2: contradicts the result already applied to ins-000001/2 (unknown)" in alert
+    assert await drv.reconcile(["L1", "L2"]) == {"L1": "piece.inserted"}  # L2: a person decides
