@@ -25,6 +25,7 @@ class Check:
 CHECKS = {
     "cups": "drivers.cups:doctor_checks",
     "serial": "drivers.serial_line:doctor_checks",
+    "files": "drivers.file_inserter:doctor_checks",
 }
 
 

@@ -72,7 +72,7 @@ _PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, 
 DEFAULT_MAX_QUEUED = 50
 _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-               list: "a list"}
+               list: "a list", dict: "a table"}
 _EVENT_ACTIONS = {"reroute", "hold", "ignore"}
 #: Device names become folder names (output, journals): no paths, nothing empty.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -85,6 +85,8 @@ def _check_type(where: str, key: str, value: Any, want: type) -> Any:
         raise ConfigError(f"{where} {key}: expected {_TYPE_NAMES[want]}, got {value!r}; fix the value")
     if want is list and not all(isinstance(x, str) for x in value):
         raise ConfigError(f"{where} {key}: expected a list of strings, got {value!r}")
+    if want is dict and not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{where} {key}: expected a table of strings (CODE = \"text\"), got {value!r}")
     return value
 
 
@@ -108,7 +110,8 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
         raise ConfigError(
             f"{where} driver: unknown {family} driver {kind!r}; use one of {', '.join(drivers.kinds(family))}"
         )
-    known = dict(drivers.driver_class(family, kind).SETTINGS)
+    cls = drivers.driver_class(family, kind)
+    known = dict(cls.SETTINGS)
     extra = dict(_PRINTER_CAPS) if family == "printer" else {}
     if family in _ACCEPTS:
         extra[_ACCEPTS[family]] = list
@@ -138,6 +141,8 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
     max_queued = given_extra.get("max_queued", DEFAULT_MAX_QUEUED if family == "printer" else 0)
     if max_queued < 0:
         raise ConfigError(f"{where} max_queued: must be 0 (no limit) or more, got {max_queued}")
+    if hasattr(cls, "check_settings"):  # a driver's own static checks (ranges, required keys)
+        cls.check_settings(where, settings)
     settings["_profile_dir"] = str(path.parent)  # so a driver resolves relative files (protocols) here
     return DeviceSpec(family, name, kind, settings, caps, accepts, max_queued,
                       bool(given_extra.get("marks", False)))

@@ -12,6 +12,7 @@ REGISTRY: dict[tuple[str, str], str] = {
     ("printer", "file"): "drivers.filesink:FilePrinter",
     ("printer", "cups"): "drivers.cups:CupsPrinter",
     ("inserter", "serial"): "drivers.serial_line:SerialInserter",
+    ("inserter", "files"): "drivers.file_inserter:FileInserter",
     ("franker", "serial"): "drivers.serial_line:SerialFranker",
     ("inserter", "sim"): "drivers.sim.finishing:SimInserter",
     ("franker", "sim"): "drivers.sim.finishing:SimFranker",
