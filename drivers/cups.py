@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -127,6 +128,7 @@ class CupsPrinter(Driver):
             except (CupsUnavailable, CupsRefused, asyncio.TimeoutError):
                 pass
             self._sub = None
+            self._remember_subscription(None)
         for session in (self._io, self._watch):
             if session:
                 session.close()
@@ -254,14 +256,62 @@ class CupsPrinter(Driver):
     async def _subscribe(self) -> None:
         uri = f"ipp://localhost/printers/{self.queue}"
         lease = self.lease_seconds
+        await self._drop_stale_subscriptions(uri)
         try:
             self._sub = await self._watch(lambda c: c.createSubscription(uri, events=EVENTS, lease_duration=lease))
         except CupsRefused as e:  # e.g. a server that refuses subscriptions: polling only
             self._alert("nosub", f"no CUPS subscription ({e}); falling back to polling")
             return
         self._next_seq = 1
+        self._remember_subscription(self._sub)
         self._renew_at = time.monotonic() + lease / 2
         self._poll_now = True  # whatever happened before the subscription
+
+    @property
+    def _sub_file(self):
+        return self.state_dir / f"cups-{self.name}.subscriptions"
+
+    def _remember_subscription(self, sub_id: int | None) -> None:
+        """Write down the live subscription id so the next run can cancel it if this one is
+        killed.  (pycups cannot tag a subscription: its user_data crashes libcups.)"""
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._sub_file.with_suffix(".tmp")
+            tmp.write_text("" if sub_id is None else f"{sub_id}\n")
+            os.replace(tmp, self._sub_file)
+        except OSError as e:
+            log.info("%s: cannot record subscription: %s", self.name, e)
+
+    async def _drop_stale_subscriptions(self, uri: str) -> None:
+        """Cancel the subscription an earlier run of this driver left behind (killed before
+        it could cancel it).  cupsd keeps it for its whole lease and refuses new ones past
+        MaxSubscriptions, so a daemon restarted often would lose its events.  Only ours: the
+        id we wrote down, and only if it still watches this queue for our events (after a
+        cupsd restart the same id may belong to somebody else)."""
+        try:
+            wanted = {int(x) for x in self._sub_file.read_text().split()}
+        except (OSError, ValueError):
+            return
+        if not wanted:
+            return
+
+        def stale(c) -> list[int]:
+            mine = [s["notify-subscription-id"] for s in c.getSubscriptions(uri, my_subscriptions=True)
+                    if s.get("notify-subscription-id") in wanted
+                    and set(EVENTS) <= set(s.get("notify-events") or ())]  # cupsd expands groups
+            for sub_id in mine:
+                c.cancelSubscription(sub_id)
+            return mine
+
+        try:
+            dropped = await self._watch(stale)
+        except (CupsRefused, CupsUnavailable) as e:
+            log.info("%s: could not list old subscriptions: %s", self.name, e)
+            return
+        self._remember_subscription(None)
+        if dropped:
+            self.counters["stale_subscriptions"] = self.counters.get("stale_subscriptions", 0) + len(dropped)
+            log.info("%s: cancelled %d subscription(s) left by an earlier run", self.name, len(dropped))
 
     async def _pull(self) -> None:
         sub, seq = self._sub, self._next_seq

@@ -273,3 +273,37 @@ async def test_missing_queue_is_offline_with_the_fix(cups_fleet, tmp_path):
         assert any("lpadmin -p no-such-queue" in a for a in ev.alerts())
     finally:
         await drv.stop()
+
+
+async def test_subscription_left_by_a_killed_run_is_cancelled_at_the_next_start(cups_fleet, tmp_path):
+    import cups
+
+    from drivers.cups import EVENTS
+    from drivers.cups_session import connect
+
+    uri = "ipp://localhost/printers/press-colour"
+    conn = connect(cups_fleet.server)
+    foreign = conn.createSubscription(uri, events=EVENTS, lease_duration=600)  # someone else's, same events
+
+    def live() -> set[int]:
+        try:
+            return {s["notify-subscription-id"] for s in conn.getSubscriptions(uri)}
+        except cups.IPPError:  # CUPS answers "not found" when there are none
+            return set()
+
+    first, ev1 = await start_driver(cups_fleet, "press-colour", tmp_path)
+    await ev1.wait(lambda: first._sub is not None)
+    old = first._sub
+    first._task.cancel()  # killed: no chance to cancel its subscription
+    await asyncio.gather(first._task, return_exceptions=True)
+    assert old in live()
+
+    second, ev2 = await start_driver(cups_fleet, "press-colour", tmp_path)
+    try:
+        await ev2.wait(lambda: second._sub is not None and second._sub != old)
+        assert old not in live() and second._sub in live() and foreign in live()
+        assert second.counters["stale_subscriptions"] == 1
+    finally:
+        await second.stop()
+        conn.cancelSubscription(foreign)
+    assert second._sub is None and not (live() & {old, foreign})
