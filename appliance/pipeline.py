@@ -155,7 +155,7 @@ class Pipeline:
         """Nothing left to do: API offered nothing new, nothing in flight, outbox empty."""
         return (
             self.last_poll_empty
-            and not self.store.in_flight()
+            and not self.store.in_flight_ids()
             and not self.store.outbox_pending(1)
         )
 
@@ -254,7 +254,7 @@ class Pipeline:
         letters no longer in flight once ``spool_retention`` has passed.  Never the PDF of
         a letter still in flight."""
         now = time.time() if now is None else now
-        in_flight = {r["id"] for r in self.store.in_flight()}
+        in_flight = set(self.store.in_flight_ids())
         removed = 0
         for f in self.s.spool_dir.iterdir():
             letter = f.name.lstrip(".").split(".")[0]  # <id>.pdf or .<id>.pdf.XXXX.part
@@ -283,7 +283,7 @@ class Pipeline:
 
     async def _poll_loop(self) -> None:
         while True:
-            room = self.s.max_in_flight - len(self.store.in_flight())
+            room = self.s.max_in_flight - len(self.store.in_flight_ids())
             got_full_page = False
             if room > 0:
                 try:

@@ -213,6 +213,10 @@ class Store:
     def in_flight(self) -> list[dict[str, Any]]:
         return [_copy(r) for r in self._letters.values() if not is_final(r["status"])]
 
+    def in_flight_ids(self) -> list[str]:
+        """Ids of letters not final yet, without copying their records (hot loops)."""
+        return [i for i, r in self._letters.items() if not is_final(r["status"])]
+
     def letters(self, status: str | None = None, stage: str | None = None) -> list[dict[str, Any]]:
         return [_copy(r) for r in self._letters.values()
                 if (status is None or r["status"] == status)
