@@ -165,6 +165,10 @@ def one_pack(floor: Floor, pack_id: str = "notify-c5", max_pages: int = 3) -> No
         letter.pages = min(letter.pages, max_pages)
 
 
+def printed(floor: Floor, lid: str) -> bool:
+    return floor.store.get(lid)["status"] in ("PRINTED", "ENCLOSED", "DISPATCHED")
+
+
 def sides(pages: int) -> int:
     return pages + pages % 2  # duplex: a letter always ends on a full sheet
 
@@ -205,7 +209,7 @@ async def test_jam_mid_batch_reprints_only_the_unprinted_letters_elsewhere(cups_
             order = [lid for lid in dict.fromkeys(page_letters(batch_file)) if lid]
             pages = Counter(lid for lid in page_letters(batch_file) if lid)
             jam.limit(sides(pages[order[0]]) + sides(pages[order[1]]))  # two letters out, then a jam
-            await wait_until(lambda: all(floor.store.get(lid)["status"] == "PRINTED" for lid in order[:2]))
+            await wait_until(lambda: all(printed(floor, lid) for lid in order[:2]))
             await asyncio.sleep(0.5)
             assert all(floor.store.get(lid)["status"] == "ACCEPTED" for lid in order[2:])
             cups_fleet.run("cupsenable", "press-colour")
@@ -235,12 +239,12 @@ async def test_restart_with_a_batch_in_cups_prints_nothing_twice(cups_fleet, tmp
         order = [lid for lid in dict.fromkeys(page_letters(batch_file)) if lid]
         pages = Counter(lid for lid in page_letters(batch_file) if lid)
         em.limit(sides(pages[order[0]]))  # the first letter comes out
-        await wait_until(lambda: floor.store.get(order[0])["status"] == "PRINTED")
+        await wait_until(lambda: printed(floor, order[0]))
         await floor.stop_pipeline()  # the appliance goes away with the batch mid-print
         em.limit(sides(pages[order[0]]) + sides(pages[order[1]]))  # one more while nobody watches
         await asyncio.sleep(1.0)
         pipe = await floor.start_pipeline()
-        await wait_until(lambda: floor.store.get(order[1])["status"] == "PRINTED")  # proven by the count
+        await wait_until(lambda: printed(floor, order[1]))  # proven by the count
         em.release()  # and then the rest
         assert await pipe.run_until_idle(timeout=90)
         for letter in floor.sb.letters.values():
