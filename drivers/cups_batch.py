@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from appliance.errors import UserError
 from appliance.packs import Pack
 from drivers.base import Work
-from drivers.cups_ipp import (COMPLETED, FINAL_STATES, HELD, PROCESSING, STOPPED, describe_job,
+from drivers.cups_ipp import (COMPLETED, FINAL_STATES, HELD, PENDING, PROCESSING, STOPPED, describe_job,
                               ipp_options, job_event, reasons_of)
 from drivers.cups_session import CupsRefused, CupsUnavailable
 from drivers.ipp_device import DeviceProgress
@@ -400,6 +400,13 @@ class Batcher:
         if state in FINAL_STATES:
             why = f"CUPS job {t.job_id} (batch {bj.name}) {describe_job(state, reasons)}"
             self._spawn(self.fail(t, kind, why))
+            return
+        if bj.reported and state in (PENDING, HELD):
+            # CUPS sends a job back to the queue when its printer is disabled or the backend
+            # fails, and would print it again from the first page: letters already out
+            # would come out twice.  Cancel it and reprint only the rest.
+            self._spawn(p._cancel_and_reroute(t, f"CUPS put batch {bj.name} back in the queue after "
+                                                 f"{bj.reported} letters printed"))
             return
         if state in (HELD, STOPPED):
             p._alert(f"job:{t.job_id}:{state}", f"batch job {t.job_id} ({bj.name}, {len(bj.slots)} letters) is "
