@@ -505,7 +505,7 @@ class CupsPrinter(Driver):
 
 
 def _batcher(printer: CupsPrinter, settings: dict) -> Batcher | None:
-    size = int(settings.get("batch_letters", 1) or 1)
+    size = int(settings.get("batch_letters", 1))
     wait = float(settings.get("batch_wait_seconds", 10.0))
     every = float(settings.get("batch_progress_seconds", 1.0))
     if size < 1 or wait <= 0 or every <= 0:
