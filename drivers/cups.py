@@ -7,6 +7,7 @@ fallback that also repairs any gap in the notifications.  A job is PRINTED only 
 says ``completed`` with no failure reason; a job that makes no progress for
 ``stall_seconds`` (device gone: CUPS then shows "processing" forever) raises an alert
 and, with ``on_stall = "reroute"``, is cancelled and handed back for another printer.
+With ``batch_letters`` > 1, letters of one pack share one CUPS job (``drivers/cups_batch.py``).
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
 from appliance.errors import ConfigError
 from drivers.base import Driver, Health, Work
 from drivers.cups_admin import doctor_checks  # noqa: F401 - appliance.doctor looks it up here
+from drivers.cups_batch import Batcher
 from drivers.cups_ipp import (FINAL_STATES, HELD, PENDING,
                               PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
                               blocking, describe_job, device_state, ipp_options, job_event,
@@ -50,6 +53,7 @@ class Tracked:
     last_change: float = 0.0
     started: bool = False  # reached processing: the device may have paper out already
     stalled: bool = False
+    batch: Any = None  # cups_batch.BatchJob when this job carries a batch of letters
 
 
 def _choice(name: str, settings: dict, key: str, allowed: tuple[str, ...]) -> str:
@@ -71,6 +75,10 @@ class CupsPrinter(Driver):
         "notify_seconds": (float, 0.25),  # how often subscription events are pulled
         "lease_seconds": (int, 600),  # subscription lease, renewed at half-life
         "pause_mode": (str, "local"),  # local: stop submitting | queue: also cupsdisable the queue
+        "batch_letters": (int, 1),  # letters of one pack per CUPS job; 1 = one job per letter
+        "batch_wait_seconds": (float, 10.0),  # send a part-filled batch after this long without a new letter
+        "batch_progress_seconds": (float, 1.0),  # how often the printer is asked how far a batch got
+        "device_uri": (str, ""),  # where to read batch progress; "" = the queue's device-uri
     }
 
     def __init__(self, name, settings, emit, *, state_dir):
@@ -102,6 +110,7 @@ class CupsPrinter(Driver):
         self._io: CupsSession | None = None
         self._watch: CupsSession | None = None
         self._task: asyncio.Task | None = None
+        self.batcher = _batcher(self, settings)
 
     @property
     def where(self) -> str:
@@ -116,8 +125,12 @@ class CupsPrinter(Driver):
         await self._refresh_printer()
         self._publish()
         self._task = asyncio.create_task(self._watch_loop(), name=f"cups-{self.name}")
+        if self.batcher:
+            self.batcher.start()
 
     async def stop(self) -> None:
+        if self.batcher:
+            await self.batcher.stop()
         if self._task:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
@@ -161,6 +174,8 @@ class CupsPrinter(Driver):
     # --- submit -----------------------------------------------------------------------
 
     async def submit(self, work: Work) -> str:
+        if self.batcher:
+            return await self.batcher.add(work)
         opts = ipp_options(work.pack)
         queue, pdf, name = self.queue, str(work.pdf), work.letter_id
         try:
@@ -339,6 +354,12 @@ class CupsPrinter(Driver):
             except CupsRefused as e:
                 if e.status == NOT_FOUND and job_id in self.jobs:
                     t = self.jobs.pop(job_id)
+                    if t.batch:
+                        letters = ", ".join(s.letter_id for s in t.batch.slots[t.batch.reported:])
+                        self._alert(f"vanished:{job_id}", f"batch job {job_id} ({t.batch.name}) vanished from "
+                                                          f"CUPS; fate of letters {letters} unknown, check the "
+                                                          "printer output")
+                        continue
                     self._alert(f"vanished:{job_id}", f"job {job_id} vanished from CUPS; fate of the letter "
                                                       "unknown, check the printer output", t.letter_id)
                 continue
@@ -354,6 +375,8 @@ class CupsPrinter(Driver):
             accepting=bool(a.get("printer-is-accepting-jobs", old.accepting)),
             message=a.get("printer-state-message", old.message if "printer-state-message" not in a else ""),
         )
+        if self.batcher:
+            self.batcher.learn_device_uri(str(a.get("device-uri", "")))
         worthy = alert_worthy(self.facts.reasons)
         for reason in worthy:
             self._alert(f"reason:{reason}", f"printer reports {reason}"
@@ -383,6 +406,11 @@ class CupsPrinter(Driver):
             t.started = True
         kind = job_event(state, reasons)
         if kind is None:
+            return
+        if t.batch is not None:
+            if state in FINAL_STATES:
+                del self.jobs[job_id]
+            self.batcher.job_changed(t, state, reasons, kind)
             return
         detail = {"state": describe_job(state, reasons), "queue": self.queue}
         if state in FINAL_STATES:
@@ -459,6 +487,8 @@ class CupsPrinter(Driver):
         """Jobs that never reached the device can safely print elsewhere."""
         for t in [t for t in self.jobs.values() if t.state in (PENDING, HELD) and not t.started]:
             await self._cancel_and_reroute(t, why)
+        if self.batcher:
+            self.batcher.abort_open(why)
 
     async def _cancel_and_reroute(self, t: Tracked, why: str) -> None:
         job_id = t.job_id
@@ -474,6 +504,9 @@ class CupsPrinter(Driver):
         if self.jobs.pop(job_id, None) is None:
             return  # its final state arrived meanwhile and was reported
         self.counters["rerouted"] += 1
+        if t.batch:
+            await self.batcher.fail(t, "job.aborted", f"cancelled CUPS job {job_id}: {why}")
+            return
         self.emit("job.aborted", t.letter_id, str(job_id), reason=f"cancelled CUPS job {job_id}: {why}")
         self._publish()
 
@@ -487,8 +520,11 @@ class CupsPrinter(Driver):
         self._publish()
 
     async def drain(self) -> None:
-        """Take no new letters but let CUPS finish what it has."""
+        """Take no new letters but let CUPS finish what it has (part-filled batches go now)."""
         self.paused = True
+        if self.batcher:
+            for pack_id in list(self.batcher.open):
+                await self.batcher.flush(pack_id)
         self._publish()
 
     async def resume(self) -> None:
@@ -516,7 +552,12 @@ class CupsPrinter(Driver):
             self._alert("reconcile", f"cannot reconcile {len(letter_ids)} letter(s) after restart: {e}")
             return {}
         try:
+            match_jobs(jobs, self.queue, [])  # raises NamesHidden before any batch is matched
+            batched: dict[str, str] = {}
+            if self.batcher:
+                batched, letter_ids = await self.batcher.reconcile(jobs, letter_ids)
             found, active = match_jobs(jobs, self.queue, letter_ids)
+            found.update(batched)
         except NamesHidden:
             self._alert("private", "CUPS hides job names from this client, so a restart cannot match "
                                    "jobs to letters; set 'JobPrivateValues none' in cupsd.conf")
@@ -529,4 +570,19 @@ class CupsPrinter(Driver):
         return found
 
     def health(self) -> Health:
-        return Health(self.state or "offline", self.detail or self.where, len(self.jobs), dict(self.counters))
+        depth = sum(len(t.batch.slots) - t.batch.reported if t.batch else 1 for t in self.jobs.values())
+        if self.batcher:
+            depth += self.batcher.letters_waiting()
+        return Health(self.state or "offline", self.detail or self.where, depth, dict(self.counters))
+
+
+def _batcher(printer: CupsPrinter, settings: dict) -> Batcher | None:
+    size = int(settings.get("batch_letters", 1))
+    wait = float(settings.get("batch_wait_seconds", 10.0))
+    every = float(settings.get("batch_progress_seconds", 1.0))
+    if size < 1 or wait <= 0 or every <= 0:
+        raise ConfigError(f"printer {printer.name!r}: batch_letters must be >= 1 and batch_wait_seconds, "
+                          f"batch_progress_seconds > 0 (got {size}, {wait:g}, {every:g})")
+    if size == 1:
+        return None
+    return Batcher(printer, size, wait, every, str(settings.get("device_uri", "")))

@@ -9,7 +9,9 @@ folder, ``Listen 127.0.0.1:<free port>``) and any number of ``Emulator``s (one
 by ``lpadmin -m everywhere``.  Each emulator keeps every job it receives (``-k -d``) and
 its print command records the job's IPP attributes next to the file, so tests can see
 exactly what a printer was asked to do.  ``hold()`` makes the emulator's print command
-wait (a job then stays "processing"), ``release()`` lets it finish.
+wait (a job then stays "processing"), ``release()`` lets it finish.  Like a real printer,
+the emulator reports each side it prints (``job-impressions-completed``, one PDF page =
+one side); ``limit(k)`` makes it stop after k sides of a job (a jam mid-job).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 SBIN = "/usr/sbin:/sbin:/usr/bin:/bin"
-BINARIES = ("cupsd", "ippeveprinter", "lpadmin", "cupsdisable", "cupsenable", "cancel")
+BINARIES = ("cupsd", "ippeveprinter", "lpadmin", "cupsdisable", "cupsenable", "cancel", "pdfinfo")
 _ENV = {**os.environ, "PATH": os.environ.get("PATH", "") + ":" + SBIN}
 
 CUPSD_CONF = """\
@@ -66,11 +68,21 @@ PageLog {d}/log/page_log
 SystemGroup root
 """
 
-# The emulator's print command: record the job's IPP attributes, then wait while held.
+# The emulator's print command: record the job's IPP attributes, wait while held, then
+# "print" side by side, telling ippeveprinter each one (an ATTR: line on stderr sets the
+# job's job-impressions-completed), never past the number in the limit file while it exists.
 RECORDER = """\
 #!/bin/sh
 env | grep '^IPP_' | sort > "$1.env.part" && mv "$1.env.part" "$1.env"
 while [ -e "{gate}" ]; do sleep 0.05; done
+total=$(pdfinfo "$1" 2>/dev/null | sed -n 's/^Pages: *//p')
+n=0
+while [ "$n" -lt "${{total:-0}}" ]; do
+  if [ -e "{limit}" ] && [ "$n" -ge "$(cat "{limit}")" ]; then sleep 0.05; continue; fi
+  n=$((n + 1))
+  echo "ATTR: job-impressions-completed=$n" >&2
+  echo "$n" > "$1.sides"
+done
 exit 0
 """
 
@@ -134,11 +146,12 @@ class Emulator:
         self.colour = colour
         self.port = free_port()
         self.gate = root / "held"
+        self.limit_file = root / "limit"
         self.script = root / "print.sh"
         self.runs = 0
         self.proc: subprocess.Popen | None = None
         root.mkdir(parents=True, exist_ok=True)
-        self.script.write_text(RECORDER.format(gate=self.gate))
+        self.script.write_text(RECORDER.format(gate=self.gate, limit=self.limit_file))
         self.script.chmod(0o755)
 
     @property
@@ -176,9 +189,23 @@ class Emulator:
 
     def release(self) -> None:
         self.gate.unlink(missing_ok=True)
+        self.limit_file.unlink(missing_ok=True)
+
+    def limit(self, sides: int) -> None:
+        """Print at most this many sides of each job until ``release()`` (a jam mid-job)."""
+        part = self.limit_file.with_suffix(".part")
+        part.write_text(str(sides))
+        part.replace(self.limit_file)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.root.glob("run*/*.pdf"))
+
+    def sides_printed(self, pdf: Path) -> int:
+        """How many sides of this received document came out of the printer."""
+        try:
+            return int((pdf.parent / f"{pdf.name}.sides").read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
 
     def received(self) -> list[str]:
         """Job names (= letter ids) of every document this printer received, repeats kept."""
