@@ -141,6 +141,10 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
     max_queued = given_extra.get("max_queued", DEFAULT_MAX_QUEUED if family == "printer" else 0)
     if max_queued < 0:
         raise ConfigError(f"{where} max_queued: must be 0 (no limit) or more, got {max_queued}")
+    batch = settings.get("batch_letters", 1)
+    if isinstance(batch, int) and max_queued and batch > max_queued:
+        raise ConfigError(f"{where} batch_letters: {batch} is more than max_queued ({max_queued}), so a batch "
+                          f"could never fill; raise max_queued to at least {2 * batch} or lower batch_letters")
     if hasattr(cls, "check_settings"):  # a driver's own static checks (ranges, required keys)
         cls.check_settings(where, settings)
     settings["_profile_dir"] = str(path.parent)  # so a driver resolves relative files (protocols) here
