@@ -214,7 +214,7 @@ class Pipeline:
     def _work(self, rec: dict) -> Work:
         pack = self.packs[rec["specification_id"]]
         return Work(rec["id"], Path(rec["pdf"]) if rec.get("pdf") else None, pack,
-                    rec.get("pages") or 0, rec.get("sheets") or 0)
+                    rec.get("pages") or 0, rec.get("sheets") or 0, rec.get("print_run") or 0)
 
     # --- spool ------------------------------------------------------------------------
 
