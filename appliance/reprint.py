@@ -103,6 +103,7 @@ async def on_spoiled_piece(p, ev, rec: dict[str, Any]) -> None:
     p.counters["reprints"] += 1
     p.store.update(lid, event=d.timeline, reprints=rec.get("reprints", 0) + 1, stage="verified",
                    printer=None, device=None, attempts=0, reprint_reason=reason,
+                   reprint_code=ev.detail.get("reason_code") or "DEVICE_" + ev.kind.split(".")[1].upper(),
                    reprint_of=ev.detail.get("run"))
     p.alert(ev.device, d.timeline, lid)
     p.tried.pop(lid, None)
