@@ -135,7 +135,7 @@ async def test_tries_zero_holds_at_once(tmp_path):
     assert _prints(tmp_path / "state")[held[0]["id"]] == 1
 
 
-async def test_audit_survives_a_restart_and_exports_csv(tmp_path):
+async def test_audit_survives_a_restart_and_exports_csv(tmp_path, capsys):
     sb, records, rows, handled = await _run(tmp_path, _profile(tmp_path, '"read_foreign_at=3"'))
     again = AuditLog(tmp_path / "state" / "audit", {"lf3000"}).rows()
     assert again == rows
@@ -147,3 +147,8 @@ async def test_audit_survives_a_restart_and_exports_csv(tmp_path):
     assert first[:8] == [str(rows[0][k]) for k in ("device", "batch", "expected", "enclosed", "diverted",
                                                    "reprinted", "held", "outstanding")]
     assert first[8].endswith("Z") and "T" in first[8]
+    # the CLI reads the same facts from a stopped appliance's state directory
+    from appliance.cli import main as cli_main
+    capsys.readouterr()
+    assert cli_main(["audit", "--state", str(tmp_path / "state"), "--csv", "-"]) == 0
+    assert capsys.readouterr().out == text
