@@ -5,7 +5,8 @@ The facts are what the inserter said about each piece (announced -> ``job.queued
 inserted / diverted / suspect / unknown) and what the pipeline decided about a spoiled one
 (reprinted, or held for an operator).  Each fact is one JSON line appended to
 ``<state>/audit/YYYY-MM-DD.jsonl`` as it happens, so the numbers survive a restart; the
-last ``DAYS_LOADED`` days are read back at start.  A piece is keyed by (device, batch,
+last ``DAYS_LOADED`` day files are read back on the first question (not at start: a
+daemon's cold start must not wait for them).  A piece is keyed by (device, batch,
 seq): a fact repeated (a replay) counts once, and a reprinted letter is a new piece in a
 later batch.  ``rows`` and ``to_csv`` are pure over the facts.
 """
@@ -24,7 +25,7 @@ from typing import Any
 
 log = logging.getLogger("appliance.audit")
 
-DAYS_LOADED = 7
+DAYS_LOADED = 3
 MAX_BATCHES = 2000  # batches kept in memory (oldest dropped first)
 COLUMNS = ("device", "batch", "expected", "enclosed", "diverted", "reprinted", "held", "outstanding",
            "first", "last")
@@ -53,7 +54,7 @@ class AuditLog:
         self.folder = Path(folder)
         self.batches: OrderedDict[tuple[str, int], _Batch] = OrderedDict()
         self.inserters = inserters  # devices whose batches count; None: any
-        self._load()
+        self._loaded = False  # the files are the truth; memory is built on the first rows()
 
     # --- recording --------------------------------------------------------------------
 
@@ -76,7 +77,8 @@ class AuditLog:
             return
         line = {"t": round(ev.t, 3), "device": ev.device, "batch": batch, "seq": seq,
                 "letter_id": ev.letter_id, "fact": fact}
-        self._apply(line)
+        if self._loaded:
+            self._apply(line)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             day = time.strftime("%Y-%m-%d", time.gmtime(ev.t))
@@ -101,6 +103,7 @@ class AuditLog:
             piece.decision = fact
 
     def _load(self) -> None:
+        self._loaded = True
         if not self.folder.is_dir():
             return
         for path in sorted(self.folder.glob("*.jsonl"))[-DAYS_LOADED:]:
@@ -115,6 +118,8 @@ class AuditLog:
 
     def rows(self, device: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
         """One row per batch, newest first."""
+        if not self._loaded:
+            self._load()
         out = []
         for (dev, batch), b in reversed(self.batches.items()):
             if device and dev != device:
