@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "appliance.control_cli",
     "appliance.mi_cli",
     "appliance.returns_cli",
+    "appliance.audit_cli",
     "tui.cli",
 ]
 

@@ -40,6 +40,10 @@ Commands (``args`` in brackets):
 ``mi_resolve`` [key, mi_id?, not_sent?]
     management information (see appliance.mi_service); refused when the daemon records
     no MI (``ControlServer.mi`` is None).
+``audit`` [device?, limit=200]
+    ``{"rows": [...]}``: one row per inserter batch, newest first, with pieces expected,
+    enclosed, diverted (incl. read-back suspects), reprinted, held and outstanding, and
+    the first/last fact time (see appliance.audit).
 ``subscribe`` []
     answers ``{"ok": true}`` then streams ``{"event": kind, "data": {...}}`` lines on that
     connection: kind is ``letter`` (brief), ``device`` ({name, state, ...}) or ``alert``
@@ -344,6 +348,9 @@ class ControlServer:
 
     async def cmd_resolve(self, id: str, outcome: str) -> str:
         return await self.op.resolve(id, outcome)
+
+    async def cmd_audit(self, device: str | None = None, limit: int = 200) -> dict:
+        return {"rows": self.p.audit.rows(device or None, max(1, min(int(limit), 5000)))}
 
     async def cmd_subscribe(self) -> dict:
         return {"subscribed": True}

@@ -21,7 +21,9 @@ from typing import Any
 import drivers
 from drivers.base import DeviceEvent, Driver, Work
 
+from . import reprint
 from .api import ApiError, ApiUnavailable, RateLimited, ServerError, SupplierClient, TooLarge
+from .audit import AuditLog
 from .auth import TokenError
 from .caps import is_safe_id
 from .committer import Committer
@@ -111,6 +113,7 @@ class Pipeline:
         self._submits: list[tuple[str, str]] = []  # (device, letter id) awaiting durable intent
         self._dispatch_wake = asyncio.Event()
         self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
+        self.audit = AuditLog(state_dir / "audit", {s.name for s in profile.inserters})  # per inserter batch
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(spool, 0o700)  # patient data: private even if the folder existed already
@@ -217,7 +220,7 @@ class Pipeline:
     def _work(self, rec: dict) -> Work:
         pack = self.packs[rec["specification_id"]]
         return Work(rec["id"], Path(rec["pdf"]) if rec.get("pdf") else None, pack,
-                    rec.get("pages") or 0, rec.get("sheets") or 0)
+                    rec.get("pages") or 0, rec.get("sheets") or 0, rec.get("print_run") or 0)
 
     async def _with_marks(self, work: Work, rec: dict) -> Work | None:
         """The printer gets a copy with sheet marks (``<id>.r<run>.pdf``); the record keeps
@@ -388,8 +391,8 @@ class Pipeline:
 
     async def _route(self, letter_id: str) -> None:
         rec = self.store.get(letter_id)
-        if rec is None or rec["status"] != Status.ACCEPTED:
-            return
+        if rec is None or rec["status"] not in (Status.ACCEPTED, Status.PRINTED):
+            return  # PRINTED: a reprint waiting for a printer
         await self.route_any(letter_id)
 
     async def route_any(self, letter_id: str) -> None:
@@ -615,6 +618,7 @@ class Pipeline:
                                       "t": ev.t, "specification_id": rec["specification_id"],
                                       "group_id": rec["group_id"], "sheets": rec.get("sheets"),
                                       "pages": rec.get("pages"), **ev.detail})
+        self.audit.note(ev)
         action = status_for_event(ev.kind, self.profile.events)
         if action is None:
             self.store.update(ev.letter_id, event=ev.kind)
@@ -624,6 +628,9 @@ class Pipeline:
             self.load[ev.device] = max(0, self.load[ev.device] - 1)
             if self._backlog and ev.device in self.specs and self.specs[ev.device].family == "printer":
                 await self.drain_backlog()
+        if reprint.wants_reprint(action, ev.detail):
+            await reprint.on_spoiled_piece(self, ev, rec)
+            return
         if action == "reroute":
             await self._reroute(ev)
             return
@@ -631,7 +638,8 @@ class Pipeline:
             self.operator_hold(ev.letter_id, f"{ev.device}: {ev.detail.get('reason', ev.kind)}")
             return
         expected = STAGE_PROVED_BY.get(action)
-        if expected and (rec["stage"] != expected or rec.get("device") != ev.device):
+        if expected and (rec["stage"] != expected or rec.get("device") != ev.device
+                         or reprint.stale_run(ev.detail, rec)):
             # Late or repeated news (a replay after restart, a job we rerouted away from).
             self.store.update(ev.letter_id, event=f"{ev.kind} (ignored)")
             self.counters["stale_events"] += 1
@@ -668,8 +676,10 @@ class Pipeline:
     async def _reroute(self, ev: DeviceEvent) -> None:
         letter_id = ev.letter_id
         rec = self.store.get(letter_id)
-        if rec["status"] != Status.ACCEPTED or rec.get("printer") != ev.device:
+        if rec["status"] not in (Status.ACCEPTED, Status.PRINTED) or rec.get("printer") != ev.device:
             return  # late news from a printer we already moved away from
+        if rec["status"] == Status.PRINTED and rec["stage"] != "printing":
+            return  # a reprint's old job: the letter has moved on
         attempts = rec.get("attempts", 0) + 1
         self.store.update(letter_id, attempts=attempts, stage="verified", event=ev.kind,
                           reason=ev.detail.get("reason"))

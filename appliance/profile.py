@@ -18,6 +18,7 @@ from .config import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from .errors import ConfigError
 from .mark_zones import MarksSettings, parse_marks
 from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
+from .reprint import ReprintPolicy, parse_reprint
 from .status import DEFAULT_EVENT_MAP, SETTABLE
 
 
@@ -57,6 +58,7 @@ class Profile:
     mi: MiSettings = field(default_factory=MiSettings)  # [mi]: invoice line items, schedule, stock
     failure_reasons: dict[str, str] = field(default_factory=dict)  # agreed FAILED codes -> text
     marks: MarksSettings = field(default_factory=MarksSettings)  # [marks]: clear zones for sheet marks
+    reprint: ReprintPolicy = field(default_factory=ReprintPolicy)  # [reprint]: automatic reprints
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -73,7 +75,7 @@ DEFAULT_MAX_QUEUED = 50
 _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
 _TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list", dict: "a table"}
-_EVENT_ACTIONS = {"reroute", "hold", "ignore"}
+_EVENT_ACTIONS = {"reroute", "hold", "ignore", "reprint"}
 #: Device names become folder names (output, journals): no paths, nothing empty.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
@@ -155,12 +157,12 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
-    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks"}
+    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks", "reprint"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
                 f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
-                "[[franker]], [events], [mi], [failure_reasons] or [marks]"
+                "[[franker]], [events], [mi], [failure_reasons], [marks] or [reprint]"
             )
     head = data.get("profile", {})
     if not isinstance(head, dict):
@@ -197,7 +199,7 @@ def load_profile(path: str | Path) -> Profile:
             )
         if not isinstance(target, str) or (target not in SETTABLE and target not in _EVENT_ACTIONS):
             raise ConfigError(
-                f"{path}: [events] {kind}: {target!r} is not a status or action; use a Notify status, \"reroute\", \"hold\" or \"ignore\""
+                f"{path}: [events] {kind}: {target!r} is not a status or action; use a Notify status, \"reroute\", \"hold\", \"reprint\" or \"ignore\""
             )
         mapped[kind] = None if target == "ignore" else target
 
@@ -216,6 +218,7 @@ def load_profile(path: str | Path) -> Profile:
         mi=parse_mi(path, data.get("mi")),
         failure_reasons=parse_failure_reasons(path, data.get("failure_reasons")),
         marks=marks,
+        reprint=parse_reprint(path, data.get("reprint"), {s.name for s in families["printer"]}),
     )
 
 

@@ -149,12 +149,13 @@ def is_final(status: str) -> bool:
 EVENT_KINDS = (
     "job.queued", "job.processing", "job.held", "job.stopped", "job.completed",
     "job.aborted", "job.canceled", "piece.inserted", "piece.diverted", "piece.franked",
-    "tray.complete", "piece.unknown",
+    "tray.complete", "piece.unknown", "piece.suspect",
 )
 
 #: Default mapping from device event kind to the Notify status it proves.  A hardware
 #: profile may override entries in its ``[events]`` table.  The value ``"reroute"``
-#: means "no status: give the letter to another capable printer".
+#: means "no status: give the letter to another capable printer"; ``"reprint"`` "print
+#: it again, within the profile's [reprint] tries, else hold it for an operator".
 DEFAULT_EVENT_MAP: dict[str, str | None] = {
     "job.queued": None,
     "job.processing": None,
@@ -169,6 +170,9 @@ DEFAULT_EVENT_MAP: dict[str, str | None] = {
     "tray.complete": Status.DISPATCHED,
     # The device lost track of a piece (link dropped mid-batch): an operator decides.
     "piece.unknown": "hold",
+    # The read-back found the envelope wrong (missing/foreign/double sheet, pulled by hand):
+    # print the letter again (appliance.reprint; the profile's [reprint] bounds it).
+    "piece.suspect": "reprint",
 }
 
 

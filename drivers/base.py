@@ -37,6 +37,7 @@ class Work:
     pack: Pack
     pages: int
     sheets: int
+    run: int = 0  # print run whose sheets these are (sheet marks, read-backs); 0 = unknown
 
 
 @dataclass

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ConfigError
+from appliance.readback import Verdict, hand_pulled, judge
 from drivers.base import Driver, Health, Work
 from drivers.serial_link import LinkDown, SerialLink
 from drivers.serial_protocol import PIECE_EVENTS, Match, load_protocol, serial_kwargs
@@ -98,6 +99,10 @@ class SerialFinisher(Driver):
             if rule.on in PIECE_EVENTS and group not in rule.pattern.groupindex:
                 raise ConfigError(f"{where} identify: {self.identify} needs a (?P<{group}>...) group in every "
                                   f"piece pattern; {p.source} [[event]] on = {rule.on!r} has none")
+        self.readback = bool(settings.get("readback", False))
+        if self.readback and not any(rule.on == "read" for rule in p.events):
+            raise ConfigError(f"{where} readback: {p.source} has no [[event]] on = \"read\"; the machine must "
+                              "report the sheet marks it reads (or set readback = false)")
         self.timing = {k: float(settings.get(k) or v) for k, v in p.timing.items()}
         self.stock_low = settings.get("stock_low", -1)
         self.stock_low = p.stock_low if self.stock_low is None or self.stock_low < 0 else self.stock_low
@@ -221,7 +226,10 @@ class SerialFinisher(Driver):
             elif r.get("t") in ("done", "unknown") and (r.get("kind") == "piece.diverted" or r.get("div")):
                 heard_div += 1
         now = time.monotonic()
-        pieces = [Piece(lid, r["batch"], r["seq"], now) for lid, r in last.items()
+        # Reads heard before the restart are lost: such a piece is judged on what is read
+        # from now on (incomplete -> reprinted), never enclosed on a guess.
+        pieces = [Piece(lid, r["batch"], r["seq"], now, r.get("sheets", 0), r.get("run", 0))
+                  for lid, r in last.items()
                   if r.get("t") == "sent" and r.get("batch") == batch]
         if pieces:
             self.tracker.adopt(batch, pieces, next_seq, heard_div)
@@ -244,8 +252,8 @@ class SerialFinisher(Driver):
                 out[lid] = "absent"
             elif lid in expected:
                 out[lid] = "job.queued"
-            elif r.get("t") == "done" and r.get("kind") in ("piece.inserted", "piece.franked",
-                                                            "piece.diverted", "tray.complete"):
+            elif r.get("t") == "done" and r.get("kind") in ("piece.inserted", "piece.franked", "piece.diverted",
+                                                            "piece.suspect", "tray.complete"):
                 out[lid] = r["kind"]
         return out
 
@@ -279,16 +287,21 @@ class SerialFinisher(Driver):
                     self.tracker.open_batch(batch)
                 work = self.pending.popleft()
                 piece = self.tracker.announce(work.letter_id, time.monotonic())
+                piece.sheets, piece.run = work.sheets, work.run
                 # Intent first: after a crash an announced piece is never "absent".
                 self.journal.append({"t": "sent", "letter_id": piece.letter_id, "batch": piece.batch,
-                                     "seq": piece.seq})
+                                     "seq": piece.seq, "sheets": work.sheets, "run": work.run})
                 pack = work.pack
                 self._last_activity = time.monotonic()
                 if not await self._send("expect_piece", batch=piece.batch, seq=piece.seq,
                                         letter_id=work.letter_id, sheets=work.sheets, pages=work.pages,
                                         envelope=pack.envelope_id, inserts=",".join(pack.insert_ids),
-                                        postage=pack.postage_id):
+                                        postage=pack.postage_id, run=work.run):
                     break  # the machine may or may not have it: the resync decides
+                # The pipeline counts the piece into this batch (audit); no status moves.
+                if self.family == "inserter":
+                    self.emit("job.queued", work.letter_id, piece.job, batch=piece.batch, seq=piece.seq,
+                              run=work.run)
                 self._publish()
 
     # --- link and frames (called on the loop by the reader thread) --------------------
@@ -386,6 +399,8 @@ class SerialFinisher(Driver):
         g = m.groups
         if m.on in PIECE_EVENTS:
             self._piece_report(m)
+        elif m.on == "read":
+            self._read(g)
         elif m.on == "status":
             self._status(m)
         elif m.on == "tray":
@@ -414,7 +429,11 @@ class SerialFinisher(Driver):
     def _piece_report(self, m: Match) -> None:
         res = self.tracker.resolve(m.groups, settle_skipped=self.link_state != "syncing")
         for piece in res.skipped:
-            self._unknown(piece, "its report never came (a later piece was reported)")
+            if self.readback and not piece.reads:
+                # Nothing read and the machine went past it: the sheets never went in.
+                self._suspect(piece, hand_pulled())
+            else:
+                self._unknown(piece, "its report never came (a later piece was reported)")
         if res.piece is None:
             self._count("unmatched_reports")
             log.warning("%s: %s ignored: %s", self.name, m.on, res.problem)
@@ -428,7 +447,13 @@ class SerialFinisher(Driver):
             self._unknown(piece, res.problem, diverted=div)
             return
         g = m.groups
-        if m.on == "inserted":
+        if m.on == "inserted" and self.readback:
+            verdict = judge(piece.letter_id, piece.sheets, piece.run, piece.reads)
+            if verdict.complete:
+                self._done(piece, "piece.inserted", readback=verdict.reason)
+            else:
+                self._suspect(piece, verdict)
+        elif m.on == "inserted":
             self._done(piece, "piece.inserted")
         elif m.on == "diverted":
             code = g.get("code")
@@ -438,8 +463,10 @@ class SerialFinisher(Driver):
                 self._unknown(piece, f"diverted with code {code}, which the protocol file does not know",
                               diverted=True)
                 return
+            # With read-backs the floor reprints what the machine took off the line.
+            extra = {"reprintable": True} if self.readback else {}
             self._done(piece, "piece.diverted", reason=f"diverted by {self.name}: {reason}"
-                                                      + (f" (code {code})" if code else ""), code=code)
+                                                      + (f" (code {code})" if code else ""), code=code, **extra)
         else:
             self._franked(piece, g)
         self._publish()
@@ -455,7 +482,26 @@ class SerialFinisher(Driver):
         # Journal before emit: after a crash reconcile() can still prove it.
         self.journal.append({"t": "done", "letter_id": piece.letter_id, "kind": kind, "batch": piece.batch,
                              "seq": piece.seq})
+        if piece.run:
+            detail["run"] = piece.run  # so the pipeline can tell a spoiled print's piece from its reprint
         self.emit(kind, piece.letter_id, piece.job, batch=piece.batch, seq=piece.seq, **detail)
+
+    def _read(self, g: dict[str, str]) -> None:
+        """One sheet read by the machine's camera, for a piece not yet reported."""
+        piece = self.tracker.peek(g)
+        if piece is None:
+            self._count("unmatched_reads")
+            return
+        self._count("reads")
+        piece.reads.append(g.get("mark", ""))
+
+    def _suspect(self, piece: Piece, verdict: Verdict) -> None:
+        """The envelope does not hold exactly this letter: it must come off the line."""
+        self._count("suspect")
+        # The protocol has no divert command: a person pulls the envelope.
+        self.emit("device.alert", message=f"pull envelope {piece.job}: {verdict.reason}",
+                  letter_id=piece.letter_id)
+        self._done(piece, "piece.suspect", reason_code=verdict.code, reason=f"{self.name}: {verdict.reason}")
 
     def _proved(self, piece: Piece) -> None:
         """Handled unheard, and the machine's counters prove it was not diverted."""
@@ -577,6 +623,8 @@ class SerialFinisher(Driver):
 
 class SerialInserter(SerialFinisher):
     family = "inserter"
+    SETTINGS = {**SerialFinisher.SETTINGS,
+                "readback": (bool, False)}  # check each envelope's sheet marks (protocol needs on = "read")
 
 
 class SerialFranker(SerialFinisher):

@@ -210,6 +210,7 @@ EVENTS: dict[str, set[str]] = {
     "inserted": {"batch", "seq", "id"},
     "diverted": {"batch", "seq", "id", "code", "reason"},
     "franked": {"batch", "seq", "id", "value", "class"},
+    "read": {"batch", "seq", "mark"},  # a camera read one sheet of a piece (see appliance.readback)
     "tray": {"tray", "count", "batch"},
     "jam": {"where", "code"},
     "stock": {"item", "count"},
@@ -221,9 +222,9 @@ EVENTS: dict[str, set[str]] = {
 }
 PIECE_EVENTS = {"inserted", "diverted", "franked"}
 #: Fields a command template may use.
-TEMPLATE_FIELDS = {"batch", "seq", "letter_id", "sheets", "pages", "envelope", "inserts", "postage"}
+TEMPLATE_FIELDS = {"batch", "seq", "letter_id", "sheets", "pages", "envelope", "inserts", "postage", "run"}
 _SAMPLE = {"batch": 1, "seq": 1, "letter_id": "LETTER-1", "sheets": 1, "pages": 2, "envelope": "env",
-           "inserts": "", "postage": "1ST"}
+           "inserts": "", "postage": "1ST", "run": 0}
 COMMANDS = ("hello", "status", "start_batch", "expect_piece", "end_batch", "pause", "resume")
 DEVICE_STATES = ("idle", "busy", "paused", "stopped")
 PARITIES = {"none": "N", "even": "E", "odd": "O", "mark": "M", "space": "S"}
@@ -352,6 +353,9 @@ def _event(path: Path, i: int, rule: Any) -> EventRule:
     if on in PIECE_EVENTS and not names & {"seq", "id"}:
         raise ConfigError(f"{where} match: a {on!r} pattern needs a (?P<seq>...) or (?P<id>...) group "
                           "to say which piece it is")
+    if on == "read" and not {"seq", "mark"} <= names:
+        raise ConfigError(f"{where} match: a 'read' pattern needs (?P<seq>...) and (?P<mark>...) groups "
+                          "(which piece, what its sheet mark says)")
     if on == "stock" and "count" not in names:
         raise ConfigError(f"{where} match: a 'stock' pattern needs (?P<count>...) or fields = {{count = \"0\"}}")
     if on == "error" and "code" not in names:

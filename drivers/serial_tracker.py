@@ -19,6 +19,9 @@ class Piece:
     batch: int
     seq: int
     sent_at: float
+    sheets: int = 0  # what the piece should hold (read-backs)
+    run: int = 0
+    reads: list[str] = field(default_factory=list)  # sheet marks read for it, in order
 
     @property
     def job(self) -> str:
@@ -95,6 +98,13 @@ class PieceTracker:
             return Resolution(piece, skipped, f"scanned id {scanned} at place {seq}, expected {piece.letter_id}",
                               mismatch=True)
         return Resolution(piece, skipped)
+
+    def peek(self, groups: dict[str, str]) -> Piece | None:
+        """The piece in flight a sheet read names (by batch and sequence), left in flight."""
+        batch, seq = _int(groups.get("batch")), _int(groups.get("seq"))
+        if batch is not None and batch != self.batch:
+            return None
+        return self.outstanding.get(seq) if seq is not None else None
 
     def resync(self, device_batch: int | None, device_count: int | None) -> list[Piece]:
         """After the link came back: pieces the device says it handled while we could not

@@ -99,7 +99,7 @@ async def test_inserter_reports_each_piece_in_print_order_and_completes_the_tray
     assert [e.detail["seq"] for e in inserted] == [1, 2, 3, 4, 5]
     # the machine was told of every piece, in print order, inside one batch
     told = [c for c in rig.sim.received if c.startswith(("BATCH", "PIECE"))]
-    assert told == ["BATCH 0001 START"] + [f"PIECE 0001 {i:04d} L{i} SHEETS=1" for i in range(1, 6)] + ["BATCH 0001 END"]
+    assert told == ["BATCH 0001 START"] + [f"PIECE 0001 {i:04d} L{i} SHEETS=1 RUN=0" for i in range(1, 6)] + ["BATCH 0001 END"]
     assert rig.kinds("tray.complete")[0].detail["count"] == 5
     assert "idle" in rig.states() and "busy" in rig.states()
     h = rig.driver.health()

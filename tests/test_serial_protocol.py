@@ -61,7 +61,7 @@ def test_hex_checksum_accepts_lower_case():
 def test_example_protocols_load_and_render():
     ins = load_protocol(INSERTER)
     assert (ins.family, ins.framing["kind"], ins.identify) == ("inserter", "line", "sequence")
-    assert ins.render("expect_piece", batch=3, seq=4, letter_id="L-1", sheets=2) == "PIECE 0003 0004 L-1 SHEETS=2"
+    assert ins.render("expect_piece", batch=3, seq=4, letter_id="L-1", sheets=2) == "PIECE 0003 0004 L-1 SHEETS=2 RUN=0"
     assert ins.render("nonexistent") is None
     m = ins.match("INS 0003 0004 OK ID=abc")
     assert (m.on, m.groups) == ("inserted", {"batch": "0003", "seq": "0004", "id": "abc"})

@@ -10,6 +10,7 @@ from textual.binding import Binding
 
 from appliance.control import ControlClient, ControlError, DaemonNotRunning
 
+from .screens.audit import AuditScreen
 from .screens.dashboard import DashboardScreen
 from .screens.help import HelpScreen
 from .screens.letters import LettersScreen
@@ -24,7 +25,7 @@ class ConsoleApp(App):
     CSS_PATH = Path(__file__).with_name("console.tcss")
     TITLE = "Appliance console"
     MODES = {"dashboard": DashboardScreen, "letters": LettersScreen, "returns": ReturnsScreen,
-             "log": LogScreen, "mi": MiScreen}
+             "log": LogScreen, "mi": MiScreen, "audit": AuditScreen}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("1", "switch_mode('dashboard')", "Dash"),
@@ -32,9 +33,10 @@ class ConsoleApp(App):
         Binding("3", "switch_mode('returns')", "Returns"),
         Binding("4", "switch_mode('log')", "Log"),
         Binding("5", "switch_mode('mi')", "MI"),
+        Binding("6", "switch_mode('audit')", "Audit", show=False),  # listed in help (?)
         # F-keys work even while typing in a search box or the returns desk
         *[Binding(f"f{i}", f"switch_mode('{m}')", m, show=False, priority=True)
-          for i, m in enumerate(("dashboard", "letters", "returns", "log", "mi"), start=1)],
+          for i, m in enumerate(("dashboard", "letters", "returns", "log", "mi", "audit"), start=1)],
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]

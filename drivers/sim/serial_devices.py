@@ -10,6 +10,9 @@ of the same spec.
 
 Fault modes (``Faults``): garbage bytes, split and merged messages, bad checksums, silence,
 unplug/replug (reports made meanwhile are lost), jam, stock running out, unknown codes.
+The inserter's sheet camera (``reader``) reports the mark of every sheet (READ lines) and
+can be made to see each read-back anomaly once, deterministically: a missing, foreign,
+duplicate, unreadable or stale-run sheet, or a piece pulled off the line by hand.
 
     python -m drivers.sim.serial_devices --protocol lf3000-ascii --link /tmp/ttyINS0
 """
@@ -31,6 +34,7 @@ from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from appliance.markcode import encode as encode_mark
 from drivers.serial_protocol import StxEtxFramer
 
 POSTAGE_PENCE = {"first-class": 135, "economy": 85, "admail": 60, "admail-economy": 55, "articles-blind": 0}
@@ -60,6 +64,16 @@ class Faults:
     error_at: int = 0  # report a known error code after the Nth piece
     mute_at: int = 0  # handle the Nth piece but never report it (a lost report)
     scan_ids: bool = False  # inserter: report the scanned letter id with each piece
+    reader: bool = False  # inserter: READ <batch> <seq> <mark> for each sheet before the piece's report
+    # Read-back faults, each once, on the first piece fed from the Nth on (missing: the first
+    # with two sheets or more); read_sticky: that letter is hit the same way every time again.
+    read_missing_at: int = 0  # its last sheet is not in the envelope
+    read_foreign_at: int = 0  # a sheet of the previous piece's letter is in it too
+    read_duplicate_at: int = 0  # its first sheet is read twice
+    read_unreadable_at: int = 0  # its last sheet's mark reads as "?"
+    read_stale_at: int = 0  # its last sheet is from another print run of the same letter
+    hand_pull_at: int = 0  # an operator takes it off the line: no reads, no report
+    read_sticky: bool = False
     checksum: str = "crc16-ccitt"  # framed: must match the protocol file
     checksum_encoding: str = "binary-be"
 
@@ -306,10 +320,14 @@ class _DeviceSim:
             return
         self.queue.popleft()
         self.total = n
+        if self.pulled(n, batch, seq, letter_id, extra):
+            self._record(batch, seq, letter_id, "pulled")
+            return
         self.done += 1
         self.stock -= 1
         diverted = bool(self.f.divert_every and n % self.f.divert_every == 0)
         self._record(batch, seq, letter_id, "diverted" if diverted else self.DONE_WORD)
+        self.before_report(batch, seq, letter_id, extra)
         if self.f.mute_at == n:
             pass
         elif diverted:
@@ -366,12 +384,25 @@ class _DeviceSim:
     def command(self, text: str) -> None:
         raise NotImplementedError
 
+    def pulled(self, n: int, batch: int, seq: int, letter_id: str, extra: str) -> bool:
+        """Was this piece taken off the line before the machine handled it?"""
+        return False
+
+    def before_report(self, batch: int, seq: int, letter_id: str, extra: str) -> None:
+        """Messages the machine sends about a piece before its report (sheet reads)."""
+
 
 class LineInserterSim(_DeviceSim):
     """LF-3000: CR LF terminated ASCII lines."""
 
     STATES = {"READY": "READY", "RUN": "RUN", "JAM": "JAM", "OUT_OF_STOCK": "EMPTY"}
     DONE_WORD = "inserted"
+
+    def __init__(self, link: Path, faults: Faults | None = None):
+        super().__init__(link, faults)
+        self._sticky: dict[str, str] = {}  # letter id -> read fault that hits it every time
+        self._faulted: dict[tuple[int, int], str | None] = {}  # (batch, seq) -> fault, until read
+        self._last_piece: tuple[str, int, int, int] | None = None  # its sheet 1: a neighbour's sheet
 
     def encode(self, text: str, corrupt: bool = False) -> bytes:
         return text.encode("ascii") + b"\r\n"
@@ -401,7 +432,7 @@ class LineInserterSim(_DeviceSim):
         elif len(words) == 3 and words[0] == "BATCH" and words[2] == "END":
             self.end_requested = int(words[1])
         elif len(words) >= 4 and words[0] == "PIECE":
-            self.queue.append((int(words[1]), int(words[2]), words[3], ""))
+            self.queue.append((int(words[1]), int(words[2]), words[3], " ".join(words[4:])))
         elif text in ("PAUSE", "RESUME"):
             self.paused = text == "PAUSE"
             self.send("OK")
@@ -410,6 +441,64 @@ class LineInserterSim(_DeviceSim):
 
     def heartbeat(self) -> None:
         self.send("HB")
+
+    # --- the sheet camera ---------------------------------------------------------------
+
+    READ_FAULTS = ("hand_pull", "read_missing", "read_foreign", "read_duplicate", "read_unreadable",
+                   "read_stale")
+
+    def _read_fault(self, n: int, letter_id: str, sheets: int) -> str | None:
+        for name in self.READ_FAULTS:
+            at = getattr(self.f, f"{name}_at")
+            if at and n >= at and (name != "read_missing" or sheets >= 2):
+                setattr(self.f, f"{name}_at", 0)
+                if self.f.read_sticky:
+                    self._sticky[letter_id] = name
+                return name
+        return self._sticky.get(letter_id)
+
+    @staticmethod
+    def _piece_fields(extra: str) -> tuple[int, int]:
+        fields = dict(w.split("=", 1) for w in extra.split() if "=" in w)
+        sheets = int(fields["SHEETS"]) if fields.get("SHEETS", "").isdigit() else 1
+        run = int(fields["RUN"]) if fields.get("RUN", "").isdigit() else 0
+        return max(sheets, 1), run
+
+    def pulled(self, n, batch, seq, letter_id, extra) -> bool:
+        if not self.f.reader and not self.f.hand_pull_at:
+            return False
+        sheets, _ = self._piece_fields(extra)
+        fault = self._read_fault(n, letter_id, sheets)
+        self._faulted[(batch, seq)] = fault
+        return fault == "hand_pull"
+
+    def before_report(self, batch, seq, letter_id, extra) -> None:
+        if not self.f.reader:
+            return
+        sheets, run = self._piece_fields(extra)
+
+        def mark(lid: str, k: int, n: int, r: int) -> str:
+            try:
+                return encode_mark(lid, k, n, r)
+            except ValueError:
+                return "?"
+
+        marks = [mark(letter_id, k, sheets, run) for k in range(1, sheets + 1)]
+        fault = self._faulted.pop((batch, seq), None)
+        if fault == "read_missing":
+            marks.pop()
+        elif fault == "read_foreign":
+            prev = self._last_piece
+            marks.append(mark(*prev) if prev and prev[0] != letter_id else mark("STRAY-SHEET", 1, 1, 1))
+        elif fault == "read_duplicate":
+            marks.insert(1, marks[0])
+        elif fault == "read_unreadable":
+            marks[-1] = "?"
+        elif fault == "read_stale":
+            marks[-1] = mark(letter_id, sheets, sheets, run - 1 if run > 1 else run + 1000)
+        self._last_piece = (letter_id, 1, sheets, run)
+        for text in marks:
+            self.send(f"READ {batch:04d} {seq:04d} {text}")
 
     def piece_message(self, batch, seq, letter_id, extra) -> str:
         scanned = f" ID={letter_id}" if self.f.scan_ids else ""

@@ -13,6 +13,7 @@ KEY_MAP = """\
   1 / F1   Dashboard          2 / F2   Letters      (F-keys work while typing)
   3 / F3   Returns desk       4 / F4   Log (events, alerts)
   5 / F5   MI (management information of a day)
+  6 / F6   Audit (inserter batches: enclosed, diverted, reprinted, held)
   ?        This help          q        Quit the console (printing goes on)
 [b]Dashboard[/b]  (arrow keys pick a device)
   p  pause     u  resume     d  drain (finish queue, take nothing new)
@@ -24,6 +25,8 @@ KEY_MAP = """\
   t  return (opens the returns desk)   Esc  back
 [b]Returns desk[/b]
   scan or type the letter id, Enter; pick R01-R10, Enter; y to send RETURNED
+[b]Audit[/b]
+  r  refresh   (CSV export: appliance audit --csv FILE)
 [b]MI[/b]
   [ / ]  previous / next day   r  refresh   s  submit the day to Notify
 All actions ask for confirmation first (y / n).
