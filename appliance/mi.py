@@ -29,6 +29,7 @@ from datetime import date as Date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
+from .storage import fsync_dir
 from .mi_settings import MiSettings
 from .packs import Pack
 from .storage import atomic_write_bytes
@@ -171,7 +172,7 @@ class MiJournal:
                     if f.read(1) != b"\n":
                         os.write(fd, b"\n")
             if new:
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
             for old in [d for d in self._fds if d < day]:  # a new day: close finished ones
                 self._close_day(old)
             self._fds[day] = fd
@@ -221,12 +222,6 @@ class MiJournal:
         return day_report(self, day, StockBook(self.dir, self.settings))
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance.storage import fsync_dir
 from appliance.errors import ConfigError
 from drivers.base import Driver, Health, Work
 from drivers.file_inserter_book import Book, BookPiece
@@ -278,7 +279,7 @@ class FileInserter(Driver):
             try:
                 if tmp.exists():
                     os.replace(tmp, self.outbox / f"{b.batch}.run.csv")
-                    _fsync_dir(self.outbox)
+                    fsync_dir(self.outbox)
                 # absent: renamed before a crash and maybe already taken by the machine
                 b.file_done = changed = True
             except OSError as e:
@@ -430,12 +431,6 @@ class FileInserter(Driver):
 
 # --- small file helpers (run in worker threads) ---------------------------------------
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -449,7 +444,7 @@ def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     _write_synced(tmp, json.dumps(data, separators=(",", ":")).encode())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _move(f: Path, folder: Path) -> None:
