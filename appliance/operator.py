@@ -88,10 +88,19 @@ class Operator:
         self._status(letter_id, Status.CANCELLED, "OPERATOR_CANCELLED", reason, "cancelled by operator")
         self.p.finish(letter_id)
         await self.p.committer.durable()
-        queue = rec.get("printer") if rec.get("stage") == "printing" else None
-        # The appliance cannot take a job back from every printer: say where it still is.
-        pull = f"; pull it from {queue}'s queue if it has not printed" if queue else ""
-        return f"letter {letter_id} CANCELLED{pull}"
+        device = rec.get("device") if rec.get("stage") in ("printing", "enclosing", "franking") else None
+        drv = self.p.devices.get(device) if device else None
+        if drv is None:
+            return f"letter {letter_id} CANCELLED"
+        why_not = await drv.withdraw(letter_id)
+        if why_not is None:
+            self.p.load[device] = max(0, self.p.load[device] - 1)
+            self.p.store.update(letter_id, event=f"withdrawn from {device}")
+            await self.p.drain_backlog()
+            return f"letter {letter_id} CANCELLED and withdrawn from {device}"
+        # Still at the device: say where, so a person can pull it.
+        self.p.store.update(letter_id, event=f"not withdrawn from {device}: {why_not}")
+        return f"letter {letter_id} CANCELLED; still at {device} ({why_not}): pull it by hand"
 
     async def fail(self, letter_id: str, reason: str | None = None, code: str | None = None) -> str:
         """FAILED by a person.  With ``[failure_reasons]`` in the profile the code must be

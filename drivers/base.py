@@ -88,6 +88,13 @@ class Driver(ABC):
         """
         return {}
 
+    async def withdraw(self, letter_id: str) -> str | None:
+        """Take a letter back before the device works on it (an operator cancelled it).
+
+        Returns None when it was withdrawn, else one line saying why not (already at work,
+        part of a larger job, a device that cannot take work back)."""
+        return "this device cannot take work back"
+
     async def pause(self) -> None:
         self.paused = True
         self.emit("device.state", state="paused")

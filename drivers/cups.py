@@ -512,6 +512,26 @@ class CupsPrinter(Driver):
 
     # --- operator actions -------------------------------------------------------------
 
+    async def withdraw(self, letter_id: str) -> str | None:
+        """Cancel the letter's CUPS job if the printer has not started it; a started job is
+        left alone (its paper may be half out: a person must pull it)."""
+        t = next((t for t in self.jobs.values() if t.letter_id == letter_id), None)
+        if t is None:
+            return f"no CUPS job for it on {self.queue}"
+        if t.batch is not None:
+            return f"it is part of batch job {t.job_id} on {self.queue}; pull its sheets from the output"
+        if t.started or t.state not in (PENDING, HELD):
+            return f"job {t.job_id} is already {describe_job(t.state, t.reasons)} on {self.queue}"
+        job_id = t.job_id
+        try:
+            await self._io(lambda c: c.cancelJob(job_id))
+        except (CupsUnavailable, CupsRefused) as e:
+            return f"could not cancel job {job_id} on {self.queue}: {e}"
+        self.jobs.pop(job_id, None)
+        self.counters["canceled"] += 1
+        self._publish()
+        return None
+
     async def pause(self) -> None:
         """Take no new letters; with pause_mode = "queue" CUPS also holds its queue."""
         self.paused = True

@@ -232,3 +232,36 @@ async def test_a_full_printer_takes_no_more_letters_until_one_finishes(cups_sand
             assert Counter(em.received()) == Counter({l.id: 1 for l in printed})
     finally:
         cups_sandbox.remove_printer("cap-press")
+
+
+async def test_operator_cancel_takes_back_a_job_the_printer_has_not_started(cups_sandbox, tmp_path):
+    from appliance.operator import Operator
+
+    em = cups_sandbox.add_printer("cancel-take-back", colour=True)
+    em.hold()
+    profile = write_profile(tmp_path / "p.toml", cups_sandbox.server,
+                            [("cancel-take-back", ANY_STD, "max_queued = 3")])
+    try:
+        async with Floor(tmp_path, profile, letters=6, seed=707) as floor:
+            pipe = await floor.start_pipeline()
+            await wait_until(lambda: len(floor.store.letters(stage="printing")) == 3)
+            await wait_until(lambda: len(em.attributes()) == 1)  # the first job is at the printer
+            started = next(iter(em.attributes()))
+            waiting = [r["id"] for r in floor.store.letters(stage="printing") if r["id"] != started]
+            op = Operator(pipe)
+            said = await op.cancel(waiting[0])
+            assert "withdrawn from cancel-take-back" in said, said
+            said = await op.cancel(started)
+            assert "still at cancel-take-back" in said and "pull it by hand" in said, said
+            em.release()
+            assert await floor.pipe.run_until_idle(timeout=90)
+            got = Counter(em.received())
+            assert got[waiting[0]] == 0  # never reached the printer
+            assert got[started] == 1
+            for lid in (waiting[0], started):
+                assert floor.statuses(floor.sb.letters[lid])[-1] == "CANCELLED"
+            others = [l for l in floor.sb.letters.values() if l.id not in (waiting[0], started)
+                      and "PRINTED" in floor.statuses(l)]
+            assert others and all(floor.statuses(l) == GOOD_PATH and got[l.id] == 1 for l in others)
+    finally:
+        cups_sandbox.remove_printer("cancel-take-back")
