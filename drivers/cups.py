@@ -38,6 +38,7 @@ JOB_ATTRS = ["job-id", "job-name", "job-state", "job-state-reasons", "job-printe
              "job-impressions-completed", "job-media-sheets-completed"]
 PRINTER_ATTRS = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
                  "printer-state-message", "queued-job-count", "device-uri"]
+GET_JOBS_PAGE = 500  # cupsd's own cap on one Get-Jobs answer that needs job attributes
 EVENTS = ["job-state-changed", "job-progress", "printer-state-changed"]
 
 
@@ -567,7 +568,7 @@ class CupsPrinter(Driver):
         hides job names from us, nothing is vouched for: those letters wait for a person.
         """
         try:
-            jobs = await self._watch(lambda c: c.getJobs(which_jobs="all", requested_attributes=JOB_ATTRS))
+            jobs = await self._all_jobs()
         except (CupsUnavailable, CupsRefused) as e:
             self._alert("reconcile", f"cannot reconcile {len(letter_ids)} letter(s) after restart: {e}")
             return {}
@@ -588,6 +589,20 @@ class CupsPrinter(Driver):
         self._poll_now = True
         self._publish()
         return found
+
+    async def _all_jobs(self) -> dict[int, dict]:
+        """Every job cupsd knows, page by page: one Get-Jobs answers at most 500 jobs when it
+        must read job attributes from disk, silently, so a busy server's newer jobs would
+        look absent and be printed again."""
+        jobs: dict[int, dict] = {}
+        first = 1
+        while True:
+            page = await self._watch(lambda c: c.getJobs(which_jobs="all", first_job_id=first, limit=GET_JOBS_PAGE,
+                                                         requested_attributes=JOB_ATTRS))
+            if not page:
+                return jobs
+            jobs.update(page)
+            first = max(page) + 1
 
     def health(self) -> Health:
         depth = sum(len(t.batch.slots) - t.batch.reported if t.batch else 1 for t in self.jobs.values())

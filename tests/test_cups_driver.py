@@ -307,3 +307,25 @@ async def test_subscription_left_by_a_killed_run_is_cancelled_at_the_next_start(
         await second.stop()
         conn.cancelSubscription(foreign)
     assert second._sub is None and not (live() & {old, foreign})
+
+
+async def test_restart_sees_every_job_past_cupsds_500_job_answer_cap(cups_sandbox, tmp_path):
+    """One Get-Jobs answer stops at 500 jobs; a letter behind them must not look absent
+    (it would be printed again)."""
+    cups_sandbox.add_printer("busy-press")
+    cups_sandbox.run("cupsdisable", "busy-press")  # jobs stay queued, none printed
+    pdf = make_pdf(tmp_path / "one.pdf", 1)
+    from drivers.cups_session import connect
+    conn = connect(cups_sandbox.server)
+    try:
+        names = [f"bulk-{i:04d}" for i in range(520)]
+        for name in names:
+            conn.printFile("busy-press", str(pdf), name, {})
+        drv, _ = await start_driver(cups_sandbox, "busy-press", tmp_path)
+        try:
+            found = await drv.reconcile([names[0], names[-1], "bulk-never"])
+        finally:
+            await drv.stop()
+        assert found == {names[0]: "job.queued", names[-1]: "job.queued", "bulk-never": "absent"}
+    finally:
+        cups_sandbox.remove_printer("busy-press")
