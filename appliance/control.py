@@ -21,8 +21,9 @@ Commands (``args`` in brackets):
 ``letters`` [q, group, specification, status, device, stage, min_age, limit=100, offset=0]
     ``{"total": N, "letters": [brief...]}``.  ``q`` is an id substring.  Hot (in-flight)
     letters carry full fields, newest first; archived letters follow with id and status
-    only (group/specification/device/stage/min_age filters exclude them: the archive
-    index does not know those), so the listing stays cheap with 100 000 letters.
+    only, most recently archived first (group/specification/device/stage/min_age filters
+    exclude them: the archive index does not know those).  A page costs what it holds,
+    not the archive's size, so the listing stays cheap with 100 000 letters.
 ``letter`` [id]
     the full record with ``history`` (the timeline: listed, verified, device events,
     every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
@@ -66,6 +67,7 @@ from pathlib import Path
 from typing import Any, AsyncIterator
 
 from .errors import UserError
+from .letter_listing import archived_page
 from .status import FINAL
 
 log = logging.getLogger("appliance.control")
@@ -267,21 +269,16 @@ class ControlServer:
             and (min_age is None or now - (r.get("created") or now) >= min_age)
         ]
         hot.sort(key=lambda r: r.get("updated") or 0, reverse=True)
-        rows = [_brief(r) for r in hot]
-        archived: list[str] = []
-        if not (group or specification or device or stage or min_age):
-            hot_ids = {r["id"] for r in rows}
-            archived = sorted(i for i in store.archived_ids()
-                              if (not q or q in i) and i not in hot_ids
-                              and (not status or store.get_status(i) == status))
-        total = len(rows) + len(archived)
         limit, offset = max(0, min(int(limit), 5000)), max(0, int(offset))
-        page = rows[offset:offset + limit]
-        if len(page) < limit:
-            start = max(0, offset - len(rows))
-            page += [{"id": i, "status": store.get_status(i), "stage": "archived"}
-                     for i in archived[start:start + limit - len(page)]]
-        return {"total": total, "letters": page}
+        page = [_brief(r) for r in hot[offset:offset + limit]]
+        archived_total = 0
+        if not (group or specification or device or stage or min_age):
+            archived_total, more = archived_page(
+                store.archived_statuses(), store.archived_counts(), q=q, status=status or None,
+                exclude={r["id"] for r in hot}, start=max(0, offset - len(hot)),
+                limit=limit - len(page))
+            page += more
+        return {"total": len(hot) + archived_total, "letters": page}
 
     async def cmd_letter(self, id: str) -> dict:
         rec = self.p.store.get(id)

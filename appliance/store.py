@@ -30,7 +30,8 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
 
 from tinydb import TinyDB
 
@@ -202,6 +203,13 @@ class Store:
 
     def archived_ids(self) -> set[str]:
         return set(self._archived)
+
+    def archived_statuses(self) -> Mapping[str, str]:
+        """id -> status of every archived letter, oldest archived first (read-only, live)."""
+        return MappingProxyType(self._archived)
+
+    def archived_counts(self) -> dict[str, int]:
+        return {status: n for status, n in self._archived_counts.items() if n > 0}
 
     def get(self, letter_id: str) -> dict[str, Any] | None:
         """A copy of the letter's record (hot first, then the archive), or None."""

@@ -4,6 +4,7 @@ import asyncio
 import json
 import shutil
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -217,11 +218,11 @@ class FakeStore:
     def letters(self, status=None, stage=None):
         return [dict(r) for r in self.hot if status in (None, r["status"]) and stage in (None, r["stage"])]
 
-    def archived_ids(self):
-        return set(self.archived)
+    def archived_statuses(self):
+        return self.archived  # oldest archived first, as the store keeps them
 
-    def get_status(self, i):
-        return self.archived[i]
+    def archived_counts(self):
+        return dict(Counter(self.archived.values()))
 
 
 async def test_letters_with_100k_archived():
@@ -233,10 +234,15 @@ async def test_letters_with_100k_archived():
     res = await server.cmd_letters(limit=10, offset=0)
     assert res["total"] == 100_005
     assert [r["id"] for r in res["letters"][:5]] == [f"hot{i}" for i in range(4, -1, -1)]
-    assert res["letters"][5]["id"] == "arch000000" and res["letters"][5]["status"] == "REJECTED"
+    # archived letters follow, most recently archived first
+    assert res["letters"][5] == {"id": "arch099999", "status": "DISPATCHED", "stage": "archived"}
+    res = await server.cmd_letters(limit=3, offset=100_002)
+    assert [r["id"] for r in res["letters"]] == ["arch000002", "arch000001", "arch000000"]
     res = await server.cmd_letters(q="arch0999", limit=200)
     assert res["total"] == 100
     res = await server.cmd_letters(status="REJECTED", limit=1, offset=9_999)
-    assert res["total"] == 10_000 and res["letters"][0]["id"] == "arch099990"
+    assert res["total"] == 10_000 and res["letters"][0]["id"] == "arch000000"
+    res = await server.cmd_letters(status="REJECTED", limit=2, offset=0)
+    assert [r["id"] for r in res["letters"]] == ["arch099990", "arch099980"]
     res = await server.cmd_letters(device="mono-duplex")
     assert res["total"] == 5  # archived rows carry no device: excluded by that filter

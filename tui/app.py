@@ -85,7 +85,7 @@ class ConsoleApp(App):
             return
         self.status = s
         self.sub_title = f"{self.socket_path}  API {'ok' if s.get('api_ok') else 'UNREACHABLE'}"
-        refresh = getattr(self.screen, "show_status", None)
+        refresh = getattr(self._top_screen(), "show_status", None)
         if refresh:
             refresh(s)
 
@@ -98,12 +98,16 @@ class ConsoleApp(App):
                 async with ControlClient(self.socket_path) as sub:
                     async for ev in sub.events():
                         self.events.append(ev)
-                        handler = getattr(self.screen, "on_daemon_event", None)
+                        handler = getattr(self._top_screen(), "on_daemon_event", None)
                         if handler:
                             handler(ev)
             except (DaemonNotRunning, OSError, ValueError) as e:
                 self._lost(str(e))
             await asyncio.sleep(1.0)
+
+    def _top_screen(self):
+        """The screen on top, or None while the console is quitting (events still arrive)."""
+        return self.screen_stack[-1] if self.screen_stack else None
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

@@ -6,6 +6,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
@@ -63,8 +64,13 @@ class LetterDetailScreen(Screen):
 
     async def reload(self) -> None:
         rec = await self.app.call("letter", id=self.letter_id)
-        if rec is not None:
-            self.query_one("#detail", Static).update(timeline_text(rec))
+        if rec is None:
+            return
+        try:
+            detail = self.query_one("#detail", Static)
+        except NoMatches:  # an event for this letter came before the screen was built, or after it left
+            return
+        detail.update(timeline_text(rec))
 
     def on_daemon_event(self, ev: dict) -> None:
         if ev.get("event") == "letter" and (ev.get("data") or {}).get("id") == self.letter_id:

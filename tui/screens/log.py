@@ -29,10 +29,11 @@ class LogScreen(Screen):
         yield Footer(compact=True)
 
     def on_screen_resume(self) -> None:
+        # One write for the whole buffer: a write per event cost ~0.1 s for 1 000 events.
         log = self.query_one(RichLog)
         log.clear()
-        for ev in list(self.app.events):
-            log.write(describe(ev))
+        if self.app.events:
+            log.write("\n".join(describe(ev) for ev in self.app.events))
 
     def on_daemon_event(self, ev: dict) -> None:
         self.query_one(RichLog).write(describe(ev))
