@@ -22,18 +22,36 @@ def describe(ev: dict) -> str:
     return str(ev)
 
 
+#: Lines the log screen shows (the app keeps more events; a person reads the last screenfuls).
+SHOWN = 300
+
+
 class LogScreen(Screen):
+    """Writes are batched: under full ingest a console gets hundreds of events a second, and
+    one RichLog write each would keep the screen busy laying out lines instead of answering
+    keys.  Lines are not wrapped for the same reason (wrapping re-measures every line)."""
+
     def compose(self) -> ComposeResult:
         yield Header()
-        yield RichLog(id="log", wrap=True, max_lines=2000)
+        yield RichLog(id="log", wrap=False, max_lines=SHOWN * 2)
         yield Footer(compact=True)
 
+    def on_mount(self) -> None:
+        self._pending: list[str] = []
+        self.set_interval(0.2, self._flush)
+
     def on_screen_resume(self) -> None:
-        # One write for the whole buffer: a write per event cost ~0.1 s for 1 000 events.
         log = self.query_one(RichLog)
         log.clear()
-        if self.app.events:
-            log.write("\n".join(describe(ev) for ev in self.app.events))
+        self._pending = []
+        events = list(self.app.events)[-SHOWN:]
+        if events:
+            log.write("\n".join(describe(ev) for ev in events))
 
     def on_daemon_event(self, ev: dict) -> None:
-        self.query_one(RichLog).write(describe(ev))
+        self._pending.append(describe(ev))
+
+    def _flush(self) -> None:
+        if self._pending and self.is_current:
+            lines, self._pending = self._pending[-SHOWN:], []
+            self.query_one(RichLog).write("\n".join(lines))
