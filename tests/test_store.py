@@ -517,3 +517,16 @@ def test_print_runs_are_never_reused_across_restarts(tmp_path):
     with Store(tmp_path) as store:
         assert store.next_print_run() == first[-1] + 1
     assert first == sorted(set(first))
+
+
+def test_archive_find_returns_the_newest_complete_line_and_skips_a_torn_tail(tmp_path):
+    archive = Archive(tmp_path)
+    archive.append("2026-11-24", [{"id": "a", "status": "DISPATCHED", "rev": 1}])
+    archive.append("2026-11-25", [{"id": "a", "status": "DISPATCHED", "rev": 2},
+                                  {"id": "ab", "status": "REJECTED", "rev": 1},
+                                  {"id": "a", "status": "RETURNED", "rev": 3}])
+    with open(tmp_path / "2026-11-25.jsonl", "ab") as f:  # power cut mid-append
+        f.write(b'{"id":"a","status":"DELIV')
+    assert archive.find("a")["rev"] == 3
+    assert archive.find("ab")["status"] == "REJECTED"
+    assert archive.find("b") is None
