@@ -14,7 +14,7 @@ from .detail import LetterDetailScreen
 FILTER_KEYS = {"status": "status", "group": "group", "spec": "specification",
                "specification": "specification", "device": "device", "stage": "stage",
                "age": "min_age"}
-PAGE = 200
+PAGE = 100  # rows per page: enough for any screen, cheap to lay out (tui_bench)
 
 
 def parse_filters(text: str) -> dict:
