@@ -30,5 +30,6 @@ def test_tui_bench_quick_prints_latencies_for_load_and_idle():
     assert fig["daemon_idle_reached"] is True
     listing = fig["listing"]
     assert listing["first_page"]["total"] == 340  # 300 known + 40 new, every one listed
-    assert listing["first_page"]["rows"] == 200  # one page, never the whole history
+    from tui.screens.letters import PAGE
+    assert listing["first_page"]["rows"] == PAGE  # one page, never the whole history
     assert listing["deep_page"]["rows"] == 170  # from offset 170 to the end
