@@ -25,7 +25,7 @@ from drivers.base import Driver, Health, Work
 from drivers.cups_admin import doctor_checks  # noqa: F401 - appliance.doctor looks it up here
 from drivers.cups_batch import Batcher
 from drivers.cups_ipp import (FINAL_STATES, HELD, PENDING,
-                              PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
+                              PRINTER_IDLE, PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
                               blocking, describe_job, device_state, ipp_options, job_event,
                               reasons_of)
 from drivers.cups_match import NamesHidden, match_jobs
@@ -71,6 +71,7 @@ class CupsPrinter(Driver):
         "server": (str, ""),  # "" = CUPS default (CUPS_SERVER, client.conf); "host:port" or socket path
         "stall_seconds": (float, 120.0),  # no job progress for this long -> alert + on_stall
         "on_stall": (str, "wait"),  # wait | reroute (cancel the CUPS job, try another printer)
+        "orphan_seconds": (float, 30.0),  # job left "pending, job-printing" by a cupsd restart -> on_stall
         "on_stop": (str, "wait"),  # queue stopped: wait | reroute jobs that never started
         "poll_seconds": (float, 5.0),  # full poll (fallback and gap repair)
         "notify_seconds": (float, 0.25),  # how often subscription events are pulled
@@ -90,6 +91,7 @@ class CupsPrinter(Driver):
         self.on_stop = _choice(name, settings, "on_stop", ("wait", "reroute"))
         self.pause_mode = _choice(name, settings, "pause_mode", ("local", "queue"))
         self.stall_seconds = float(settings.get("stall_seconds", 120.0))
+        self.orphan_seconds = float(settings.get("orphan_seconds", 30.0))
         self.poll_seconds = float(settings.get("poll_seconds", 5.0))
         self.notify_seconds = float(settings.get("notify_seconds", 0.25))
         self.lease_seconds = int(settings.get("lease_seconds", 600))
@@ -441,11 +443,13 @@ class CupsPrinter(Driver):
     async def _check_stalls(self) -> None:
         now = time.monotonic()
         for t in list(self.jobs.values()):
-            if t.stalled or now - t.last_change < self.stall_seconds:
+            if t.stalled:
                 continue
+            quiet = now - t.last_change
             if t.state == PENDING and "job-printing" in t.reasons:
-                await self._orphaned(t)
-            elif t.state in (PROCESSING, STOPPED):
+                if quiet >= self.orphan_seconds and self.facts.state == PRINTER_IDLE:
+                    await self._orphaned(t)
+            elif t.state in (PROCESSING, STOPPED) and quiet >= self.stall_seconds:
                 await self._stalled(t)
         if self.stalled and self.on_stall == "reroute":
             await self._reroute_unstarted(f"{self.queue} stalled")
