@@ -57,7 +57,9 @@ def start_machines(work: Path) -> tuple[dict[str, subprocess.Popen], dict[str, P
         links[name], logs[name] = work / f"{name}.tty", work / f"{name}.jsonl"
         procs[name] = subprocess.Popen(
             [sys.executable, "-m", "drivers.sim.serial_devices", "--protocol", proto, "--link", str(links[name]),
-             "--log", str(logs[name]), "--option", "piece_seconds=0.002", "--option", "heartbeat=0.5"],
+             "--log", str(logs[name]), "--option", "piece_seconds=0.002", "--option", "heartbeat=0.5",
+             # the franker's cartridge lasts 999 pieces: an operator changes it a second after it runs out
+             "--option", "refill_seconds=1"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=open(work / f"{name}.err", "w"))
     deadline = time.monotonic() + 10
     while not all(p.exists() for p in links.values()):
