@@ -33,3 +33,36 @@ def test_tui_bench_quick_prints_latencies_for_load_and_idle():
     from tui.screens.letters import PAGE
     assert listing["first_page"]["rows"] == PAGE  # one page, never the whole history
     assert listing["deep_page"]["rows"] == min(PAGE, 340 - 170)  # a page from offset 170
+
+
+# Every other benchmark at a tiny size: the script runs from a clean clone and prints the
+# figures BENCHMARKS.md quotes.  (The torture has its own test: tests/test_torture.py.)
+import pytest  # noqa: E402
+
+SMOKE = {
+    "store_bench.py": (["--quick"], {"transition_ms", "ratio", "reopen_s", "peak_rss_mb"}),
+    "daemon_bench.py": (["--quick"], {"cold_start_to_first_poll_s", "peak_rss_mb"}),
+    "ingest_bench.py": (["--quick"], {"appliance", "naive", "ingest_ratio_vs_naive", "status_request_ratio"}),
+    "sandbox_throughput.py": (["--seconds", "0.3", "--letters", "20"], {"requests_per_s", "errors"}),
+    "marks_bench.py": (["--repeats", "1"], {"ms_per_page", "kb_added_per_sheet"}),
+    "readback_bench.py": (["--letters", "12"], {"judge_us", "audit_rows_ms", "floor", "baseline"}),
+    "file_inserter_bench.py": (["--pieces", "60", "--batch", "20"], {"write_pieces_per_s", "apply_pieces_per_s"}),
+}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_runs_at_tiny_size(script):
+    args, keys = SMOKE[script]
+    fig = run_bench(script, *args)
+    assert keys <= set(fig), (script, sorted(fig))
+    if script == "ingest_bench.py":  # every letter went through, statuses batched
+        assert fig["appliance"]["api_calls"]["data"] == fig["appliance"]["letters"]
+        assert fig["appliance"]["status_requests"] < fig["naive"]["status_requests"]
+    if script == "sandbox_throughput.py":
+        assert fig["errors"] == 0 and fig["requests"] > 0
+
+
+@pytest.mark.cups
+def test_printing_bench_runs_both_modes_at_tiny_size():
+    fig = run_bench("printing_bench.py", "--letters", "4", "--printers", "1", "--batch", "2")
+    assert {"single", "batch"} <= set(fig), sorted(fig)
