@@ -32,7 +32,9 @@ from .marks import marked_path, mark_pdf
 from .outbox import OutboxSender
 from .packs import Pack
 from .profile import DeviceSpec, Profile
+from .recovery import recover
 from .routing import PrinterView, capable, choose_printer, waiting_for_room
+from .spool import sweep
 from .status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
 from .store import Store
 from .verify import inspect_pdf, judge
@@ -43,9 +45,6 @@ log = logging.getLogger("appliance.pipeline")
 
 #: Stages in which a letter has been given (or is about to be given) to a device.
 SUBMIT_STAGES = frozenset({"printing", "enclosing", "franking"})
-
-#: Reconcile answers meaning "the device still holds this job and will report on it".
-STILL_AT_DEVICE = frozenset({"job.queued", "job.processing", "job.held", "job.stopped"})
 
 #: The stage a letter must be in for a device event to prove its next status.
 STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Status.DISPATCHED: "franking"}
@@ -253,25 +252,9 @@ class Pipeline:
     # --- spool ------------------------------------------------------------------------
 
     def sweep_spool(self, now: float | None = None) -> int:
-        """Delete spooled PDFs nobody needs: leftovers of killed downloads, and PDFs of
-        letters no longer in flight once ``spool_retention`` has passed.  Never the PDF of
-        a letter still in flight."""
-        now = time.time() if now is None else now
-        in_flight = set(self.store.in_flight_ids())
-        removed = 0
-        for f in self.s.spool_dir.iterdir():
-            letter = f.name.lstrip(".").split(".")[0]  # <id>.pdf or .<id>.pdf.XXXX.part
-            if letter in in_flight and f.suffix == ".pdf":
-                continue
-            partial = f.name.startswith(".") or f.suffix in (".part", ".tmp")
-            try:
-                old = now - f.stat().st_mtime >= self.s.spool_retention
-                if (partial and letter not in in_flight) or (f.suffix == ".pdf" and old):
-                    f.unlink()
-                    removed += 1
-            except FileNotFoundError:
-                continue
-        return removed
+        """Delete spooled PDFs nobody needs (``appliance.spool.sweep``)."""
+        return sweep(self.s.spool_dir, set(self.store.in_flight_ids()), self.s.spool_retention,
+                     time.time() if now is None else now)
 
     async def _spool_sweeper(self) -> None:
         period = min(max(self.s.spool_retention / 10, 1.0), 3600.0)
@@ -695,51 +678,8 @@ class Pipeline:
     # --- restart ----------------------------------------------------------------------
 
     async def recover(self) -> None:
-        """Pick up every in-flight letter where it stood, asking devices what they did."""
-        by_stage: dict[str, list[dict]] = {}
-        for rec in self.store.in_flight():
-            by_stage.setdefault(rec["stage"], []).append(rec)
-        for rec in by_stage.get("new", []):
-            await self._queue_download(rec["id"])
-        for rec in by_stage.get("verified", []) + by_stage.get("held", []):
-            await self._route(rec["id"])
-        for stage, family_kind in (("printing", "job.completed"), ("enclosing", "piece.inserted"),
-                                   ("franking", "piece.franked")):
-            recs = by_stage.get(stage, [])
-            by_device: dict[str, list[str]] = {}
-            for rec in recs:
-                by_device.setdefault(rec.get("device") or rec.get("printer") or "", []).append(rec["id"])
-            for device, ids in by_device.items():
-                drv = self.devices.get(device)
-                found = await drv.reconcile(ids) if drv else {}
-                for lid in ids:
-                    kind = found.get(lid)
-                    if kind == "absent" or (drv is None and stage == "printing"):
-                        await self._resubmit(stage, lid)
-                    elif kind is None:
-                        # The device cannot vouch for this piece either way.
-                        self.operator_hold(lid, f"fate unknown after restart on {device or '?'}")
-                    elif kind in STILL_AT_DEVICE:
-                        # The device still has it and will report; count it as its load.
-                        self.load[device] += 1
-                        self.counters["still_at_device"] += 1
-                    else:
-                        self.counters["recovered"] += 1
-                        await self.events.put(DeviceEvent(device, kind, lid, None, {"recovered": True}))
-        for rec in by_stage.get("wait-inserter", []) + by_stage.get("wait-franker", []):
-            pass  # picked up by retry_waiting when a device comes up
-        await self.retry_waiting()
-        await self.committer.durable()
-
-    async def _resubmit(self, stage: str, letter_id: str) -> None:
-        self.counters["resubmitted"] += 1
-        if stage == "printing":
-            self.store.update(letter_id, stage="verified", event="resubmit")
-            await self._route(letter_id)
-        elif stage == "enclosing":
-            await self._hand_on(letter_id, "inserter", "enclosing")
-        else:
-            await self._hand_on(letter_id, "franker", "franking")
+        """Pick up every in-flight letter where it stood (``appliance.recovery``)."""
+        await recover(self)
 
     # --- read-only views --------------------------------------------------------------
 
