@@ -28,13 +28,13 @@ from drivers.cups_ipp import (FINAL_STATES, HELD, PENDING,
                               PRINTER_IDLE, PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
                               blocking, describe_job, device_state, ipp_options, job_event,
                               reasons_of)
-from drivers.cups_match import NamesHidden, match_jobs
+from drivers.cups_match import NamesHidden, incomplete_jobs, match_jobs
 from drivers.cups_session import (NOT_FOUND, CupsRefused, CupsSession, CupsUnavailable,
                                   describe_server, import_cups)
 
 log = logging.getLogger("drivers.cups")
 
-JOB_ATTRS = ["job-id", "job-name", "job-state", "job-state-reasons", "job-printer-uri",
+JOB_ATTRS = ["job-id", "job-name", "job-state", "job-state-reasons", "job-printer-uri", "number-of-documents",
              "job-impressions-completed", "job-media-sheets-completed"]
 PRINTER_ATTRS = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
                  "printer-state-message", "queued-job-count", "device-uri"]
@@ -587,12 +587,25 @@ class CupsPrinter(Driver):
             self._alert("private", "CUPS hides job names from this client, so a restart cannot match "
                                    "jobs to letters; set 'JobPrivateValues none' in cupsd.conf")
             return {}
+        for job_id in incomplete_jobs(jobs, self.queue):
+            await self._cancel_incomplete(job_id)
         for a in active:
             self.jobs[a.job_id] = Tracked(a.job_id, a.letter_id, 0, 0, a.state, a.reasons, a.impressions,
                                           time.monotonic(), started=a.state in (PROCESSING, STOPPED))
         self._poll_now = True
         self._publish()
         return found
+
+    async def _cancel_incomplete(self, job_id: int) -> None:
+        """Cancel a job an earlier run died submitting (its letter is sent again whole)."""
+        try:
+            await self._io(lambda c: c.cancelJob(job_id))
+        except (CupsUnavailable, CupsRefused) as e:
+            self._alert(f"incomplete:{job_id}", f"could not cancel half-submitted job {job_id}: {e}; "
+                                                f"cancel it with: cancel {job_id}")
+            return
+        self.counters["incomplete_cancelled"] = self.counters.get("incomplete_cancelled", 0) + 1
+        log.info("%s: cancelled job %s, left half-submitted by an earlier run", self.name, job_id)
 
     async def _all_jobs(self) -> dict[int, dict]:
         """Every job cupsd knows, page by page: one Get-Jobs answers at most 500 jobs when it

@@ -24,6 +24,18 @@ def on_queue(attrs: dict, queue: str) -> bool:
     return str(attrs.get("job-printer-uri", "")).rstrip("/").endswith(f"/printers/{queue}")
 
 
+def is_incomplete(attrs: dict) -> bool:
+    """A job created but whose document never arrived: the appliance died in the middle of
+    submitting it.  CUPS holds it ("job-incoming", no documents) for ever; it prints nothing."""
+    return (attrs.get("job-state") not in FINAL_STATES and attrs.get("number-of-documents", 1) == 0
+            and "job-incoming" in reasons_of(attrs.get("job-state-reasons")))
+
+
+def incomplete_jobs(jobs: dict, queue: str) -> list[int]:
+    """Ids of this queue's jobs whose submission never finished (see ``is_incomplete``)."""
+    return sorted(int(jid) for jid, a in jobs.items() if on_queue(a, queue) and is_incomplete(a))
+
+
 def match_jobs(jobs: dict, queue: str, letter_ids: list[str]) -> tuple[dict[str, str], list[StillActive]]:
     """letter id -> event kind, plus the jobs still in CUPS that must be followed again.
 
@@ -35,6 +47,8 @@ def match_jobs(jobs: dict, queue: str, letter_ids: list[str]) -> tuple[dict[str,
         raise NamesHidden(queue)
     by_name: dict[str, list[tuple[int, int, tuple[str, ...], dict]]] = {}
     for jid, a in ours:
+        if is_incomplete(a):
+            continue  # never printed, never will: as if it did not exist (the driver cancels it)
         by_name.setdefault(a["job-name"], []).append(
             (jid, a.get("job-state", 0), reasons_of(a.get("job-state-reasons")), a))
     found: dict[str, str] = {}

@@ -329,3 +329,22 @@ async def test_restart_sees_every_job_past_cupsds_500_job_answer_cap(cups_sandbo
         assert found == {names[0]: "job.queued", names[-1]: "job.queued", "bulk-never": "absent"}
     finally:
         cups_sandbox.remove_printer("busy-press")
+
+
+async def test_restart_cancels_a_job_the_last_run_died_submitting_and_sends_the_letter_again(cups_fleet, tmp_path):
+    """Killed between creating the CUPS job and sending its document: CUPS holds that job
+    ("job-incoming", no document) for ever.  It must not pass for a letter at the printer."""
+    from drivers.cups_ipp import CANCELED
+    from drivers.cups_session import connect
+
+    conn = connect(cups_fleet.server)
+    lid = letter_id("halfsent")
+    job_id = conn.createJob("press-mono", lid, {})  # the document never follows
+    drv, _ = await start_driver(cups_fleet, "press-mono", tmp_path)
+    try:
+        found = await drv.reconcile([lid])
+    finally:
+        await drv.stop()
+    assert found == {lid: "absent"}  # the pipeline submits it again, whole
+    assert cups_fleet.job_state(job_id) == CANCELED
+    assert drv.counters["incomplete_cancelled"] == 1
