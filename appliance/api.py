@@ -45,6 +45,9 @@ from .status import ALL_STATUSES, Status
 
 log = logging.getLogger("appliance.api")
 
+#: Connections per host kept by each HTTP client (see SupplierClient.__init__).
+CONNECTIONS = 16
+
 JSON_API = "application/vnd.api+json"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Longest Retry-After we will sit through before trying again.
@@ -278,7 +281,10 @@ class SupplierClient:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.stats: collections.Counter = collections.Counter()
-        limits = httpx.Limits(max_connections=100, max_keepalive_connections=50)
+        # Few connections, all kept alive: the pipeline runs a handful of requests at once
+        # (download workers, poll, outbox), and httpcore scans its whole pool on every
+        # request, so a big pool cost more CPU than it saved (ingest profile).
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
         self._http = httpx.AsyncClient(
             base_url=api.base_url.rstrip("/"), timeout=api.timeout, verify=api.verify_tls,
             transport=transport, limits=limits, follow_redirects=False,
