@@ -430,7 +430,8 @@ def test_hot_file_truncated_in_place_falls_back_to_previous_generation(tmp_path,
                    for r in caplog.records)
         assert (case / "hot.json.corrupt").read_bytes() == data[:k]
         s.close()  # rewrites hot.json from the fallback
-        assert snapshot(open_store(case, clock)) == gen1
+        with open_store(case, clock) as again:  # closed: an open store holds its lock's fd
+            assert snapshot(again) == gen1
         shutil.rmtree(case)
 
 
