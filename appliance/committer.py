@@ -37,7 +37,10 @@ class Committer:
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
             try:
-                self.store.flush()
+                write = self.store.prepare_flush()
+                if write is not None:
+                    # The disk work (fsyncs) in a thread: the loop keeps moving letters meanwhile.
+                    await asyncio.to_thread(write)
                 self.flushes += 1
             except Exception as e:  # disk full, read-only fs: every waiter must hear it
                 for w in waiters:

@@ -270,10 +270,13 @@ class Pipeline:
     async def _poll_loop(self) -> None:
         while True:
             room = self.s.max_in_flight - len(self.store.in_flight_ids())
-            got_full_page = False
+            got_full_page = left_behind = False
             if room > 0:
                 try:
-                    refs = await self.client.list_letters(limit=min(self.s.limit, room))
+                    # A full page, not just `room`: letters we took but whose ACCEPTED the API
+                    # has not seen yet are still PENDING there and come first; asking for only
+                    # `room` returned little but those, and polls repeated back to back.
+                    refs = await self.client.list_letters(limit=self.s.limit)
                     self.api_ok = True
                 except (ApiUnavailable, ApiError, UserError) as e:  # UserError: auth (TokenError)
                     self.api_ok = False
@@ -287,6 +290,9 @@ class Pipeline:
                         self.counters["hostile_ids"] += 1
                         self.alert("intake", f"ignored letter with unsafe id {ref.id[:40]!r}")
                         continue
+                    if len(new) >= room:
+                        left_behind = True  # no room for more now; they stay PENDING, come again
+                        break
                     if self.store.add_letter(ref.id, ref.specification_id, ref.group_id, ref.sha256):
                         new.append(ref.id)
                 self.counters["listed"] += len(new)
@@ -295,8 +301,11 @@ class Pipeline:
                     await self.committer.durable()
                     for lid in new:
                         await self._queue_download(lid)
-                got_full_page = len(refs) >= min(self.s.limit, room)
-            if not got_full_page:
+                # More may wait beyond a full page; poll again at once only if this one helped.
+                got_full_page = len(refs) >= self.s.limit and bool(new) and not left_behind
+            if left_behind or room <= 0:
+                await asyncio.sleep(min(self.s.poll_interval, 0.2))  # room frees as letters finish
+            elif not got_full_page:
                 await asyncio.sleep(self.s.poll_interval)
 
     async def _queue_download(self, letter_id: str) -> None:

@@ -27,6 +27,7 @@ import fcntl
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -93,6 +94,9 @@ class Store:
         self._next_doc = 1
         self._next_run = 1
         self._dirty = False
+        self._writing: dict[str, dict[str, Any]] = {}  # archived, being appended by a flush
+        self._write_lock = threading.Lock()
+        self._prepared = self._written = 0  # flush snapshots taken / last one written
         self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
         self._load()
 
@@ -213,7 +217,7 @@ class Store:
 
     def get(self, letter_id: str) -> dict[str, Any] | None:
         """A copy of the letter's record (hot first, then the archive), or None."""
-        rec = self._letters.get(letter_id) or self._to_archive.get(letter_id)
+        rec = self._letters.get(letter_id) or self._to_archive.get(letter_id) or self._writing.get(letter_id)
         if rec is None and letter_id in self._archived:
             rec = self._archive.find(letter_id)
         return _copy(rec) if rec is not None else None
@@ -277,6 +281,8 @@ class Store:
         if rec is not None:
             return rec
         rec = self._to_archive.pop(letter_id, None)
+        if rec is None and letter_id in self._writing:  # a flush thread is appending it: copy
+            rec = json.loads(_dumps(self._writing[letter_id]))
         if rec is None and letter_id in self._archived:
             rec = self._archive.find(letter_id)
         if rec is None:
@@ -347,7 +353,7 @@ class Store:
         return run
 
     def get_status(self, letter_id: str) -> str:
-        rec = self._letters.get(letter_id) or self._to_archive.get(letter_id)
+        rec = self._letters.get(letter_id) or self._to_archive.get(letter_id) or self._writing.get(letter_id)
         if rec is not None:
             return rec["status"]
         if letter_id in self._archived:
@@ -385,16 +391,46 @@ class Store:
 
     def flush(self) -> None:
         """Make every change so far durable: archive appends first, then hot.json atomically."""
+        write = self.prepare_flush()
+        if write is not None:
+            write()
+
+    def prepare_flush(self) -> Callable[[], None] | None:
+        """Snapshot what a flush must write (cheap, on the caller's thread) and return the
+        writing itself, which touches only files and may run in a worker thread while the
+        store changes on: those changes leave the store dirty for the next flush.  If the
+        write fails, the snapshot is put back so that nothing is lost.  None: nothing to do."""
         if not self._dirty:
-            return
+            return None
         if self.readonly:
             raise PermissionError(f"{self.state_dir} was opened read-only")
-        if self._to_archive:
-            date = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
-            self._archive.append(date, list(self._to_archive.values()))
-            self._to_archive.clear()
-        self._storage.write_serialized(self._serialize_hot())
+        archived = dict(self._to_archive)
+        self._to_archive.clear()
+        self._writing.update(archived)  # still readable by get() until they are on disk
+        date = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        text = self._serialize_hot()
         self._dirty = False
+        self._prepared += 1
+        seq = self._prepared
+
+        def write() -> None:
+            with self._write_lock:  # one writer at a time, and never an older snapshot last
+                try:
+                    if archived:
+                        self._archive.append(date, list(archived.values()))
+                        for letter_id in archived:
+                            self._writing.pop(letter_id, None)
+                        archived.clear()
+                    if seq > self._written:
+                        self._storage.write_serialized(text)
+                        self._written = seq
+                except BaseException:
+                    for letter_id, rec in archived.items():  # not yet appended: keep them queued
+                        self._to_archive.setdefault(letter_id, rec)
+                    self._dirty = True
+                    raise
+
+        return write
 
     def _serialize_hot(self) -> str:
         """The hot tinydb document.  Each letter's JSON is cached by ``rev`` (every mutation

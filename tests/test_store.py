@@ -531,3 +531,40 @@ def test_archive_find_returns_the_newest_complete_line_and_skips_a_torn_tail(tmp
     assert archive.find("a")["rev"] == 3
     assert archive.find("ab")["status"] == "REJECTED"
     assert archive.find("b") is None
+
+
+def test_flush_written_in_another_thread_while_the_store_moves_on(tmp_path, clock):
+    """The committer writes a flush snapshot in a worker thread: what changed meanwhile stays
+    dirty for the next flush, a letter being archived stays readable, and an older snapshot
+    never overwrites a newer one."""
+    s = open_store(tmp_path / "live", clock)
+    add(s, "A")
+    add(s, "B")
+    s.set_status("A", "REJECTED", "BAD_PDF", "bad")
+    s.outbox_ack([e["seq"] for e in s.outbox_pending()])  # final and told: archived by the next flush
+    older = s.prepare_flush()
+    assert s.get("A")["status"] == "REJECTED"  # between snapshot and write: still readable
+    s.set_status("B", "ACCEPTED")  # the store moves on while the snapshot is written
+    assert s.dirty
+    newer = s.prepare_flush()
+    newer()  # the newer write wins the race ...
+    older()  # ... and the older one must not put B back to PENDING on disk
+    assert s.get("A")["status"] == "REJECTED"
+    again = open_store(crash_copy(tmp_path / "live", tmp_path / "copy"), clock)
+    assert again.get_status("B") == "ACCEPTED" and again.get_status("A") == "REJECTED"
+    assert again.archived_ids() == {"A"}
+
+
+def test_a_failed_flush_write_loses_nothing(tmp_path, clock, monkeypatch):
+    s = open_store(tmp_path, clock)
+    add(s, "A")
+    s.set_status("A", "REJECTED", "BAD_PDF", "bad")
+    s.outbox_ack([e["seq"] for e in s.outbox_pending()])
+    write = s.prepare_flush()
+    monkeypatch.setattr(s._archive, "append", lambda *a: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write()
+    assert s.dirty  # it will be tried again
+    monkeypatch.undo()
+    s.flush()
+    assert open_store(crash_copy(tmp_path, tmp_path / "copy"), clock).get_status("A") == "REJECTED"
