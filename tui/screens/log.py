@@ -23,7 +23,7 @@ def describe(ev: dict) -> str:
 
 
 #: Lines the log screen shows (the app keeps more events; a person reads the last screenfuls).
-SHOWN = 300
+SHOWN = 120
 
 
 class LogScreen(Screen):
@@ -31,13 +31,16 @@ class LogScreen(Screen):
     one RichLog write each would keep the screen busy laying out lines instead of answering
     keys.  Lines are not wrapped for the same reason (wrapping re-measures every line)."""
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: list[str] = []  # events may arrive before the screen is mounted
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield RichLog(id="log", wrap=False, max_lines=SHOWN * 2)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        self._pending: list[str] = []
         self.set_interval(0.2, self._flush)
 
     def on_screen_resume(self) -> None:
