@@ -42,12 +42,6 @@ FINAL = {"DISPATCHED", "REJECTED", "FAILED", "CANCELLED"}
 BASE_PROFILE = ROOT / "appliance" / "profiles" / "serial-floor.toml"
 
 
-def squeeze(seq):
-    out = []
-    for s in seq:
-        if not out or out[-1] != s:
-            out.append(s)
-    return out
 
 
 def start_machines(work: Path) -> tuple[dict[str, subprocess.Popen], dict[str, Path], dict[str, Path]]:
@@ -225,7 +219,7 @@ def check(sb, floor: CupsSandbox, state: Path, operator: Operator, letters: int)
     problems = []
     for letter in sb.letters.values():
         finals[letter.status] += 1
-        statuses = squeeze([s for s, _ in letter.history if s != "PENDING"])
+        statuses = letter.supplier_statuses()
         allowed = 1 + (letter.id in operator.reprinted)
         if letter.status not in FINAL:
             lost += 1

@@ -23,17 +23,10 @@ from appliance.store import Store
 FINAL = {"DISPATCHED", "REJECTED", "FAILED", "CANCELLED"}
 
 
-def squeeze(seq):
-    """Drop repeats of the same status in a row (a replayed update is harmless)."""
-    out = []
-    for s in seq:
-        if not out or out[-1] != s:
-            out.append(s)
-    return out
 
 
 def statuses(sb: Sandbox, letter_id: str) -> list[str]:
-    return squeeze([s for s, _ in sb.letters[letter_id].history if s != "PENDING"])
+    return sb.letters[letter_id].supplier_statuses()
 
 
 async def new_sandbox(good: int = 3, **opts) -> Sandbox:

@@ -20,7 +20,6 @@ from appliance.profile import load_profile
 from appliance.routing import why_not
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store import Store
-from tests.floor import squeeze
 
 pytestmark = pytest.mark.cups
 
@@ -84,7 +83,7 @@ class Floor:
         await self.sb.stop()
 
     def statuses(self, letter) -> list[str]:
-        return squeeze([s for s, _ in letter.history if s != "PENDING"])
+        return letter.supplier_statuses()
 
     def alerts(self) -> list[str]:
         return [a.message for a in self.pipe.alerts]

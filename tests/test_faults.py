@@ -19,6 +19,7 @@ from appliance.config import sandbox_api
 from appliance.cups_demo import cups_profile_text
 from appliance.demo import demo_profile_path
 from appliance.packs import load_packs
+from appliance.sandbox.letters import squeeze
 from appliance.pipeline import Pipeline, PipelineSettings
 from appliance.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
@@ -31,16 +32,10 @@ SERIAL_FLOOR = Path(__file__).resolve().parent.parent / "appliance" / "profiles"
 RATE = 40.0  # the client's limit in these tests: low enough to bind
 
 
-def squeeze(seq):
-    out = []
-    for s in seq:
-        if not out or out[-1] != s:
-            out.append(s)
-    return out
 
 
 def history(sb, lid) -> list[str]:
-    return squeeze([s for s, _ in sb.letters[lid].history if s != "PENDING"])
+    return sb.letters[lid].supplier_statuses()
 
 
 class Run:

@@ -29,7 +29,6 @@ from drivers.base import DeviceEvent, Work
 from drivers.file_inserter import FileInserter
 from drivers.file_inserter_format import RESULT_COLUMNS, parse_results, render_results
 from drivers.sim.file_inserter import FileInserterSim, SimOptions
-from tests.floor import squeeze
 from tests.test_pipeline_e2e import GOOD_PATH, check_sandbox_outcome
 
 ROOT = Path(__file__).parent.parent
@@ -99,7 +98,7 @@ class Run:
         return [a.message for a in self.pipe.alerts if source is None or a.source == source]
 
     def history(self, letter_id: str) -> list[str]:
-        return squeeze([s for s, _ in self.sb.letters[letter_id].history if s != "PENDING"])
+        return self.sb.letters[letter_id].supplier_statuses()
 
 
 def read_csv(path: Path) -> list[dict]:
