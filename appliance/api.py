@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import logging
-import os
 import random
 import re
 import ssl
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,8 +33,8 @@ from typing import Any, Callable
 import httpx
 
 from .auth import TokenError, TokenProvider
-from .caps import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BodyTooLarge,
-                   is_safe_id, read_capped, shown)
+from .caps import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BadJson,
+                   BodyTooLarge, is_safe_id, parse_json, read_capped, shown)
 from .config import ApiConfig
 from .errors import UserError
 from .ratelimit import RateLimiter
@@ -144,7 +141,7 @@ def error_from_response(resp: httpx.Response) -> ApiError:
     """A typed ApiError carrying the server's errors[0].detail/code when there is one."""
     detail, code = None, None
     try:
-        body = resp.json()
+        body = parse_json(resp.content)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -159,6 +156,7 @@ def error_from_response(resp: httpx.Response) -> ApiError:
         s3 = re.search(r"<Message>(.*?)</Message>", resp.text, re.S)  # storage (S3) errors are XML
         detail = s3.group(1) if s3 else resp.text.strip()[:200]
         detail = " ".join((detail or resp.reason_phrase or "no detail").split())
+    detail = re.sub(r"[^ -~]", "?", detail)[:300]  # one printable line, whatever the server sent
     kind = ApiError
     if resp.status_code == 404:
         kind = NotFound
@@ -171,9 +169,9 @@ def error_from_response(resp: httpx.Response) -> ApiError:
 
 def _json(resp: httpx.Response, what: str) -> dict:
     try:
-        body = resp.json()
-    except ValueError:
-        raise ApiError(resp.status_code, f"{what}: response is not valid JSON") from None
+        body = parse_json(resp.content)
+    except BadJson as e:
+        raise ApiError(resp.status_code, f"{what}: response is {e}") from None
     if not isinstance(body, dict):
         raise ApiError(resp.status_code, f"{what}: response is not a JSON object")
     if "data" not in body and "errors" in body:  # an error wearing a success status
@@ -350,6 +348,8 @@ class SupplierClient:
             return await read_capped(resp, MAX_ERROR_BODY if failed else cap, truncate=failed)
         except BodyTooLarge as e:
             raise ResponseTooLarge(resp.status_code, f"{what}: {e}", "TOO_LARGE") from None
+        except BadJson as e:
+            raise ApiError(resp.status_code, f"{what}: {e}") from None
 
     async def _request(
         self, kind: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
@@ -467,44 +467,51 @@ class SupplierClient:
 
     async def download(self, letter_id: str, dest: Path, *, correlation_id: str | None = None,
                        max_bytes: int | None = None) -> Download:
-        """Fetch a letter's PDF to ``dest`` (atomically), hashing it on the way."""
+        """Fetch a letter's PDF to ``dest`` (for ``appliance api data``; the daemon fetches
+        in its intake workers instead).  The same fetcher and host rules as the workers,
+        run in a thread; one fresh URL if the first has expired."""
+        from .intake.fetch import FetchFault, FetchLimits, TooLarge as PdfTooLarge, fetch
+        from .intake.hosts import HostPolicy
+
         dest = Path(dest)
         cap = self.api.max_pdf_bytes if max_bytes is None else max_bytes
-        url = await self._data_location(letter_id, correlation_id or letter_id)
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # patient data: private
+        limits = FetchLimits(max_bytes=cap, verify_tls=self.api.verify_tls)
+        policy = HostPolicy.parse(self.api.presigned_hosts)
+        url = await self.data_url(letter_id, correlation_id=correlation_id)
         attempt, relocated = 0, False
         while True:
             self.stats["presigned"] += 1
             try:
-                return await self._fetch_presigned(url, dest, cap, letter_id)
-            except httpx.TransportError as e:
-                if tls := self._tls_refused(url, e):
-                    raise tls from None
-                failure: Exception = e
-            except ServerError as e:
+                got = await asyncio.to_thread(fetch, url, dest, limits, policy)
+                return Download(path=dest, sha256=got.sha256, size=got.size)
+            except PdfTooLarge:
+                raise TooLarge(413, f"letter {letter_id} PDF too large: over the {cap}-byte size cap",
+                               "TOO_LARGE") from None
+            except FetchFault as e:
                 failure = e
-            except ApiError as e:
-                if e.status != 403 or relocated:
-                    raise
+            if failure.expired and not relocated:
                 relocated = True  # the pre-signed URL expired on the way: ask for a fresh one
-                url = await self._data_location(letter_id, correlation_id or letter_id)
+                url = await self.data_url(letter_id, correlation_id=correlation_id)
                 continue
+            retryable = (failure.kind not in ("policy", "redirect", "encoding")
+                         and (failure.status is None or failure.status in RETRY_STATUSES))
             attempt += 1
-            if attempt > self.api.max_retries:
-                if isinstance(failure, ApiError):
-                    raise failure
-                host = httpx.URL(url).host
-                raise ApiUnavailable(
-                    f"cannot download letter {letter_id} PDF from {host} after {attempt} attempt(s) "
-                    f"({type(failure).__name__}); check the network and storage service"
-                ) from None
+            if not retryable or attempt > self.api.max_retries:
+                if failure.status is not None:
+                    kind = ServerError if failure.status >= 500 else NotFound if failure.status == 404 else ApiError
+                    raise kind(failure.status, f"pre-signed download failed: {failure.detail}",
+                               failure.s3_code or None)
+                raise ApiUnavailable(f"cannot download letter {letter_id} PDF: {failure.detail}; "
+                                     "check the network and storage service") from None
             await asyncio.sleep(self._backoff(attempt))
 
-    async def _data_location(self, letter_id: str, correlation_id: str) -> str:
+    async def data_url(self, letter_id: str, *, correlation_id: str | None = None) -> str:
         """GET /letters/{id}/data: the 303's pre-signed Location, made absolute.  Only an
-        http(s) URL is followed, and never plain http when the API itself is https."""
+        http(s) URL is returned, and never plain http when the API itself is https; whether
+        its host may be fetched is the intake's host policy (``[api] presigned_hosts``)."""
         path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}/data')}/data"
-        resp = await self._request("data", "GET", path, expect=(303,), correlation_id=correlation_id)
+        resp = await self._request("data", "GET", path, expect=(303,),
+                                   correlation_id=correlation_id or letter_id)
         location = resp.headers.get("location")
         if not location:
             raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
@@ -519,33 +526,6 @@ class SupplierClient:
             raise ApiError(resp.status_code, f"GET {path}: 303 Location would leave https for "
                                              f"plain http ({target.host}); not followed")
         return str(target)
-
-    async def _fetch_presigned(self, url: str, dest: Path, cap: int, letter_id: str) -> Download:
-        # A plain request: no Authorization, no API headers -- this is not the API.
-        async with self._raw.stream("GET", url, follow_redirects=False) as resp:
-            if resp.status_code != 200:
-                err = error_from_response(await read_capped(resp, MAX_ERROR_BODY, truncate=True))
-                raise type(err)(err.status, f"pre-signed download failed: {err.detail}", err.code)
-            declared = resp.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > cap:
-                raise TooLarge(413, f"letter {letter_id} PDF too large: {declared} bytes, over "
-                                    f"the {cap}-byte size cap", "TOO_LARGE")
-            fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-            try:
-                digest, size = hashlib.sha256(), 0
-                with os.fdopen(fd, "wb") as f:
-                    async for chunk in resp.aiter_bytes():
-                        size += len(chunk)
-                        if size > cap:
-                            raise TooLarge(413, f"letter {letter_id} PDF too large: over the "
-                                                f"{cap}-byte size cap", "TOO_LARGE")
-                        digest.update(chunk)
-                        f.write(chunk)
-                os.replace(tmp, dest)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        return Download(path=dest, sha256=digest.hexdigest(), size=size)
 
     # --- management information and health -----------------------------------------------
 
@@ -573,7 +553,7 @@ class SupplierClient:
         """GET /_status: the service's own answer, or {"status": "ok"} for an empty 200."""
         resp = await self._request("status", "GET", "/_status")
         try:
-            body = resp.json()
+            body = parse_json(resp.content)
         except ValueError:
             body = None
         return body if isinstance(body, dict) else {"status": "ok", "body": resp.text.strip()}

@@ -14,6 +14,9 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from .errors import ConfigError
+from .intake.faults import RetryPolicy
+from .intake.hosts import DEFAULT_PRESIGNED_HOSTS, parse_rule
+from .intake.settings import IntakeSettings, default_workers
 
 #: Where the daemon and the operator commands look for appliance.toml by default.
 DEFAULT_CONFIG_PATH = "/etc/appliance/appliance.toml"
@@ -41,6 +44,8 @@ class ApiConfig:
     max_retries: int = 6
     max_pdf_bytes: int = 20 * 1024 * 1024
     verify_tls: bool = True
+    #: Where pre-signed PDF URLs may point (``appliance.intake.hosts``).
+    presigned_hosts: tuple[str, ...] = DEFAULT_PRESIGNED_HOSTS
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,8 @@ class Config:
     source: Path | None = None
     stale_after_hours: float = 24.0
     spool_retention_hours: float = 0.0  # 0: delete a spooled PDF once its letter is final
+    intake: IntakeSettings = IntakeSettings()
+    max_clients: int = 32  # control-socket connections at once
 
 
 def _url(v: str) -> str | None:
@@ -85,6 +92,19 @@ def _batch(v: int) -> str | None:
     return None if 1 <= v <= 2500 else "must be between 1 and 2500"
 
 
+def _hosts(v: list) -> str | None:
+    for entry in v:
+        try:
+            parse_rule(entry)
+        except ValueError as e:
+            return f"entry {entry!r}: {e}"
+    return None
+
+
+def _at_least(n: float) -> Check:
+    return lambda v: None if v >= n else f"must be at least {n:g}"
+
+
 # section -> key -> (type, default or REQUIRED, validator)
 REQUIRED = object()
 Check = Callable[[Any], "str | None"] | None
@@ -101,6 +121,23 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
         "max_retries": (int, 6, lambda v: None if v >= 0 else "must be 0 or more"),
         "max_pdf_mb": (float, 20.0, _positive),
         "verify_tls": (bool, True, None),
+        "presigned_hosts": (list, list(DEFAULT_PRESIGNED_HOSTS), _hosts),
+    },
+    # Intake workers: processes that fetch and check PDFs, and the budgets they run under.
+    "intake": {
+        "workers": (int, 0, _not_negative),  # 0: one per core
+        "memory_mb": (int, 512, _at_least(128)),
+        "cpu_seconds": (float, 30.0, _positive),
+        "task_seconds": (float, 180.0, _positive),
+        "download_seconds": (float, 120.0, _positive),
+        "min_rate_kbps": (float, 8.0, _not_negative),
+        "max_decoded_mb": (float, 200.0, _positive),
+        "retry_hours": (float, 2.0, _positive),
+        "retry_first_seconds": (float, 5.0, _positive),
+        "retry_max_seconds": (float, 300.0, _positive),
+    },
+    "control": {
+        "max_clients": (int, 32, _at_least(1)),
     },
     "poll": {
         "interval": (float, 5.0, _positive),
@@ -125,9 +162,14 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
 def _typed(where: str, key: str, value: Any, want: type) -> Any:
     if want is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if isinstance(value, want) and not (want is int and isinstance(value, bool)):
+    if want is not list and isinstance(value, want) and not (want is int and isinstance(value, bool)):
         return value
-    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false"}
+    if want is list and isinstance(value, list):
+        if all(isinstance(x, str) for x in value):
+            return value
+        raise ConfigError(f"{where} {key}: expected a list of strings, got {value!r}; fix the value")
+    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
+             list: "a list of strings"}
     raise ConfigError(f"{where} {key}: expected {names[want]}, got {value!r}; fix the value")
 
 
@@ -221,6 +263,7 @@ def load_config(path: str | Path) -> Config:
             max_retries=api["max_retries"],
             max_pdf_bytes=int(api["max_pdf_mb"] * 1024 * 1024),
             verify_tls=api["verify_tls"],
+            presigned_hosts=_presigned_hosts(api),
         ),
         poll_interval=v["poll"]["interval"],
         limit=v["poll"]["limit"],
@@ -232,9 +275,35 @@ def load_config(path: str | Path) -> Config:
         packs_dir=_resolve(base, paths["packs_dir"]) if paths["packs_dir"] else None,
         spool_retention_hours=paths["spool_retention_hours"],
         source=path,
+        intake=intake_settings(v["intake"]),
+        max_clients=v["control"]["max_clients"],
     )
 
 
+def _presigned_hosts(api: dict[str, Any]) -> tuple[str, ...]:
+    """The configured hosts; with auth = "none" (the local sandbox, which serves its
+    pre-signed URLs itself) the API's own origin too."""
+    hosts = tuple(api["presigned_hosts"])
+    if api["auth"] == "none":
+        u = urlparse(api["base_url"])
+        hosts += (f"{u.scheme}://{u.netloc}",)
+    return hosts
+
+
+def intake_settings(t: dict[str, Any]) -> IntakeSettings:
+    """IntakeSettings from a validated [intake] table."""
+    return IntakeSettings(
+        workers=t["workers"] or default_workers(), memory_mb=t["memory_mb"],
+        cpu_seconds=t["cpu_seconds"], task_seconds=t["task_seconds"],
+        download_seconds=t["download_seconds"], min_rate_kbps=t["min_rate_kbps"],
+        max_decoded_mb=t["max_decoded_mb"],
+        retry=RetryPolicy(first=t["retry_first_seconds"], cap=t["retry_max_seconds"],
+                          budget=t["retry_hours"] * 3600))
+
+
 def sandbox_api(base_url: str, rate_limit: float = 300.0) -> ApiConfig:
-    """API settings for the local sandbox (no auth)."""
-    return ApiConfig(base_url=base_url.rstrip("/"), auth="none", rate_limit=rate_limit)
+    """API settings for the local sandbox (no auth); its pre-signed URLs point at itself."""
+    u = urlparse(base_url)
+    own = f"{u.scheme}://{u.netloc}"
+    return ApiConfig(base_url=base_url.rstrip("/"), auth="none", rate_limit=rate_limit,
+                     presigned_hosts=(*DEFAULT_PRESIGNED_HOSTS, own))

@@ -29,6 +29,9 @@ Commands (``args`` in brackets):
     every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
 ``pause`` / ``resume`` / ``drain`` [device]
 ``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason?, code?] / ``return`` [id, reason]
+``retry`` [id]
+    fetch again a letter held at intake (its PDF could not be fetched within the retry
+    budget; it is still PENDING at Notify).
 ``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
     operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
     the profile's ``[failure_reasons]`` when the profile has that table.
@@ -121,7 +124,8 @@ class Throughput:
 class ControlServer:
     """Serves the protocol above for one pipeline; ``start()`` / ``stop()``."""
 
-    def __init__(self, pipeline, path: str | os.PathLike, *, group: str | None = None, operator=None):
+    def __init__(self, pipeline, path: str | os.PathLike, *, group: str | None = None, operator=None,
+                 max_clients: int = 32):
         from .operator import Operator  # the pipeline side only; clients never import this
 
         self.p = pipeline
@@ -133,6 +137,8 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: dict[asyncio.StreamWriter, asyncio.Queue] = {}
         self._conn_tasks: set[asyncio.Task] = set()
+        self.max_clients = max_clients
+        self.refused = 0  # connections turned away because max_clients were connected
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -197,6 +203,19 @@ class ControlServer:
     # --- requests ---------------------------------------------------------------------
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._conn_tasks) >= self.max_clients:
+            # Each connection holds a file descriptor; a flood of them must not take the
+            # descriptors intake and the devices need.  Say why in one line and hang up.
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:
+                log.warning("control socket: %d clients connected, refusing more (%d refused)",
+                            self.max_clients, self.refused)
+            with contextlib.suppress(Exception):
+                writer.write(_dumps({"id": None, "ok": False,
+                                     "error": f"too many consoles connected ({self.max_clients}); "
+                                              "close one and try again"}))
+                writer.close()
+            return
         task = asyncio.current_task()
         self._conn_tasks.add(task)
         pump = None
@@ -298,6 +317,9 @@ class ControlServer:
 
     async def cmd_reprint(self, id: str) -> str:
         return await self.op.reprint(id)
+
+    async def cmd_retry(self, id: str) -> str:
+        return await self.op.retry(id)
 
     async def cmd_cancel(self, id: str, reason: str | None = None) -> str:
         return await self.op.cancel(id, reason or "Cancelled by operator")

@@ -1,7 +1,7 @@
 """Operator commands that talk to the running daemon over the control socket.
 
 ``appliance status``, ``appliance letters``, ``appliance pause|resume|drain DEVICE``,
-``appliance reprint ID``, ``appliance cancel ID``, ``appliance fail ID --code C | --reason TEXT``,
+``appliance reprint ID``, ``appliance retry ID``, ``appliance cancel ID``, ``appliance fail ID --code C | --reason TEXT``,
 ``appliance return ID --reason R01``, ``appliance resolve ID OUTCOME``.
 """
 
@@ -48,6 +48,11 @@ def register(sub) -> None:
     _sock(p)
     p.add_argument("id")
     p.set_defaults(func=lambda a: _act(a, "reprint", id=a.id))
+
+    p = sub.add_parser("retry", help="fetch again a letter held at intake (its PDF could not be fetched)")
+    _sock(p)
+    p.add_argument("id")
+    p.set_defaults(func=lambda a: _act(a, "retry", id=a.id))
 
     p = sub.add_parser("cancel", help="cancel a letter that has not been enclosed")
     _sock(p)
@@ -103,8 +108,13 @@ def cmd_return(args) -> int:
 
 
 def format_status(s: dict) -> str:
+    intake = s.get("intake") or {}
     lines = [f"API {'ok' if s.get('api_ok') else 'UNREACHABLE'}   held {s.get('held', 0)}   "
-             f"outbox {s.get('outbox', 0)}"]
+             f"outbox {s.get('outbox', 0)}   intake: {intake.get('running', 0)} fetching, "
+             f"{intake.get('waiting_retry', 0)} waiting to retry, "
+             f"{intake.get('worker_deaths', 0)} worker(s) replaced"]
+    for t in s.get("tasks") or []:
+        lines.append(f"TASK {t['name']} {t['state']} after {t['restarts']} failure(s): {t['last_error']}")
     counts = s.get("counts") or {}
     lines.append("letters  " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
     lines.append(f"{'device':<18} {'family':<9} {'state':<9} {'load':>4} {'queue':>5}")

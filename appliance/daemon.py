@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from . import sdnotify
@@ -16,6 +17,7 @@ from .api import SupplierClient
 from .auth import load_private_key
 from .config import DEFAULT_CONFIG_PATH, load_config
 from .control import DEFAULT_SOCKET
+from .logs import quiet_http_logs
 from .demo import _start_control
 from .mi_service import MiService, mi_client
 from .packs import load_packs
@@ -36,9 +38,19 @@ def register(sub) -> None:
     r.set_defaults(func=cmd_run)
 
 
-async def _watchdog(interval: float) -> None:
+async def _watchdog(interval: float, healthy) -> None:
+    """Pet systemd's watchdog while the loop runs and every supervised task is healthy: a
+    task that keeps failing (or a blocked loop) lets systemd restart the daemon."""
+    told = False
     while True:
-        sdnotify.notify("WATCHDOG=1")
+        if healthy():
+            sdnotify.notify("WATCHDOG=1")
+            told = False
+        elif not told:
+            told = True
+            log.error("a task keeps failing; no longer petting the watchdog, so systemd restarts "
+                      "the daemon ('appliance status' shows which task)")
+            sdnotify.notify("STATUS=a task keeps failing; waiting for the watchdog to restart")
         await asyncio.sleep(interval)
 
 
@@ -54,7 +66,8 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
                                 limit=cfg.limit, batch_size=cfg.batch_size,
                                 max_pdf_bytes=cfg.api.max_pdf_bytes,
                                 stale_after=cfg.stale_after_hours * 3600,
-                                spool_retention=cfg.spool_retention_hours * 3600)
+                                spool_retention=cfg.spool_retention_hours * 3600,
+                                intake=cfg.intake)
     packs = load_packs(cfg.packs_dir)
     pipe = Pipeline(settings, client, store, profile, packs, state_dir=cfg.state_dir)
     # MI counts every device event from the first one: listen before the pipeline starts.
@@ -65,14 +78,14 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await pipe.start()
-    control = await _start_control(pipe, socket_path)
+    control = await _start_control(pipe, socket_path, max_clients=cfg.max_clients)
     if control:
         control.mi = mi
     daily = asyncio.create_task(mi.scheduler(), name="mi-daily")
     log.info("running: %s, profile %s", cfg.api.base_url, profile.name)
     sdnotify.notify(f"READY=1\nSTATUS=printing for {cfg.api.base_url} with profile {profile.name}")
     interval = sdnotify.watchdog_interval()
-    dog = asyncio.create_task(_watchdog(interval)) if interval else None
+    dog = asyncio.create_task(_watchdog(interval, pipe.supervisor.healthy)) if interval else None
     try:
         await stop.wait()
     finally:
@@ -92,5 +105,7 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
 
 
 def cmd_run(args) -> int:
+    os.umask(0o077)  # patient data: whatever the caller's umask, nothing we create is readable by others
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_http_logs()
     return asyncio.run(run_daemon(args.config, args.socket))

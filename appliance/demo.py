@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -22,6 +23,7 @@ from .api import SupplierClient
 from .config import sandbox_api
 from .control import DEFAULT_SOCKET, ControlServer
 from .errors import UserError
+from .logs import quiet_http_logs
 from .packs import load_packs
 from .mi_service import MiService, mi_client
 from .pipeline import Pipeline, PipelineSettings
@@ -105,8 +107,9 @@ async def _demo(args) -> int:
         profile = load_profile(cups_profile)
     store = Store(state_dir)
     client = SupplierClient(sandbox_api(sandbox.base_url))
+    # Letters move in seconds on the demo floor: one stuck for two minutes is worth an alert.
     settings = PipelineSettings(spool_dir=state_dir / "spool", poll_interval=0.2, limit=2500,
-                                batch_size=500)
+                                batch_size=500, stage_deadline=120.0, sweep_interval=5.0)
     packs = load_packs()
     pipe = Pipeline(settings, client, store, profile, packs, state_dir=state_dir)
     # MI is counted in the demo too, so `appliance mi preview` and the console's MI screen
@@ -175,9 +178,10 @@ async def _demo(args) -> int:
     return 0
 
 
-async def _start_control(pipe: Pipeline, path: str, group: str | None = None) -> ControlServer | None:
+async def _start_control(pipe: Pipeline, path: str, group: str | None = None,
+                         max_clients: int = 32) -> ControlServer | None:
     """Serve consoles; a socket that cannot be opened must not stop printing."""
-    control = ControlServer(pipe, path, group=group)
+    control = ControlServer(pipe, path, group=group, max_clients=max_clients)
     try:
         await control.start()
     except (OSError, UserError) as e:
@@ -212,6 +216,8 @@ def _final_table(summary: dict) -> str:
 
 
 def cmd_demo(args) -> int:
+    os.umask(0o077)  # the demo's letters are fake, but its state folder is made like a real one
     # Warnings (alerts) are counted in the summary; keep the progress line readable.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    quiet_http_logs()
     return asyncio.run(_demo(args))

@@ -81,6 +81,16 @@ class Operator:
         await self.p.committer.durable()
         return f"letter {letter_id} queued for reprint"
 
+    async def retry(self, letter_id: str) -> str:
+        """Fetch again a letter intake held after its retry budget ran out."""
+        rec = self._letter(letter_id)
+        if rec["stage"] != "intake-hold":
+            raise ActionRefused(f"letter {letter_id} is not held at intake (stage {rec['stage']}); "
+                                "only letters whose PDF could not be fetched are retried")
+        self.p.retry_intake(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} will be fetched again"
+
     async def cancel(self, letter_id: str, reason: str = "Cancelled by operator") -> str:
         rec = self._letter(letter_id)
         if rec["status"] not in (Status.PENDING, Status.ACCEPTED, Status.PRINTED):

@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +22,16 @@ import drivers
 from drivers.base import DeviceEvent, Driver, Work
 
 from . import reprint
-from .api import ApiError, ApiUnavailable, RateLimited, ServerError, SupplierClient, TooLarge
+from .api import ApiError, ApiUnavailable, SupplierClient
 from .audit import AuditLog
-from .auth import TokenError
 from .caps import is_safe_id
 from .committer import Committer
 from .errors import UserError
-from .marks import marked_path, mark_pdf
+from .intake import worker as intake_worker
+from .intake.pool import IntakePool, WorkerDied
+from .intake.settings import IntakeSettings
+from .intake.stage import Intake
+from .marks import marked_path
 from .outbox import OutboxSender
 from .packs import Pack
 from .profile import DeviceSpec, Profile
@@ -37,7 +40,9 @@ from .routing import PrinterView, capable, choose_printer, waiting_for_room
 from .spool import sweep
 from .status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
 from .store import Store
-from .verify import inspect_pdf, judge
+from .stuck import overdue
+from .supervisor import Supervisor
+from .verify import PdfFacts, Verdict
 
 log = logging.getLogger("appliance.pipeline")
 
@@ -57,12 +62,15 @@ class PipelineSettings:
     limit: int = 2500
     batch_size: int = 500
     max_pdf_bytes: int = 20 * 1024 * 1024
-    download_workers: int = 8
     max_in_flight: int = 1000  # letters between intake and dispatch; bounds memory and the hot store
+    max_waiting_retry: int = 10_000  # letters waiting to be fetched again (not counted above)
     outbox_interval: float = 0.1
     commit_interval: float = 0.005
     stale_after: float = 24 * 3600.0  # seconds; older letters are re-checked with the API before printing
     spool_retention: float = 0.0  # seconds a final letter's PDF is kept; 0 = delete at once
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
+    stage_deadline: float = 1800.0  # seconds a letter may stay in one working stage before an alert
+    sweep_interval: float = 30.0  # how often stuck letters are looked for
 
 
 @dataclass
@@ -91,7 +99,6 @@ class Pipeline:
         self.packs = packs
         self.state_dir = state_dir
         self.events: asyncio.Queue[DeviceEvent] = asyncio.Queue()
-        self.download_q: asyncio.Queue[str] = asyncio.Queue(maxsize=settings.max_in_flight)
         self.devices: dict[str, Driver] = {}
         self.specs: dict[str, DeviceSpec] = {d.name: d for d in profile.devices()}
         self.device_state: dict[str, str] = {}
@@ -104,8 +111,13 @@ class Pipeline:
         self.outbox = OutboxSender(store, client, self.committer, batch_size=settings.batch_size,
                                    interval=settings.outbox_interval, alert=self.alert,
                                    counters=self.counters)
-        self._tasks: list[asyncio.Task] = []
-        self._queued: set[str] = set()
+        self.supervisor = Supervisor(self.alert)
+        self.pool = IntakePool(settings.intake)
+        self.intake = Intake(store=store, client=client, pool=self.pool, packs=packs, policy=profile.verify,
+                             settings=settings.intake, spool_dir=settings.spool_dir,
+                             max_pdf_bytes=settings.max_pdf_bytes, sink=self, alert=self.alert,
+                             counters=self.counters)
+        self._stuck_alerted: set[tuple[str, str]] = set()
         self._backlog: dict[str, None] = {}  # letters waiting for room at a printer, in order
         self.last_poll_empty = False
         self.api_ok = True
@@ -122,35 +134,32 @@ class Pipeline:
     async def start(self) -> None:
         for spec in self.profile.devices():
             cls = drivers.driver_class(spec.family, spec.driver)
-            drv = cls(spec.name, spec.settings, self.events.put_nowait, state_dir=self.state_dir)
+            drv = cls(spec.name, spec.settings, self.events.put_nowait, state_dir=self.state_dir,
+                      supervisor=self.supervisor)
             self.devices[spec.name] = drv
             await drv.start()
             # The driver knows best (a CUPS queue may be stopped); recovery routes by this.
             self.device_state[spec.name] = drv.health().state
+        await asyncio.to_thread(self.pool.start)
         self.outbox.prepare_replay()
-        self._tasks = [
-            asyncio.create_task(self.committer.run(), name="committer"),
-            asyncio.create_task(self._event_loop(), name="events"),
-            asyncio.create_task(self.outbox.run(), name="outbox"),
-            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
-        ]
-        self._tasks += [
-            asyncio.create_task(self._download_worker(), name=f"download-{i}")
-            for i in range(self.s.download_workers)
-        ]
+        sv = self.supervisor
+        sv.spawn("committer", self.committer.run)
+        sv.spawn("events", self._event_loop)
+        sv.spawn("outbox", self.outbox.run)
+        sv.spawn("dispatch", self._dispatch_loop)
+        sv.spawn("intake", self.intake.run)
         await self.recover()
-        self._tasks.append(asyncio.create_task(self._poll_loop(), name="poll"))
-        self._tasks.append(asyncio.create_task(self._spool_sweeper(), name="spool-sweeper"))
+        sv.spawn("poll", self._poll_loop)
+        sv.spawn("spool-sweeper", self._spool_sweeper)
+        sv.spawn("stuck-sweeper", self._stuck_sweeper)
 
     async def stop(self) -> None:
         """Stop taking work, flush what is known, close devices.  Nothing is lost: what
         was in flight is recorded and picked up by ``recover`` on the next start."""
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await self.supervisor.stop()
         for drv in self.devices.values():
             await drv.stop()
+        await asyncio.to_thread(self.pool.stop)
         self.store.flush()
 
     def idle(self) -> bool:
@@ -206,6 +215,9 @@ class Pipeline:
 
     def finish(self, letter_id: str, stage: str = "done") -> None:
         rec = self.store.update(letter_id, stage=stage)
+        for name in {rec.get("printer"), rec.get("device")} - {None}:
+            if name in self.devices:
+                self.devices[name].forget(letter_id)  # a printed copy is patient data too
         for pdf in (rec.get("pdf"), rec.get("marked_pdf")):
             if not pdf:
                 continue
@@ -231,13 +243,14 @@ class Pipeline:
             if zone is None:
                 raise UserError(f"no sheet-mark zone for pack {rec['specification_id']}; add [marks] "
                                 f'default or [marks.zone."{rec["specification_id"]}"] to the profile')
-            await asyncio.to_thread(mark_pdf, work.pdf, dest, letter_id=rec["id"], run=run, zone=zone,
-                                    duplex=work.pack.duplex)
-        except Exception as e:  # a PDF that slipped past verify must not stop the floor
-            if not isinstance(e, UserError):
-                log.exception("marking %s", rec["id"])
+            answer = await self.pool.run(intake_worker.mark_task, {
+                "src": str(work.pdf), "dest": str(dest), "letter_id": rec["id"], "run": run,
+                "zone": vars(zone), "duplex": work.pack.duplex})
+            if not answer.get("ok"):
+                raise UserError(answer.get("detail") or "marking failed")
+        except (UserError, WorkerDied) as e:  # a PDF that slipped past verify must not stop the floor
             dest.unlink(missing_ok=True)
-            self.operator_hold(rec["id"], f"cannot print sheet marks: {(str(e) or repr(e)).splitlines()[0]}")
+            self.operator_hold(rec["id"], f"cannot print sheet marks: {str(e).splitlines()[0]}")
             return None
         now = self.store.get(rec["id"])
         if now is None or now.get("device") != rec.get("device") or now["stage"] != "printing":
@@ -265,11 +278,39 @@ class Pipeline:
                 self.alert("spool", f"cannot sweep the spool: {e}")
             await asyncio.sleep(period)
 
+    async def _stuck_sweeper(self) -> None:
+        """Alert once for every letter past its stage's deadline (``appliance.stuck``); a
+        letter at intake that nothing will fetch again is taken again."""
+        while True:
+            await asyncio.sleep(self.s.sweep_interval)
+            now = time.time()
+            for letter_id, stage, age in overdue(self.store.in_flight(), now, self.s.stage_deadline):
+                if stage == "new" and not self.intake.pending(letter_id):
+                    self.counters["intake_lost"] += 1
+                    self.alert("watch", "letter was waiting at intake with nothing to fetch it; "
+                                        "fetching it now", letter_id)
+                    self.intake.take(letter_id)
+                    continue
+                if (letter_id, stage) not in self._stuck_alerted:
+                    self._stuck_alerted.add((letter_id, stage))
+                    self.counters["stuck"] += 1
+                    self.alert("watch", f"letter has been in stage {stage} for {age / 60:.0f} min "
+                                        f"(over {self.s.stage_deadline / 60:.0f} min)", letter_id)
+
     # --- intake -----------------------------------------------------------------------
+
+    def _room(self) -> int:
+        """Letters the poll may take now: in flight, not counting those only waiting to be
+        fetched again or held at intake (they use no printer, and must not stop intake)."""
+        waiting = self.intake.waiting_retry
+        if waiting >= self.s.max_waiting_retry:
+            return 0
+        held = sum(1 for r in self.store.letters(stage="intake-hold"))
+        return self.s.max_in_flight - (len(self.store.in_flight_ids()) - waiting - held)
 
     async def _poll_loop(self) -> None:
         while True:
-            room = self.s.max_in_flight - len(self.store.in_flight_ids())
+            room = self._room()
             got_full_page = left_behind = False
             if room > 0:
                 try:
@@ -300,7 +341,7 @@ class Pipeline:
                 if new:
                     await self.committer.durable()
                     for lid in new:
-                        await self._queue_download(lid)
+                        self.intake.take(lid)
                 # More may wait beyond a full page; poll again at once only if this one helped.
                 got_full_page = len(refs) >= self.s.limit and bool(new) and not left_behind
             if left_behind or room <= 0:
@@ -308,64 +349,54 @@ class Pipeline:
             elif not got_full_page:
                 await asyncio.sleep(self.s.poll_interval)
 
-    async def _queue_download(self, letter_id: str) -> None:
-        if letter_id not in self._queued:
-            self._queued.add(letter_id)
-            await self.download_q.put(letter_id)
+    # --- what intake reports (appliance.intake.stage.IntakeSink) --------------------------
 
-    async def _download_worker(self) -> None:
-        while True:
-            letter_id = await self.download_q.get()
-            try:
-                await self._download_and_verify(letter_id)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # never lose the worker; the letter stays in "new" for retry
-                log.exception("letter %s: unexpected error", letter_id)
-                self.alert("intake", f"unexpected error: {e}", letter_id)
-            finally:
-                self._queued.discard(letter_id)
-
-    async def _download_and_verify(self, letter_id: str) -> None:
+    async def intake_verified(self, letter_id: str, pdf: Path, verdict: Verdict, facts: PdfFacts) -> None:
         rec = self.store.get(letter_id)
         if rec is None or rec["stage"] != "new":
+            pdf.unlink(missing_ok=True)
             return
-        dest = self.s.spool_dir / f"{letter_id}.pdf"
-        while True:
-            try:
-                dl = await self.client.download(letter_id, dest, correlation_id=letter_id,
-                                                max_bytes=self.s.max_pdf_bytes)
-                break
-            except (ApiUnavailable, ServerError, RateLimited, TokenError) as e:
-                # Temporary: the letter stays "new" and is fetched again; nothing is rejected.
-                self.api_ok = False
-                self.alert("api", f"download failed, will retry: {e}", letter_id)
-                await asyncio.sleep(self.s.poll_interval)
-            except ApiError as e:
-                code = "TOO_LARGE" if isinstance(e, TooLarge) else "DOWNLOAD_FAILED"
-                self._reject(letter_id, code, f"{REJECT_REASONS[code]}: {e}"[:300])
-                await self.committer.durable()
-                return
-        self.counters["downloaded"] += 1
-        pack = self.packs.get(rec["specification_id"])
-        facts = await asyncio.to_thread(inspect_pdf, dl.path)
-        verdict = judge(rec["sha256"], dl.sha256, facts, pack)
-        if not verdict.ok:
-            dl.path.unlink(missing_ok=True)
-            self._reject(letter_id, verdict.reason_code, verdict.reason_text)
-            await self.committer.durable()
+        pack = self.packs[rec["specification_id"]]
+        if rec["status"] != Status.PENDING:  # fetched again for a letter already ACCEPTED
+            self.store.update(letter_id, event="respooled", stage="verified", pdf=str(pdf))
+            await self.route_any(letter_id)
             return
         if self.profile.on_no_printer == "reject" and not capable(self._printer_views(), pack,
                                                                   self.profile.print_features):
             # Known before accepting: say REJECTED now rather than FAILED after ACCEPTED.
-            dl.path.unlink(missing_ok=True)
+            pdf.unlink(missing_ok=True)
             self._reject(letter_id, "NO_CAPABLE_PRINTER", f"no printer on this floor can print pack {pack.id}")
             await self.committer.durable()
             return
-        self.store.update(letter_id, event="verified", stage="verified", pdf=str(dl.path),
-                          pages=verdict.pages, sheets=verdict.sheets)
+        self.store.update(letter_id, event="verified", stage="verified", pdf=str(pdf),
+                          pages=verdict.pages, sheets=verdict.sheets, intake_retry_at=None)
         self._set_status(letter_id, Status.ACCEPTED, event="verified")
         await self._route(letter_id)
+
+    async def intake_rejected(self, letter_id: str, code: str, text: str) -> None:
+        rec = self.store.get(letter_id)
+        if rec is None or is_final(rec["status"]):
+            return
+        if rec["status"] == Status.PENDING:
+            self._reject(letter_id, code, text)
+        else:  # a respool of an ACCEPTED letter whose PDF is no longer the one we checked
+            self._set_status(letter_id, Status.FAILED, code, text, event="respool")
+            self.finish(letter_id)
+        await self.committer.durable()
+
+    async def intake_held(self, letter_id: str, why: str) -> None:
+        """Intake gave up for now: a person decides (the letter stays PENDING at Notify)."""
+        self.store.update(letter_id, stage="intake-hold", event="intake-hold", hold_reason=why)
+        self.alert("intake", f"letter held: {why}; retry it from the console or "
+                             f"'appliance retry {letter_id}'", letter_id)
+        await self.committer.durable()
+
+    def retry_intake(self, letter_id: str) -> None:
+        """An operator asks for another try of a letter held at intake."""
+        self.store.update(letter_id, stage="new", event="intake retry requested", hold_reason=None,
+                          intake_attempts=0, intake_first_fault=None, intake_retry_at=None,
+                          intake_deaths=0)
+        self.intake.take(letter_id)
 
     def _reject(self, letter_id: str, code: str, text: str) -> None:
         self.counters["rejected"] += 1
@@ -419,7 +450,6 @@ class Pipeline:
         self.tried.setdefault(letter_id, set()).add(choice.name)
         if not rec.get("pdf") or not Path(rec["pdf"]).exists():
             # Spool lost (wiped, or retention): fetch it again rather than print nothing.
-            self.store.update(letter_id, stage="new", event="respool")
             await self.respool(letter_id)
             return
         if not await self._still_wanted(rec):
@@ -460,20 +490,10 @@ class Pipeline:
         return False
 
     async def respool(self, letter_id: str) -> None:
-        """Re-download a letter already ACCEPTED whose spooled PDF is gone."""
-        rec = self.store.get(letter_id)
-        pack = self.packs[rec["specification_id"]]
-        dest = self.s.spool_dir / f"{letter_id}.pdf"
-        dl = await self.client.download(letter_id, dest, correlation_id=letter_id,
-                                        max_bytes=self.s.max_pdf_bytes)
-        facts = await asyncio.to_thread(inspect_pdf, dl.path)
-        verdict = judge(rec["sha256"], dl.sha256, facts, pack)
-        if not verdict.ok:
-            self._set_status(letter_id, Status.FAILED, verdict.reason_code, verdict.reason_text, event="respool")
-            self.finish(letter_id)
-            return
-        self.store.update(letter_id, stage="verified", pdf=str(dl.path))
-        await self.route_any(letter_id)
+        """Fetch again a letter already ACCEPTED whose spooled PDF is gone (through intake,
+        like any other letter: the worker checks it; ``intake_verified`` routes it on)."""
+        self.store.update(letter_id, stage="new", event="respool", pdf=None)
+        self.intake.take(letter_id)
 
     def operator_hold(self, letter_id: str, why: str) -> None:
         """Put a letter before a person: never advanced automatically from here."""
@@ -542,32 +562,42 @@ class Pipeline:
             # Take the batch first: every intent in it was recorded before the commit
             # we now wait for, so all of them are on disk before any is handed over.
             batch, self._submits = self._submits, []
-            await self.committer.durable()  # intent before side effect
-            for device, letter_id in batch:
-                rec = self.store.get(letter_id)
-                if rec is None or rec.get("device") != device or rec["stage"] not in SUBMIT_STAGES:
-                    self.load[device] = max(0, self.load[device] - 1)  # cancelled meanwhile
-                    continue
-                work = self._work(rec)
-                if rec["stage"] == "printing" and self.specs[device].marks:
-                    work = await self._with_marks(work, rec)
-                    if work is None:
-                        self.load[device] = max(0, self.load[device] - 1)
-                        continue
-                try:
-                    ref = await self.devices[device].submit(work)
-                except Exception as e:  # device refused: the letter must not silently stall
-                    self.load[device] = max(0, self.load[device] - 1)
-                    log.exception("submit to %s", device)
-                    self.alert(device, f"could not take work: {e}", letter_id)
-                    if rec["stage"] == "printing":
-                        await self.events.put(DeviceEvent(device, "job.aborted", letter_id, None,
-                                                          {"reason": f"submit failed: {e}"}))
-                    else:
-                        self.operator_hold(letter_id, f"{device} refused the piece: {e}")
-                    continue
-                if rec["stage"] == "printing":
-                    self.store.update(letter_id, job=ref)
+            done = 0
+            try:
+                await self.committer.durable()  # intent before side effect
+                for device, letter_id in batch:
+                    done += 1
+                    await self._hand_over(device, letter_id)
+            finally:
+                if done < len(batch):  # interrupted: the rest go first next time, in order
+                    self._submits[:0] = batch[done:]
+                    self._dispatch_wake.set()
+
+    async def _hand_over(self, device: str, letter_id: str) -> None:
+        rec = self.store.get(letter_id)
+        if rec is None or rec.get("device") != device or rec["stage"] not in SUBMIT_STAGES:
+            self.load[device] = max(0, self.load[device] - 1)  # cancelled meanwhile
+            return
+        work = self._work(rec)
+        if rec["stage"] == "printing" and self.specs[device].marks:
+            work = await self._with_marks(work, rec)
+            if work is None:
+                self.load[device] = max(0, self.load[device] - 1)
+                return
+        try:
+            ref = await self.devices[device].submit(work)
+        except Exception as e:  # device refused: the letter must not silently stall
+            self.load[device] = max(0, self.load[device] - 1)
+            log.exception("submit to %s", device)
+            self.alert(device, f"could not take work: {e}", letter_id)
+            if rec["stage"] == "printing":
+                await self.events.put(DeviceEvent(device, "job.aborted", letter_id, None,
+                                                  {"reason": f"submit failed: {e}"}))
+            else:
+                self.operator_hold(letter_id, f"{device} refused the piece: {e}")
+            return
+        if rec["stage"] == "printing":
+            self.store.update(letter_id, job=ref)
 
     # --- device events ----------------------------------------------------------------
 
@@ -708,4 +738,7 @@ class Pipeline:
             "alerts": [vars(a) for a in list(self.alerts)[-20:]],
             "counters": dict(self.counters),
             "api_ok": self.api_ok and self.outbox.api_ok,
+            "intake": self.intake.stats(),
+            "tasks": self.supervisor.report(),
+            "healthy": self.supervisor.healthy(),
         }

@@ -20,6 +20,7 @@ from .mark_zones import MarksSettings, parse_marks
 from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
 from .reprint import ReprintPolicy, parse_reprint
 from .status import DEFAULT_EVENT_MAP, SETTABLE
+from .verify import VerifyPolicy
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Profile:
     failure_reasons: dict[str, str] = field(default_factory=dict)  # agreed FAILED codes -> text
     marks: MarksSettings = field(default_factory=MarksSettings)  # [marks]: clear zones for sheet marks
     reprint: ReprintPolicy = field(default_factory=ReprintPolicy)  # [reprint]: automatic reprints
+    verify: VerifyPolicy = field(default_factory=VerifyPolicy)  # [verify]: what PDFs this floor takes
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -157,12 +159,13 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
 def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
-    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks", "reprint"}
+    allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks",
+               "reprint", "verify"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
                 f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
-                "[[franker]], [events], [mi], [failure_reasons], [marks] or [reprint]"
+                "[[franker]], [events], [mi], [failure_reasons], [marks], [reprint] or [verify]"
             )
     head = data.get("profile", {})
     if not isinstance(head, dict):
@@ -219,7 +222,28 @@ def load_profile(path: str | Path) -> Profile:
         failure_reasons=parse_failure_reasons(path, data.get("failure_reasons")),
         marks=marks,
         reprint=parse_reprint(path, data.get("reprint"), {s.name for s in families["printer"]}),
+        verify=_verify(path, data.get("verify")),
     )
+
+
+_VERIFY_KEYS = {"page_tolerance_mm": float, "allow_active_content": bool}
+
+
+def _verify(path: Path, data: Any) -> VerifyPolicy:
+    """[verify]: page size tolerance, and whether PDFs with active content may be printed."""
+    if data is None:
+        return VerifyPolicy()
+    where = f"{path}: [verify]"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: verify must be a table: [verify]")
+    for key, value in data.items():
+        if key not in _VERIFY_KEYS:
+            raise ConfigError(f"{where} {key}: unknown key; expected one of {', '.join(_VERIFY_KEYS)}")
+        data = {**data, key: _check_type(where, key, value, _VERIFY_KEYS[key])}
+    tol = data.get("page_tolerance_mm", 3.0)
+    if not 0 <= tol <= 50:
+        raise ConfigError(f"{where} page_tolerance_mm: must be between 0 and 50 (millimetres), got {tol:g}")
+    return VerifyPolicy(page_tolerance_mm=tol, allow_active_content=data.get("allow_active_content", False))
 
 
 def _marks(path: Path, data: Any, printers: tuple[DeviceSpec, ...],

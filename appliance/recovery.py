@@ -27,7 +27,7 @@ async def recover(p: "Pipeline") -> None:
     for rec in p.store.in_flight():
         by_stage.setdefault(rec["stage"], []).append(rec)
     for rec in by_stage.get("new", []):
-        await p._queue_download(rec["id"])
+        p.intake.take(rec["id"], at=rec.get("intake_retry_at"))
     for rec in by_stage.get("verified", []) + by_stage.get("held", []):
         await p._route(rec["id"])
     for stage in AT_DEVICE:

@@ -78,6 +78,11 @@ REJECT_REASONS: dict[str, str] = {
     "UNKNOWN_SPECIFICATION": "specificationId is not a pack this supplier knows",
     "DOWNLOAD_FAILED": "PDF could not be downloaded",
     "TOO_LARGE": "PDF is larger than the configured size cap",
+    "PAGE_SIZE_MISMATCH": "a page is not the pack specification's paper size",
+    "BAD_ROTATION": "a page is rotated by an angle that is not a multiple of 90 degrees",
+    "ACTIVE_CONTENT": "PDF carries active content (JavaScript, launch actions, embedded files, "
+                      "rich media or XFA)",
+    "PDF_TOO_COMPLEX": "PDF is over the appliance's complexity budget for one letter",
 }
 
 

@@ -100,7 +100,7 @@ async def appliance_run(letters: int, rate: float, workdir: Path) -> dict:
         store = Store(state)
         client = SupplierClient(sandbox_api(url, rate_limit=rate))
         pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05,
-                                         download_workers=32, max_in_flight=2500),
+                                         max_in_flight=2500),
                         client, store, load_profile(floor), load_packs(), state_dir=state)
         t0 = time.perf_counter()
         await pipe.start()

@@ -410,21 +410,30 @@ async def test_303_without_location_is_an_api_error(tmp_path):
 
 
 async def test_size_cap_enforced_while_streaming_without_content_length(tmp_path):
-    # the sandbox always sends Content-Length; a chunked answer needs a stand-in
-    async def chunks():
+    # the sandbox always sends Content-Length; storage answering chunked is a small real server
+    async def storage(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert b"authorization" not in head.lower()
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
         for _ in range(10):
-            yield b"x" * 1000
+            writer.write(b"3e8\r\n" + b"x" * 1000 + b"\r\n")
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(storage, "127.0.0.1", 0)
+    blob = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
 
     def handler(req: httpx.Request) -> httpx.Response:
-        if req.url.path.endswith("/data"):
-            return httpx.Response(303, headers={"Location": "http://127.0.0.2:9/blob"})
-        assert "authorization" not in req.headers
-        return httpx.Response(200, content=chunks())
+        return httpx.Response(303, headers={"Location": blob + "/blob"})
 
-    async with SupplierClient(sandbox_api("http://127.0.0.1:9"),
-                              transport=httpx.MockTransport(handler)) as c:
-        with pytest.raises(TooLarge):
-            await c.download("x", tmp_path / "x.pdf", max_bytes=4500)
-        assert list(tmp_path.iterdir()) == []
-        got = await c.download("x", tmp_path / "x.pdf", max_bytes=10_000)
+    api = replace(sandbox_api("http://127.0.0.1:9"), presigned_hosts=(blob,))
+    try:
+        async with SupplierClient(api, transport=httpx.MockTransport(handler)) as c:
+            with pytest.raises(TooLarge):
+                await c.download("x", tmp_path / "x.pdf", max_bytes=4500)
+            assert list(tmp_path.iterdir()) == []
+            got = await c.download("x", tmp_path / "x.pdf", max_bytes=10_000)
+    finally:
+        server.close()
     assert got.size == 10_000 and (tmp_path / "x.pdf").stat().st_size == 10_000

@@ -11,7 +11,8 @@ from appliance.status import (
     RETURN_REASONS, Status, TransitionError, check_transition, reached, return_reason, status_for_event,
     validate_reason,
 )
-from appliance.verify import PdfFacts, inspect_pdf, judge
+from appliance.intake.pdfcheck import check_pdf as inspect_pdf
+from appliance.verify import PdfFacts, judge
 
 PACKS = load_packs()
 PF = frozenset({"BRAILLE", "AUDIO"})

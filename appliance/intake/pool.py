@@ -1,0 +1,114 @@
+"""The intake worker pool: disposable processes with limits, seen from the daemon.
+
+Built on pebble's ``ProcessPool``: it runs each task in a worker process, kills the worker
+when the task overruns its timeout, notices a worker that died (SIGXCPU from its CPU
+limit, the kernel's OOM killer, a crash) and starts a new one, and recycles workers after
+a number of tasks.  Chosen over loky and ``concurrent.futures``, which have no per-task
+timeout that kills only the task's own worker; a pool that breaks as a whole when one
+worker dies (``BrokenProcessPool``) would let one letter cost all of them.
+
+Workers come from a ``forkserver``: a clean interpreter that has imported only the worker
+code, so a worker inherits none of the daemon's memory, sockets or locks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import TimeoutError as TaskTimeout
+from typing import Any, Callable
+
+from pebble import ProcessExpired, ProcessPool
+
+from .settings import IntakeSettings
+
+log = logging.getLogger("appliance.intake")
+
+#: Module the forkserver imports once, so each new worker starts warm.
+WORKER_MODULE = "appliance.intake.worker"
+
+_SIGNALS = {int(s): s.name for s in signal.Signals}
+_preload_lock = threading.Lock()
+
+
+class WorkerDied(Exception):
+    """The task's worker was killed or died; ``kind`` names the limit (timeout, cpu, killed,
+    crashed) and the message says it in one line."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+def _why(exitcode: int | None, settings: IntakeSettings) -> tuple[str, str]:
+    if exitcode is not None and exitcode < 0:
+        sig = _SIGNALS.get(-exitcode, f"signal {-exitcode}")
+        if sig == "SIGXCPU":
+            return "cpu", f"worker hit its CPU limit ({settings.cpu_seconds:g} s)"
+        if sig == "SIGKILL":
+            return "killed", (f"worker was killed (SIGKILL: out of memory, over "
+                              f"{settings.memory_mb} MB, or by an operator)")
+        if sig == "SIGSEGV":
+            return "crashed", "worker crashed (SIGSEGV)"
+        return "killed", f"worker ended by {sig}"
+    return "crashed", f"worker exited unexpectedly (status {exitcode})"
+
+
+class IntakePool:
+    """``await pool.run(fn, job)``: a result dict, or ``WorkerDied``."""
+
+    def __init__(self, settings: IntakeSettings):
+        self.settings = settings
+        self._pool: ProcessPool | None = None
+        self.tasks = 0
+        self.deaths = 0  # workers that died or were killed mid-task (each one replaced)
+        self.busy = 0
+
+    def start(self) -> None:
+        ctx = multiprocessing.get_context("forkserver")
+        with _preload_lock:
+            ctx.set_forkserver_preload([WORKER_MODULE])
+        from . import worker
+
+        self._pool = ProcessPool(
+            max_workers=self.settings.workers, max_tasks=self.settings.tasks_per_worker,
+            initializer=worker.init_worker, initargs=(self.settings.memory_mb * 1024 * 1024,),
+            context=ctx)
+
+    async def run(self, fn: Callable[[dict], dict], job: dict[str, Any],
+                  timeout: float | None = None) -> dict:
+        if self._pool is None:
+            raise RuntimeError("intake pool not started")
+        job = {**job, "cpu_seconds": self.settings.cpu_seconds, "memory_mb": self.settings.memory_mb}
+        self.tasks += 1
+        self.busy += 1
+        future = self._pool.schedule(fn, args=(job,), timeout=timeout or self.settings.task_seconds)
+        try:
+            return await asyncio.wrap_future(future)
+        except TaskTimeout:
+            self.deaths += 1
+            raise WorkerDied("timeout", f"worker overran its deadline "
+                                        f"({timeout or self.settings.task_seconds:g} s)") from None
+        except ProcessExpired as e:
+            self.deaths += 1
+            kind, detail = _why(e.exitcode, self.settings)
+            raise WorkerDied(kind, detail) from None
+        except asyncio.CancelledError:
+            future.cancel()  # pebble stops that worker; the pool starts another
+            raise
+        finally:
+            self.busy -= 1
+
+    def stats(self) -> dict[str, int]:
+        return {"workers": self.settings.workers, "busy": self.busy, "tasks": self.tasks,
+                "worker_deaths": self.deaths}
+
+    def stop(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join(timeout=10)
+            self._pool = None

@@ -1,0 +1,35 @@
+"""``[intake]`` settings: how many workers, and the budgets each one runs under."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from .faults import RetryPolicy
+
+
+def default_workers() -> int:
+    """One worker per core this process may run on (a Raspberry Pi 4: four)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    workers: int = field(default_factory=default_workers)
+    memory_mb: int = 512  # address-space limit of each worker process
+    cpu_seconds: float = 30.0  # CPU one task may use before the worker is killed
+    task_seconds: float = 180.0  # wall clock for one task (download + check) before it is killed
+    download_seconds: float = 120.0  # wall clock for one download (the worker reports a stall)
+    min_rate_kbps: float = 8.0  # slower than this (averaged, after a 5 s grace) is a stall
+    max_decoded_mb: float = 200.0  # all streams of one letter, decoded
+    tasks_per_worker: int = 500  # a worker is replaced after this many tasks (fresh heap)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    @property
+    def concurrency(self) -> int:
+        """Letters in the works at once: every worker busy and one more URL ready for each
+        (a pre-signed URL lives 60 s, so none waits long)."""
+        return 2 * self.workers

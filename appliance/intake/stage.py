@@ -1,0 +1,248 @@
+"""The daemon's side of intake: which letter is fetched when, and what its result means.
+
+A letter listed by the poll is ``take``n: it waits in a FIFO until one of
+``settings.concurrency`` slots is free, then the daemon asks ``GET /letters/{id}/data``
+(with the bearer token, through the rate limiter) and hands only the pre-signed URL to a
+worker.  The worker's answer -- or its death -- becomes a ``Fault`` or a verdict:
+
+* verified: the sink's ``intake_verified`` (the pipeline accepts and routes it);
+* content fault: the sink's ``intake_rejected`` (REJECTED, or FAILED if already ACCEPTED);
+* transport fault: the letter is scheduled again after a backoff, *without a slot*, so
+  letters waiting for a retry never slow the others; once the retry budget is spent, the
+  sink's ``intake_held`` (a person decides; the letter stays PENDING at Notify).
+
+Retry state lives in the letter's record (``intake_*`` fields) so a restart keeps the
+schedule and the budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+from ..api import ApiError, ApiUnavailable, SupplierClient
+from ..auth import TokenError
+from ..errors import UserError
+from ..packs import Pack
+from ..verify import PdfFacts, Verdict, VerifyPolicy, judge
+from . import faults
+from .faults import Decision, Fault, FaultClass
+from .fetch import FetchLimits, redact
+from .pdfcheck import CheckLimits
+from .pool import IntakePool, WorkerDied
+from .settings import IntakeSettings
+from .worker import intake_task
+
+log = logging.getLogger("appliance.intake")
+
+
+class IntakeSink(Protocol):
+    """What the pipeline does with intake's answers."""
+
+    async def intake_verified(self, letter_id: str, pdf: Path, verdict: Verdict, facts: PdfFacts) -> None: ...
+    async def intake_rejected(self, letter_id: str, code: str, text: str) -> None: ...
+    async def intake_held(self, letter_id: str, why: str) -> None: ...
+
+
+class Intake:
+    def __init__(self, *, store, client: SupplierClient, pool: IntakePool, packs: dict[str, Pack],
+                 policy: VerifyPolicy, settings: IntakeSettings, spool_dir: Path, max_pdf_bytes: int,
+                 sink: IntakeSink, alert: Callable[..., None], counters, clock=time.time):
+        self.store = store
+        self.client = client
+        self.pool = pool
+        self.packs = packs
+        self.policy = policy
+        self.s = settings
+        self.spool_dir = spool_dir
+        self.max_pdf_bytes = max_pdf_bytes
+        self.sink = sink
+        self.alert = alert
+        self.counters = counters
+        self.clock = clock
+        self._ready: deque[str] = deque()
+        self._waiting: list[tuple[float, int, str]] = []  # (due, seq, id): retries, a heap
+        self._seq = 0
+        self._known: set[str] = set()  # ready, waiting or running
+        self._running: set[asyncio.Task] = set()
+        self._wake = asyncio.Event()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self.last_fault: dict[str, str] = {}  # letter id -> last transport fault (for the console)
+
+    # --- what the pipeline calls ---------------------------------------------------------
+
+    def take(self, letter_id: str, at: float | None = None) -> None:
+        """Fetch and check this letter (now, or not before ``at``); a no-op if already queued."""
+        if letter_id in self._known:
+            return
+        self._known.add(letter_id)
+        if at is not None and at > self.clock():
+            self._seq += 1
+            heapq.heappush(self._waiting, (at, self._seq, letter_id))
+        else:
+            self._ready.append(letter_id)
+        self._wake.set()
+
+    def pending(self, letter_id: str) -> bool:
+        return letter_id in self._known
+
+    @property
+    def waiting_retry(self) -> int:
+        return len(self._waiting)
+
+    def stats(self) -> dict[str, Any]:
+        return {"ready": len(self._ready), "waiting_retry": len(self._waiting),
+                "running": len(self._running), **self.pool.stats()}
+
+    # --- the loop ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start an attempt whenever a letter is due and a slot is free (supervised)."""
+        try:
+            while True:
+                self._promote_due()
+                if not self._ready:
+                    self._wake.clear()
+                    timeout = (self._waiting[0][0] - self.clock()) if self._waiting else None
+                    try:
+                        async with asyncio.timeout(None if timeout is None else max(timeout, 0.01)):
+                            await self._wake.wait()
+                    except TimeoutError:
+                        pass
+                    continue
+                await self._slots.acquire()
+                letter_id = self._ready.popleft()
+                task = asyncio.create_task(self._attempt(letter_id), name=f"intake-{letter_id[:12]}")
+                self._running.add(task)
+                task.add_done_callback(self._done)
+        finally:
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._running.discard(task)
+        self._slots.release()
+
+    def _promote_due(self) -> None:
+        now = self.clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            self._ready.append(heapq.heappop(self._waiting)[2])
+
+    # --- one attempt ---------------------------------------------------------------------
+
+    async def _attempt(self, letter_id: str) -> None:
+        try:
+            await self._try(letter_id)
+        except asyncio.CancelledError:
+            self._known.discard(letter_id)  # the next start's recovery takes it again
+            raise
+        except Exception as e:  # a bug here costs this letter a retry, never the loop
+            log.exception("intake of letter %s: unexpected error", letter_id)
+            self.alert("intake", f"unexpected error while fetching: {type(e).__name__}: {e}", letter_id)
+            self._known.discard(letter_id)
+            try:
+                await self._decided(letter_id, faults.transport("internal", f"{type(e).__name__} in intake"))
+            except Exception:  # even scheduling failed: the stuck sweeper takes it again
+                log.exception("intake of letter %s: cannot schedule a retry", letter_id)
+
+    async def _try(self, letter_id: str) -> None:
+        rec = self.store.get(letter_id)
+        if rec is None or rec["stage"] != "new":
+            self._known.discard(letter_id)
+            return
+        pack = self.packs.get(rec["specification_id"])
+        if pack is None:  # nothing to fetch for: the pack decides what a good PDF is
+            self._known.discard(letter_id)
+            await self.sink.intake_rejected(letter_id, "UNKNOWN_SPECIFICATION",
+                                          faults.reject_text("UNKNOWN_SPECIFICATION", rec["specification_id"][:60]))
+            return
+        fault, result = await self._fetch_and_check(letter_id)
+        self._known.discard(letter_id)
+        if fault is None:
+            facts = PdfFacts(**{k: (tuple(tuple(x) if isinstance(x, list) else x for x in v)
+                                    if isinstance(v, list) else v) for k, v in result["facts"].items()})
+            verdict = judge(rec["sha256"], result["sha256"], facts, pack, self.policy)
+            self.counters["downloaded"] += 1
+            if facts.warnings:
+                self.counters["pdf_warnings"] += facts.warnings
+            if not verdict.ok:
+                self._spool_path(letter_id).unlink(missing_ok=True)
+                await self.sink.intake_rejected(letter_id, verdict.reason_code, verdict.reason_text)
+                return
+            self._clear(letter_id)
+            await self.sink.intake_verified(letter_id, self._spool_path(letter_id), verdict, facts)
+            return
+        await self._decided(letter_id, fault)
+
+    def _spool_path(self, letter_id: str) -> Path:
+        return self.spool_dir / f"{letter_id}.pdf"
+
+    async def _fetch_and_check(self, letter_id: str) -> tuple[Fault | None, dict]:
+        try:
+            url = await self.client.data_url(letter_id)
+        except ApiError as e:
+            return faults.transport("api", f"/data answered {e.status}: {e.detail[:200]}"), {}
+        except (ApiUnavailable, TokenError, UserError) as e:
+            return faults.transport("api", f"/data: {str(e)[:200]}"), {}
+        job = {
+            "url": url, "dest": str(self._spool_path(letter_id)), "hosts": list(self.client.api.presigned_hosts),
+            "fetch": asdict(FetchLimits(max_bytes=self.max_pdf_bytes, deadline=self.s.download_seconds,
+                                        min_rate=self.s.min_rate_kbps * 1024,
+                                        verify_tls=self.client.api.verify_tls)),
+            "check": asdict(CheckLimits(max_decoded=int(self.s.max_decoded_mb * 1024 * 1024))),
+        }
+        try:
+            result = await self.pool.run(intake_task, job)
+        except WorkerDied as e:
+            self._spool_path(letter_id).unlink(missing_ok=True)
+            return faults.worker(e.kind, e.detail), {}
+        if result.get("ok"):
+            return None, result
+        cls = result.get("class")
+        if cls == "content":
+            return faults.content(result["code"], result.get("detail", "")), {}
+        if cls == "transport":
+            log.info("letter %s: fetch from %s failed: %s", letter_id, redact(url), result["detail"])
+            return faults.transport(result.get("kind", "?"), result["detail"]), {}
+        if result.get("trace"):
+            log.error("letter %s: intake worker error:\n%s", letter_id, result["trace"])
+        return faults.worker(result.get("kind", "error"), result.get("detail", "worker error")), {}
+
+    async def _decided(self, letter_id: str, fault: Fault) -> None:
+        rec = self.store.get(letter_id)
+        if rec is None or rec["stage"] != "new":
+            return
+        now = self.clock()
+        attempts = (rec.get("intake_attempts") or 0) + 1
+        deaths = rec.get("intake_deaths") or 0
+        d: Decision = faults.decide(fault, attempts=attempts, first_fault=rec.get("intake_first_fault"),
+                                    deaths=deaths, now=now, policy=self.s.retry)
+        self.counters[f"intake_{fault.cls}_faults"] += 1
+        if d.action == "reject":
+            await self.sink.intake_rejected(letter_id, d.code, d.text)
+            return
+        fields = {"intake_attempts": attempts, "intake_last": fault.detail,
+                  "intake_first_fault": rec.get("intake_first_fault") or now}
+        if fault.cls is FaultClass.WORKER:
+            fields["intake_deaths"] = deaths + 1
+        if d.action == "hold":
+            self.store.update(letter_id, event=f"intake held: {d.text}", **fields, intake_retry_at=None)
+            await self.sink.intake_held(letter_id, d.text)
+            return
+        self.store.update(letter_id, event=f"fetch failed ({fault.kind}): {fault.detail}; retry in "
+                                           f"{d.at - now:.0f} s", intake_retry_at=round(d.at, 3), **fields)
+        self.last_fault[letter_id] = fault.detail
+        self.counters["intake_retries"] += 1
+        if attempts == 1 or attempts % 10 == 0:
+            self.alert("intake", f"PDF not fetched ({fault.detail}); retrying (try {attempts})", letter_id)
+        self.take(letter_id, at=d.at)
+
+    def _clear(self, letter_id: str) -> None:
+        self.last_fault.pop(letter_id, None)

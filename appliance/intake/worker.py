@@ -1,0 +1,97 @@
+"""What runs inside an intake worker process.
+
+Workers are forked from a clean forkserver (not from the daemon: no daemon memory, no open
+sockets or locks of the daemon), each with an address-space limit set once and a CPU limit
+set per task.  A task returns plain data; a Python exception never crosses back (a bug
+shows as ``{"ok": False, "class": "worker"}``), a dead worker shows in the daemon as
+``WorkerDied``.  The bearer token never comes here: tasks get only a pre-signed URL.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+from .fetch import FetchFault, FetchLimits, TooLarge, fetch
+from .hosts import HostPolicy
+from .pdfcheck import CheckLimits, check_pdf
+
+
+def init_worker(memory_bytes: int) -> None:
+    """Per process: memory limit, no core dumps (patient data), ignore the terminal's ^C."""
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops its pool itself
+    import pypdf  # noqa: F401  - loaded once per worker, not per letter
+
+
+def _cpu_budget(seconds: float) -> None:
+    """From now, ``seconds`` more CPU; beyond, the kernel sends SIGXCPU and the worker dies."""
+    if seconds <= 0:
+        return
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    soft = int(used.ru_utime + used.ru_stime + seconds) + 1
+    _, hard = resource.getrlimit(resource.RLIMIT_CPU)
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+
+
+def _content(code: str, detail: str) -> dict:
+    return {"ok": False, "class": "content", "code": code, "detail": detail}
+
+
+def intake_task(job: dict) -> dict:
+    """Fetch ``job["url"]`` to ``job["dest"]`` and read it; see ``pool.IntakeJob`` for keys."""
+    _cpu_budget(job["cpu_seconds"])
+    dest = Path(job["dest"])
+    phase = "fetch"
+    try:
+        got = fetch(job["url"], dest, FetchLimits(**job["fetch"]), HostPolicy.parse(job["hosts"]))
+        phase = "check"
+        facts = check_pdf(dest, CheckLimits(**job["check"]))
+        return {"ok": True, "sha256": got.sha256, "size": got.size, "facts": asdict(facts)}
+    except FetchFault as e:
+        return {"ok": False, "class": "transport", "kind": e.kind, "detail": e.detail,
+                "status": e.status, "expired": e.expired}
+    except TooLarge:
+        return _content("TOO_LARGE", f"over the {job['fetch']['max_bytes']}-byte cap")
+    except MemoryError:
+        return _content("PDF_TOO_COMPLEX", f"reading it needed more than the worker's "
+                                           f"{job['memory_mb']} MB of memory") if phase == "check" else \
+            {"ok": False, "class": "worker", "kind": "memory", "detail": "out of memory while downloading"}
+    except Exception as e:  # a bug here must cost one letter a retry, never the worker's caller
+        return {"ok": False, "class": "worker", "kind": "error",
+                "detail": f"{type(e).__name__} in the worker ({phase})",
+                "trace": traceback.format_exc(limit=8)[-2000:]}
+
+
+def check_task(job: dict) -> dict:
+    """Read a PDF already on disk (``job["path"]``) under the limits: what ``intake_task``
+    does after its download."""
+    _cpu_budget(job["cpu_seconds"])
+    try:
+        return {"ok": True, "facts": asdict(check_pdf(Path(job["path"]), CheckLimits(**job["check"])))}
+    except MemoryError:
+        return _content("PDF_TOO_COMPLEX", f"reading it needed more than the worker's "
+                                           f"{job['memory_mb']} MB of memory")
+
+
+def mark_task(job: dict) -> dict:
+    """Overlay sheet marks on a verified PDF (``appliance.marks.mark_pdf``) under the limits."""
+    from ..marks import mark_pdf
+    from ..mark_zones import ClearZone
+
+    _cpu_budget(job["cpu_seconds"])
+    try:
+        mark_pdf(Path(job["src"]), Path(job["dest"]), letter_id=job["letter_id"], run=job["run"],
+                 zone=ClearZone(**job["zone"]), duplex=job["duplex"])
+        return {"ok": True}
+    except MemoryError:
+        return {"ok": False, "detail": f"marking needed more than {job['memory_mb']} MB of memory"}
+    except Exception as e:
+        return {"ok": False, "detail": (str(e) or type(e).__name__).splitlines()[0][:200]}
