@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .storage import open_private, private_dir
+
 log = logging.getLogger("appliance.audit")
 
 DAYS_LOADED = 3
@@ -80,9 +82,9 @@ class AuditLog:
         if self._loaded:
             self._apply(line)
         try:
-            self.folder.mkdir(parents=True, exist_ok=True)
+            private_dir(self.folder)
             day = time.strftime("%Y-%m-%d", time.gmtime(ev.t))
-            with open(self.folder / f"{day}.jsonl", "a", encoding="utf-8") as f:
+            with open_private(self.folder / f"{day}.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps(line) + "\n")
         except OSError as e:  # the audit must never stop the floor
             log.warning("audit fact not written: %s", e)

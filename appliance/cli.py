@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from .errors import UserError
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    # Every command may write letter state or patient data (the daemon, MI, returns, exports):
+    # nothing it creates is readable by other users, whatever umask it was started with.
+    os.umask(0o077)
     try:
         return int(args.func(args) or 0)
     except UserError as e:

@@ -48,6 +48,43 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+PRIVATE_FILE = 0o600  # patient data and letter state: the service user only, whatever the umask
+PRIVATE_DIR = 0o700
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner can enter (made if missing, tightened if not)."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, PRIVATE_DIR)
+    return path
+
+
+def open_private(path: Path, mode: str = "ab", encoding: str | None = None):
+    """``open(path, mode)`` for w/a/x modes, the file created (or left) 0600."""
+    flags = {"w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+             "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL}[mode[0]]
+    if "+" in mode:
+        flags = (flags & ~os.O_WRONLY) | os.O_RDWR
+    fd = os.open(path, flags, PRIVATE_FILE)
+    try:
+        os.fchmod(fd, PRIVATE_FILE)
+        return os.fdopen(fd, mode, encoding=encoding)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` (temp file + rename; 0600), without fsync: for state a
+    crash may lose but must never leave half-written."""
+    tmp = tmp_path(path)
+    with open_private(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
 def tmp_path(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
 
@@ -59,7 +96,7 @@ def bak_path(path: Path) -> Path:
 def atomic_write_bytes(path: Path, data: bytes, *, keep_backup: bool = True) -> None:
     """Replace ``path`` with ``data`` so that a crash leaves either the old or the new file."""
     tmp = tmp_path(path)
-    with open(tmp, "wb") as f:
+    with open_private(tmp, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
@@ -114,7 +151,7 @@ class AtomicJSONStorage(Storage):
         self.readonly = readonly
         if not readonly:
             if create_dirs:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dir(self.path.parent)
             tmp_path(self.path).unlink(missing_ok=True)
             tmp_path(bak_path(self.path)).unlink(missing_ok=True)
 
@@ -182,7 +219,7 @@ def _drop_torn_tail(f) -> None:
 def append_lines(path: Path, lines: Iterable[bytes]) -> None:
     """Append newline-terminated lines and fsync (and the directory if the file is new)."""
     new = not path.exists()
-    with open(path, "ab+") as f:
+    with open_private(path, "ab+") as f:
         _drop_torn_tail(f)
         f.write(b"".join(line + b"\n" for line in lines))
         f.flush()
@@ -197,7 +234,7 @@ class Archive:
     def __init__(self, directory: Path, *, create: bool = True):
         self.dir = Path(directory)
         if create:
-            self.dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.dir)
         self.index_path = self.dir / INDEX_NAME
 
     def append(self, date: str, records: list[dict[str, Any]]) -> None:

@@ -41,7 +41,7 @@ from .status import (
     NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, Status, TransitionError, check_transition,
     is_final, validate_reason,
 )
-from .storage import Archive, AtomicJSONStorage, CorruptFile, bak_path
+from .storage import Archive, AtomicJSONStorage, CorruptFile, bak_path, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Store:
         self.hot_path = self.state_dir / HOT_NAME
         self._lock_fd: int | None = None
         if not readonly:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
+            private_dir(self.state_dir)
             self._lock()
         try:
             self._open(readonly)
@@ -103,7 +103,7 @@ class Store:
     # --- opening ------------------------------------------------------------------------
 
     def _lock(self) -> None:
-        fd = os.open(self.state_dir / "store.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.state_dir / "store.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -308,6 +308,8 @@ class Store:
                              " (use set_status for status)")
         rec = self._hot(letter_id)
         now = self._now()
+        if "stage" in fields and fields["stage"] != rec.get("stage"):
+            rec["stage_at"] = now  # how long a letter has been in its stage (appliance.stuck)
         rec.update(fields)
         if event is not None:
             rec["history"].append({"t": now, "event": event, **fields})

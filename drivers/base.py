@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from appliance.packs import Pack
+from appliance.supervisor import Factory, Supervisor
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,29 @@ class Driver(ABC):
     family: ClassVar[str] = ""
     SETTINGS: ClassVar[dict[str, tuple[type, Any]]] = {}
 
-    def __init__(self, name: str, settings: dict[str, Any], emit: Emit, *, state_dir: Path):
+    def __init__(self, name: str, settings: dict[str, Any], emit: Emit, *, state_dir: Path,
+                 supervisor: Supervisor | None = None):
         self.name = name
         self.settings = settings
         self._emit = emit
         self.state_dir = state_dir
         self.paused = False
+        # The daemon's supervisor (a driver built on its own gets one that alerts as the device).
+        self._supervisor = supervisor or Supervisor(
+            lambda source, message, letter_id=None: self.emit("device.alert", message=message))
+        self._task_names: list[str] = []
+
+    def spawn(self, what: str, factory: Factory) -> None:
+        """Run one of this driver's long-running loops under the supervisor: a loop that
+        raises is logged, alerted and started again, never lost silently."""
+        name = f"{self.name}/{what}"
+        self._supervisor.spawn(name, factory)
+        self._task_names.append(name)
+
+    async def stop_tasks(self) -> None:
+        """Cancel every loop ``spawn`` started (call from ``stop``)."""
+        names, self._task_names = self._task_names, []
+        await self._supervisor.cancel(names)
 
     def emit(self, kind: str, letter_id: str | None = None, job: str | None = None, **detail: Any) -> None:
         self._emit(DeviceEvent(self.name, kind, letter_id, job, detail))
@@ -94,6 +112,10 @@ class Driver(ABC):
         Returns None when it was withdrawn, else one line saying why not (already at work,
         part of a larger job, a device that cannot take work back)."""
         return "this device cannot take work back"
+
+    def forget(self, letter_id: str) -> None:
+        """The letter is final: drop any copy of its PDF this driver keeps (patient data is
+        removed when no longer needed).  Cheap; called on the event loop."""
 
     async def pause(self) -> None:
         self.paused = True

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
 from appliance.errors import ConfigError
+from appliance.storage import private_dir, write_private
 from drivers.base import Driver, Health, Work
 from drivers.cups_admin import doctor_checks  # noqa: F401 - appliance.doctor looks it up here
 from drivers.cups_batch import Batcher
@@ -83,8 +83,8 @@ class CupsPrinter(Driver):
         "device_uri": (str, ""),  # where to read batch progress; "" = the queue's device-uri
     }
 
-    def __init__(self, name, settings, emit, *, state_dir):
-        super().__init__(name, settings, emit, state_dir=state_dir)
+    def __init__(self, name, settings, emit, *, state_dir, **kw):
+        super().__init__(name, settings, emit, state_dir=state_dir, **kw)
         self.queue = settings.get("queue") or name
         self.server = settings.get("server", "")
         self.on_stall = _choice(name, settings, "on_stall", ("wait", "reroute"))
@@ -112,7 +112,6 @@ class CupsPrinter(Driver):
         self._poll_now = True
         self._io: CupsSession | None = None
         self._watch: CupsSession | None = None
-        self._task: asyncio.Task | None = None
         self.batcher = _batcher(self, settings)
 
     @property
@@ -127,16 +126,14 @@ class CupsPrinter(Driver):
         self._watch = CupsSession(self.server, f"{self.name}-watch")
         await self._refresh_printer()
         self._publish()
-        self._task = asyncio.create_task(self._watch_loop(), name=f"cups-{self.name}")
+        self.spawn("watch", self._watch_loop)
         if self.batcher:
             self.batcher.start()
 
     async def stop(self) -> None:
         if self.batcher:
             await self.batcher.stop()
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await self.stop_tasks()
         if self._sub is not None and self._watch:
             sub = self._sub
             try:
@@ -293,10 +290,8 @@ class CupsPrinter(Driver):
         """Write down the live subscription id so the next run can cancel it if this one is
         killed.  (pycups cannot tag a subscription: its user_data crashes libcups.)"""
         try:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self._sub_file.with_suffix(".tmp")
-            tmp.write_text("" if sub_id is None else f"{sub_id}\n")
-            os.replace(tmp, self._sub_file)
+            private_dir(self.state_dir)
+            write_private(self._sub_file, b"" if sub_id is None else f"{sub_id}\n".encode())
         except OSError as e:
             log.info("%s: cannot record subscription: %s", self.name, e)
 

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 
 from appliance.errors import UserError
 from appliance.packs import Pack
+from appliance.storage import open_private
 from drivers.base import Work
 from drivers.cups_ipp import (COMPLETED, FINAL_STATES, HELD, PENDING, PROCESSING, STOPPED, describe_job,
                               ipp_options, job_event, reasons_of)
@@ -116,7 +117,7 @@ def merge(works: list[Work], out: Path, duplex: bool) -> tuple[list[tuple[str, i
             n += 1
         placed.append((w.letter_id, n))
     if placed:
-        with open(out, "wb") as f:
+        with open_private(out, "wb") as f:  # patient data
             writer.write(f)
     return placed, bad
 
@@ -176,7 +177,7 @@ class Manifest:
 
     def save(self) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w") as f:
+        with open_private(tmp, "w") as f:
             json.dump(self.data, f, separators=(",", ":"))
             f.flush()
             os.fsync(f.fileno())
@@ -231,19 +232,18 @@ class Batcher:
         self.progress: DeviceProgress | None = None
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task] = set()
-        self._loop_task: asyncio.Task | None = None
 
     # --- life cycle -------------------------------------------------------------------
 
     def start(self) -> None:
         self.spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(self.spool, 0o700)  # patient data
-        self._loop_task = asyncio.create_task(self._loop(), name=f"cups-batch-{self.p.name}")
+        self.p.spawn("batches", self._loop)
 
     async def stop(self) -> None:
         """Open batches never reached CUPS: after a restart their letters are ``absent``
         and simply submitted again."""
-        tasks = [t for t in (self._loop_task, *self._tasks) if t]
+        tasks = list(self._tasks)  # the batch loop stops with the printer's other loops
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

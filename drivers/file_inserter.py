@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.storage import fsync_dir
+from appliance.storage import fsync_dir, open_private, private_dir
 from appliance.errors import ConfigError
 from drivers.base import Driver, Health, Work
 from drivers.file_inserter_book import Book, BookPiece
@@ -106,14 +106,14 @@ class FileInserter(Driver):
             except ValueError as e:
                 raise ConfigError(f"{where} sim_options: {e}") from None
 
-    def __init__(self, name: str, settings: dict[str, Any], emit, *, state_dir: Path):
-        super().__init__(name, settings, emit, state_dir=state_dir)
+    def __init__(self, name: str, settings: dict[str, Any], emit, *, state_dir: Path, **kw):
+        super().__init__(name, settings, emit, state_dir=state_dir, **kw)
         self.where = f"[[inserter]] {name!r}"
         full = {k: settings.get(k, default) for k, (_, default) in self.SETTINGS.items()}
         self.check_settings(self.where, full)
         self.cfg = full
         self.device_dir = state_dir / "devices" / name
-        self.device_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.device_dir)
         self.simulate = bool(full["simulate"])
         self.outbox = _folder(full, "outbox_dir") or self.device_dir / "runs"
         self.results = _folder(full, "results_dir") or self.device_dir / "results"
@@ -134,7 +134,6 @@ class FileInserter(Driver):
         self._clocks_from = time.time()
         self._growing: dict[str, tuple[int, float]] = {}  # result file -> (size, mtime) last seen
         self._published: str | None = None
-        self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self.sim = None
 
@@ -147,13 +146,10 @@ class FileInserter(Driver):
             self.sim = FileInserterSim(self.outbox, self.results, SimOptions.parse(self.cfg["sim_options"]))
             self.sim.start()
         self._publish()
-        self._task = asyncio.create_task(self._run(), name=f"{self.name}-files")
+        self.spawn("files", self._run)
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        await self.stop_tasks()
         if self.sim:
             await asyncio.to_thread(self.sim.stop)
         # Pieces still collecting were never written out: reconcile() calls them absent.
@@ -434,7 +430,7 @@ class FileInserter(Driver):
 
 
 def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
+    with open_private(path, "wb") as f:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())

@@ -29,6 +29,7 @@ from typing import Any
 
 from appliance.errors import ConfigError
 from appliance.readback import Verdict, hand_pulled, judge
+from appliance.storage import private_dir, write_private
 from drivers.base import Driver, Health, Work
 from drivers.serial_link import LinkDown, SerialLink
 from drivers.serial_protocol import PIECE_EVENTS, Match, load_protocol, serial_kwargs
@@ -81,8 +82,8 @@ class SerialFinisher(Driver):
         "sim_options": (list, []),  # for port = "sim:...": e.g. ["garbage=0.05", "split=true"]
     }
 
-    def __init__(self, name: str, settings: dict[str, Any], emit, *, state_dir: Path):
-        super().__init__(name, settings, emit, state_dir=state_dir)
+    def __init__(self, name: str, settings: dict[str, Any], emit, *, state_dir: Path, **kw):
+        super().__init__(name, settings, emit, state_dir=state_dir, **kw)
         where = f"[[{self.family}]] {name!r}"
         self.protocol = load_protocol(protocol_path(settings, where))
         p = self.protocol
@@ -123,7 +124,6 @@ class SerialFinisher(Driver):
         self.sim = None
         self._encoder = p.framer()
         self._published: str | None = None
-        self._tasks: list[asyncio.Task] = []
         self._wake = asyncio.Event()
         self._synced = asyncio.Event()
         self._status_waiter: asyncio.Future | None = None
@@ -158,18 +158,17 @@ class SerialFinisher(Driver):
         self._adopt_journal()
         self._publish()
         self.link.start()
-        self._tasks = [asyncio.create_task(self._sender(), name=f"{self.name}-send"),
-                       asyncio.create_task(self._monitor(), name=f"{self.name}-monitor")]
+        self.spawn("send", self._sender)
+        self.spawn("monitor", self._monitor)
         try:  # come up ready when the machine answers; otherwise stay offline and keep trying
             await asyncio.wait_for(self._synced.wait(), timeout=3 * self.timing["reply_timeout"] + 1)
         except asyncio.TimeoutError:
             self.emit("device.alert", message=f"{self.port}: no answer yet ({self.link.last_error or 'silent'})")
 
     async def stop(self) -> None:
-        for t in [*self._tasks, *([self._sync_task] if self._sync_task else [])]:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        if self._sync_task:
+            self._sync_task.cancel()
+        await self.stop_tasks()
         if self.link:
             await asyncio.to_thread(self.link.stop)
         if self.sim:
@@ -200,9 +199,7 @@ class SerialFinisher(Driver):
         records = self.journal.read()
         if len(records) > JOURNAL_KEEP:
             records = records[-JOURNAL_KEEP // 2:]
-            tmp = self.journal.path.with_suffix(".tmp")
-            tmp.write_text("".join(json.dumps(r) + "\n" for r in records))
-            os.replace(tmp, self.journal.path)
+            write_private(self.journal.path, "".join(json.dumps(r) + "\n" for r in records).encode())
         return max((r.get("batch", 0) for r in records if r.get("t") == "batch"), default=0)
 
     def _adopt_journal(self) -> None:
@@ -613,10 +610,8 @@ class SerialFinisher(Driver):
                 "link": self.link_state, "state": h.state, "detail": h.detail, "queue": h.queue_depth,
                 "counters": h.counters, "stock": self.stock, "t": time.time(), "pid": os.getpid()}
         try:
-            self.device_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.device_dir / "status.json.tmp"
-            tmp.write_text(json.dumps(snap, indent=1))
-            os.replace(tmp, self.device_dir / "status.json")
+            private_dir(self.device_dir)
+            write_private(self.device_dir / "status.json", json.dumps(snap, indent=1).encode())
         except OSError as e:
             log.debug("%s: status.json not written: %s", self.name, e)
 
@@ -632,8 +627,8 @@ class SerialFranker(SerialFinisher):
     SETTINGS = {**SerialFinisher.SETTINGS,
                 "dispatch_on": (str, "franked")}  # franked | tray: DISPATCHED when the tray completes
 
-    def __init__(self, name, settings, emit, *, state_dir: Path):
-        super().__init__(name, settings, emit, state_dir=state_dir)
+    def __init__(self, name, settings, emit, *, state_dir: Path, **kw):
+        super().__init__(name, settings, emit, state_dir=state_dir, **kw)
         self.dispatch_on = settings.get("dispatch_on", "franked")
         if self.dispatch_on not in ("franked", "tray"):
             raise ConfigError(f"[[franker]] {name!r} dispatch_on: must be \"franked\" or \"tray\", "

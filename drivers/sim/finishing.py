@@ -19,18 +19,18 @@ class _SimFinisher(Driver):
     done_kind = ""
     ledger_name = ""
 
-    def __init__(self, name, settings, emit, *, state_dir: Path):
-        super().__init__(name, settings, emit, state_dir=state_dir)
+    def __init__(self, name, settings, emit, *, state_dir: Path, **kw):
+        super().__init__(name, settings, emit, state_dir=state_dir, **kw)
         self.ledger = Ledger(state_dir / "devices" / name / self.ledger_name)
         self._worker = SerialWorker(self._handle, lambda: self.paused)
         self.counters = {"done": 0, "diverted": 0}
 
     async def start(self) -> None:
-        self._worker.start()
+        self.spawn("pieces", self._worker.run)
         self.emit("device.state", state="idle")
 
     async def stop(self) -> None:
-        await self._worker.stop()
+        await self.stop_tasks()
 
     async def submit(self, work: Work) -> str:
         self._worker.put(work)

@@ -13,17 +13,18 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
+from appliance.storage import open_private, private_dir
 from drivers.base import Work
 
 
 class Ledger:
     def __init__(self, path: Path):
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
 
     def append(self, record: dict[str, Any]) -> None:
         """Append and fsync (blocking: call it from a worker thread, not the event loop)."""
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open_private(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -47,20 +48,8 @@ class SerialWorker:
         self._handle = handle
         self._is_paused = is_paused
         self._queue: asyncio.Queue[Work] = asyncio.Queue()
-        self._task: asyncio.Task | None = None
         self.seq = 0
         self.busy = False
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
 
     def put(self, work: Work) -> int:
         self._queue.put_nowait(work)
@@ -70,7 +59,8 @@ class SerialWorker:
     def depth(self) -> int:
         return self._queue.qsize() + (1 if self.busy else 0)
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
+        """The work loop; the driver runs it under its supervisor (``Driver.spawn``)."""
         while True:
             work = await self._queue.get()
             while self._is_paused():
