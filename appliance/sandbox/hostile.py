@@ -30,6 +30,9 @@ MODES = {
     "no_location": "303 without a Location header",
     "bad_location": "303 whose Location is file:///etc/passwd",
     "missing_token": "200 token answer without access_token",
+    "deep_json": "200 whose body is 100 000 nested [ (a parser's recursion)",
+    "deep_error": "500 whose error body is 100 000 nested [",
+    "gzip_bomb": "200 with Content-Encoding: gzip, gzip: two layers inflating to 1 GB",
 }
 
 _huge_cache: dict[tuple[str, int], bytes] = {}
@@ -44,6 +47,22 @@ def _padded(kind: str, size: int) -> bytes:
         _huge_cache.clear()
         _huge_cache[key] = head + b"x" * max(0, size - len(head) - len(tail)) + tail
     return _huge_cache[key]
+
+
+_bombs: dict[str, bytes] = {}
+
+
+def _two_layer_bomb() -> bytes:
+    """1 GiB of spaces gzipped, and gzipped again: a few kilobytes on the wire."""
+    if "list" not in _bombs:
+        import gzip
+        import zlib
+
+        c = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+        block = b" " * (1 << 20)
+        inner = b"".join(c.compress(block) for _ in range(1024)) + c.flush()
+        _bombs["list"] = gzip.compress(inner, 9)
+    return _bombs["list"]
 
 
 def take(sb: "Sandbox", kind: str) -> str | None:
@@ -64,6 +83,12 @@ def answer(sb: "Sandbox", req: Request, mode: str) -> Response:
     headers = sb.echo_headers(req)
     if mode == "invalid_json":
         return Response(200, b'{"data": [{"id": "', headers)
+    if mode == "deep_json":
+        return Response(200, b"[" * 100_000, headers)
+    if mode == "deep_error":
+        return Response(500, b"[" * 100_000, headers)
+    if mode == "gzip_bomb":
+        return Response(200, _two_layer_bomb(), headers + [("Content-Encoding", "gzip, gzip")])
     if mode == "not_object":
         return Response(200, b"[]", headers)
     if mode == "errors_200":

@@ -42,6 +42,9 @@ class Response:
     body: bytes = b""
     headers: list[tuple[str, str]] = field(default_factory=list)
     drop: bool = False  # close the connection without answering
+    #: A misbehaving answer (drips, short bodies): writes everything after the status
+    #: line itself, then the connection is closed.
+    stream: Callable[[asyncio.StreamWriter], Awaitable[None]] | None = None
 
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -152,6 +155,10 @@ async def serve_connection(reader: asyncio.StreamReader, writer: asyncio.StreamW
             resp = await handler(req)
             if resp.drop:
                 writer.transport.abort()
+                return
+            if resp.stream is not None:
+                writer.write(f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}\r\n".encode())
+                await resp.stream(writer)
                 return
             keep_alive = _wants_keep_alive(req)
             writer.write(encode_response(resp, keep_alive))

@@ -46,6 +46,10 @@ class SandboxLetter:
     #: list and by GET /letters/{id}; the 303's Location ("" = no header at all).
     listing: Any = None
     location: str | None = None
+    #: Per-request faults, consumed one per request (then the letter behaves): what the
+    #: pre-signed URL answers (``storage.STORAGE_FAULTS``) and what /data answers ("404", ...).
+    storage_faults: list[str] = field(default_factory=list)
+    data_faults: list[str] = field(default_factory=list)
     _pdf: bytes | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
 

@@ -21,7 +21,7 @@ import uuid
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 from ..packs import load_packs
-from . import bodies, validation
+from . import bodies, storage, validation
 from .auth import TokenRefused
 from .httpserver import Request, Response
 
@@ -122,6 +122,12 @@ async def get_letter(sb: "Sandbox", req: Request, params: dict) -> Response:
 async def letter_data(sb: "Sandbox", req: Request, params: dict) -> Response:
     if params["id"] not in sb.letters:
         return sb.api_error(req, 404)
+    faults = sb.letters[params["id"]].data_faults
+    if faults:
+        mode = faults.pop(0)
+        if mode == "deep-error":
+            return Response(500, b"[" * 100_000, sb.echo_headers(req))
+        return sb.api_error(req, int(mode))
     location = sb.letters[params["id"]].location
     if location is None:
         location = sb.presigned_url(params["id"])
@@ -141,6 +147,8 @@ async def presigned(sb: "Sandbox", req: Request, params: dict) -> Response:
     letter = sb.letters.get(params["id"])
     if letter is None:
         return Response(404, bodies.s3_error_body("NoSuchKey", "The specified key does not exist."), xml)
+    if letter.storage_faults:
+        return storage.answer(letter.storage_faults.pop(0), letter.pdf, sb.faults.redirect_to)
     return Response(200, letter.pdf, [("Content-Type", "application/pdf")])
 
 

@@ -76,19 +76,24 @@ class Sandbox:
     def add_letter(self, pdf: bytes | None = None, *, letter_id: str | None = None,
                    specification_id: str = "notify-c5", pages: int = 2, sha256: str | None = None,
                    group_id: str = "hostile-tests", listing=None, location: str | None = None,
-                   kind: str = "given") -> str:
+                   kind: str = "given", storage_faults: list[str] | None = None,
+                   data_faults: list[str] | None = None) -> str:
         """One PENDING letter made to order, for bad-input tests.
 
         ``pdf``: the exact bytes the pre-signed URL serves (default: a valid ``pages``-page
         PDF); ``sha256``: the listed hash (default: the bytes' real hash); ``letter_id``: any
         string, hostile ones included; ``listing``: the exact JSON value GET /letters shows
         for it (missing fields, wrong types...); ``location``: the 303's Location header
-        ("" = none).  Returns the id.
+        ("" = none); ``storage_faults`` / ``data_faults``: how its next pre-signed and
+        /data requests fail (``storage.STORAGE_FAULTS``; /data: an HTTP status such as
+        "404", or "deep-error"), one per request.  Returns the id.
         """
         lid = letter_id if letter_id is not None else secrets.token_hex(16)
         body = make_pdf(lid, pages, (f"Specification {specification_id}",)) if pdf is None else pdf
         letter = SandboxLetter(id=lid, specification_id=specification_id, group_id=group_id,
-                               pages=pages, kind=kind, listing=listing, location=location)
+                               pages=pages, kind=kind, listing=listing, location=location,
+                               storage_faults=list(storage_faults or ()),
+                               data_faults=list(data_faults or ()))
         letter._pdf = body
         letter._sha256 = sha256 if sha256 is not None else hashlib.sha256(body).hexdigest()
         letter.history.append(("PENDING", time.time()))
