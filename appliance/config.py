@@ -125,7 +125,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
     },
     # Intake workers: processes that fetch and check PDFs, and the budgets they run under.
     "intake": {
-        "workers": (int, 0, _not_negative),  # 0: one per core
+        "workers": (int, 0, _not_negative),  # PDFs checked at once; 0: one per core
+        "fetchers": (int, 8, _at_least(1)),  # downloads at once
         "memory_mb": (int, 512, _at_least(128)),
         "cpu_seconds": (float, 30.0, _positive),
         "task_seconds": (float, 180.0, _positive),
@@ -293,7 +294,7 @@ def _presigned_hosts(api: dict[str, Any]) -> tuple[str, ...]:
 def intake_settings(t: dict[str, Any]) -> IntakeSettings:
     """IntakeSettings from a validated [intake] table."""
     return IntakeSettings(
-        workers=t["workers"] or default_workers(), memory_mb=t["memory_mb"],
+        workers=t["workers"] or default_workers(), fetchers=t["fetchers"], memory_mb=t["memory_mb"],
         cpu_seconds=t["cpu_seconds"], task_seconds=t["task_seconds"],
         download_seconds=t["download_seconds"], min_rate_kbps=t["min_rate_kbps"],
         max_decoded_mb=t["max_decoded_mb"],

@@ -8,6 +8,7 @@ cups-client and cups-ipp-utils (``./setup.sh --test`` installs them).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,10 @@ def start_emulated_floor(root: Path, base: Profile):
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o755)  # CUPS filters run as user lp and must read the spool
     floor = CupsSandbox(root)
+    # The emulated cupsd's own folders (config, spool, logs) must be readable by user lp;
+    # the appliance runs with umask 077 for its own files, so open it up while cupsd starts
+    # (before the pipeline exists: nothing with letter data is written meanwhile).
+    umask = os.umask(0o022)
     try:
         floor.start()
         for p in base.printers:
@@ -65,6 +70,8 @@ def start_emulated_floor(root: Path, base: Profile):
         floor.stop()
         raise UserError(f"could not start the emulated CUPS floor ({e}); "
                         "check that cupsd and ippeveprinter run here (root, dbus, avahi)") from None
+    finally:
+        os.umask(umask)
     path = root / "demo-cups.toml"
     path.write_text(cups_profile_text(base, floor.server))
     return floor, path

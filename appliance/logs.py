@@ -3,7 +3,7 @@
 httpx logs every request at INFO with its full URL, and a pre-signed URL's query string is
 a bearer credential for the letter's PDF.  Its loggers are raised to WARNING, and a filter
 on the root handlers removes any ``X-Amz-*`` / signature query that still reaches a log
-line (from any library, at any level).
+line (from any library, at any level).  At ``--log-level DEBUG`` httpx speaks again.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ class RedactingFilter(logging.Filter):
 
 
 def quiet_http_logs() -> None:
-    for name in ("httpx", "httpcore"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    """httpx's per-request lines only at --log-level DEBUG; redaction at every level."""
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())

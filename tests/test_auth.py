@@ -151,7 +151,7 @@ async def auth_sb(rsa_key):
 def jwt_api(auth_sb, rsa_key, tmp_path) -> ApiConfig:
     return ApiConfig(base_url=auth_sb.base_url, auth="jwt", api_key=API_KEY,
                      private_key=write_key(tmp_path, rsa_key[0]), kid=KID,
-                     token_url=auth_sb.token_url, max_retries=2)
+                     token_url=auth_sb.token_url, max_retries=2, presigned_hosts=(auth_sb.base_url,))
 
 
 def kinds(sb):

@@ -25,6 +25,8 @@ from appliance.api import ApiError, ResponseTooLarge, ServerError, SupplierClien
 from appliance.auth import TokenError
 from appliance.config import ApiConfig, load_config, sandbox_api
 from appliance.errors import ConfigError
+from appliance.intake.faults import RetryPolicy
+from appliance.intake.settings import IntakeSettings
 from appliance.profile import load_profile
 from appliance.sandbox.pdfgen import make_pdf
 from drivers.serial_protocol import load_protocol
@@ -276,13 +278,17 @@ async def test_broken_token_answers_are_one_line_token_errors(tmp_path, mode, wo
 @pytest.mark.parametrize("location, words", [("", "without a Location"),
                                              ("file:///etc/passwd", "not an http(s) URL"),
                                              ("gopher://127.0.0.1:9/x", "not an http(s) URL")])
-async def test_bad_303_location_rejects_that_letter_only(sb, tmp_path, location, words):
+async def test_bad_303_location_holds_that_letter_only(sb, tmp_path, location, words):
+    """A broken /data answer is the service's fault, not the letter's: retried, then held for
+    a person, never REJECTED (it was REJECTED DOWNLOAD_FAILED before)."""
     bad = sb.add_letter(location=location)
-    async with Floor(sb, tmp_path) as floor:
-        await floor.wait_final(sb.letters)
-    assert statuses(sb, bad) == ["REJECTED"]
-    assert sb.letters[bad].reason_code == "DOWNLOAD_FAILED"
-    assert words in one_line(sb.letters[bad].reason_text)
+    quick = IntakeSettings(workers=1, retry=RetryPolicy(first=0.1, cap=0.3, budget=1.5))
+    async with Floor(sb, tmp_path, intake=quick) as floor:
+        await floor.wait_final([lid for lid in sb.letters if lid != bad])
+        await floor.wait(lambda: floor.store.get(bad)["stage"] == "intake-hold")
+        held = floor.store.get(bad)
+    assert statuses(sb, bad) == [] and sb.letters[bad].status == "PENDING"
+    assert words in one_line(held["hold_reason"]) and held["intake_attempts"] >= 2
     assert all(statuses(sb, lid) == GOOD_PATH for lid in sb.letters if lid != bad)
     assert not [r for r in sb.log if r.kind == "presigned" and bad in r.path]
 

@@ -294,8 +294,7 @@ async def test_subscription_left_by_a_killed_run_is_cancelled_at_the_next_start(
     first, ev1 = await start_driver(cups_fleet, "press-colour", tmp_path)
     await ev1.wait(lambda: first._sub is not None)
     old = first._sub
-    first._task.cancel()  # killed: no chance to cancel its subscription
-    await asyncio.gather(first._task, return_exceptions=True)
+    await first.stop_tasks()  # killed: its loops end with no chance to cancel its subscription
     assert old in live()
 
     second, ev2 = await start_driver(cups_fleet, "press-colour", tmp_path)

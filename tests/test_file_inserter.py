@@ -335,7 +335,7 @@ async def test_driver_killed_mid_batch_restarts_without_repeating_or_losing_a_pi
         await asyncio.sleep(0.02)
     # kill -9: the task dies, nothing is flushed; the machine's first file reappears as if
     # the move to done/ had been lost with the crash
-    a._task.cancel()
+    await a.stop_tasks()
     machine.write("ins-000001.result.csv", first)
     before = len(events)
 

@@ -223,9 +223,10 @@ DEMO = demo_profile_path().read_text()
 
 
 def profile_with(tmp_path: Path, marks: str, printer_marks: str = "true") -> Path:
-    """The demo floor with ``marks = ...`` on every printer and ``marks`` as its [marks] table."""
+    """The demo floor with ``marks = ...`` on every printer and ``marks`` as its [marks] table;
+    the printers keep their printed copies (``keep_seconds``) so the tests can read the marks."""
     text = DEMO.split("[marks]")[0] + DEMO.split("[marks]")[1].split("\n", 2)[2]  # drop the demo's zone
-    text = text.replace('driver = "file"\n', f'driver = "file"\nmarks = {printer_marks}\n')
+    text = text.replace('driver = "file"\n', f'driver = "file"\nmarks = {printer_marks}\nkeep_seconds = 3600\n')
     path = tmp_path / "floor.toml"
     path.write_text(text + "\n" + marks)
     return path

@@ -90,6 +90,7 @@ api_key = "{API_KEY}"
 private_key = "{key}"
 kid = "{KID}"
 token_url = "{token_url}"
+presigned_hosts = ["{base_url}"]
 [poll]
 interval = 0.2
 [paths]
@@ -145,7 +146,8 @@ async def test_client_at_debug_logs_no_secret(tmp_path, caplog, capsys):
     errors = []
     async with jwt_sandbox() as (sb, keys):
         api = ApiConfig(base_url=sb.base_url, auth="jwt", api_key=API_KEY, kid=keys.kid,
-                        private_key=write_key(tmp_path), token_url=sb.token_url, max_retries=1)
+                        private_key=write_key(tmp_path), token_url=sb.token_url, max_retries=1,
+                        presigned_hosts=(sb.base_url,))
         async with SupplierClient(api, backoff_base=0.01) as c:
             letters = await c.list_letters()
             await c.download(letters[0].id, tmp_path / "a.pdf")
@@ -294,7 +296,8 @@ async def test_bearer_never_follows_a_redirect_to_another_host(tmp_path):
     try:
         async with jwt_sandbox() as (sb, keys):
             api = ApiConfig(base_url=sb.base_url, auth="jwt", api_key=API_KEY, kid=keys.kid,
-                            private_key=write_key(tmp_path), token_url=sb.token_url, max_retries=1)
+                            private_key=write_key(tmp_path), token_url=sb.token_url, max_retries=1,
+                            presigned_hosts=(sb.base_url, elsewhere.base_url))
             async with SupplierClient(api, backoff_base=0.01) as c:
                 sb.faults.hostile, sb.faults.redirect_to = "redirect", elsewhere.base_url
                 with pytest.raises(ApiError, match="HTTP 307"):

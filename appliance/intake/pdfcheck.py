@@ -45,12 +45,14 @@ COMPONENTS = {"/DeviceGray": 1, "/CalGray": 1, "/G": 1, "/DeviceRGB": 3, "/CalRG
 class CheckLimits:
     max_decoded: int = 200 * 1024 * 1024  # every stream of the letter, decoded, together
     max_pages: int = 1000  # beyond this /Count, the letter is too long without walking it
-    max_objects: int = 50_000  # indirect objects visited
-    max_nodes: int = 2_000_000  # values visited (dictionary entries, array items)
+    max_objects: int = 20_000  # indirect objects visited
+    max_nodes: int = 500_000  # values visited (dictionary entries, array items)
     max_depth: int = 64  # direct nesting of arrays and dictionaries
     max_shared_offsets: int = 8  # xref entries allowed to point at one offset
-    max_object_stream: int = 8 * 1024 * 1024  # one object stream, decoded (they hold only
-    # dictionaries and arrays: real ones are kilobytes; a reader parses them byte by byte)
+    # Object streams hold only dictionaries and arrays (real ones are kilobytes), and pypdf
+    # reads them a byte at a time (~0.5 s of CPU per MB of padding): one, and all together.
+    max_object_stream: int = 1024 * 1024
+    max_object_streams: int = 8 * 1024 * 1024
 
 
 class Complex(Exception):
@@ -138,13 +140,13 @@ def _check(path, limits: CheckLimits) -> PdfFacts:
         _check_xref(reader, limits)
         budget = _Budget(limits.max_decoded)
         counted: set[tuple[int, int]] = set()
+        streams = _Budget(limits.max_object_streams, "object streams decode")
         for stmnum in sorted({entry[0] for entry in reader.xref_objStm.values()}):
             stream = reader.get_object(stmnum)  # parses the stream's dictionary, not its data
             counted.add((stmnum, 0))
-            cost = _stream_cost(stream, budget)
-            if cost > limits.max_object_stream:
-                raise Complex(f"object stream {stmnum} decodes to {cost // (1024 * 1024)} MB, over "
-                              f"{limits.max_object_stream // (1024 * 1024)} MB")
+            one = _Budget(min(limits.max_object_stream, budget.left), f"object stream {stmnum} decodes")
+            cost = _stream_cost(stream, one)  # stops decoding once over the one-stream cap
+            streams.spend(cost, f"object stream {stmnum}")
             budget.spend(cost, f"object stream {stmnum}")
         root = _resolve(reader.trailer.get("/Root"))
         pages_node = _resolve(root.get("/Pages")) if hasattr(root, "get") else None
@@ -206,19 +208,26 @@ def _page_size(page) -> tuple[float, float]:
 # --- streams -------------------------------------------------------------------------
 
 class _Budget:
-    def __init__(self, total: int):
+    def __init__(self, total: int, what: str = "streams decode"):
         self.total = total
+        self.what = what
         self.spent = 0
 
     @property
     def left(self) -> int:
         return self.total - self.spent
 
-    def spend(self, n: int, what: str) -> None:
+    def over(self, where: str = "") -> Complex:
+        return Complex(f"{self.what} to more than {_mb(self.total)}" + (f" (at {where})" if where else ""))
+
+    def spend(self, n: int, where: str) -> None:
         self.spent += n
         if self.spent > self.total:
-            raise Complex(f"streams decode to more than {self.total // (1024 * 1024)} MB "
-                          f"(at {what})")
+            raise self.over(where)
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1024 * 1024):g} MB"
 
 
 def _names(value) -> list[str]:
@@ -250,7 +259,7 @@ def _stream_cost(stream, budget: _Budget) -> int:
             produced = _image_bytes(stream) or len(data)
             break
         if name in FLATE:
-            data, produced = _inflate(data, budget.left, keep)
+            data, produced = _inflate(data, budget, keep)
         elif name in ASCII_FILTERS:
             codec = pf.ASCIIHexDecode if "Hex" in name or name == "/AHx" else pf.ASCII85Decode
             data = codec.decode(data)
@@ -262,13 +271,14 @@ def _stream_cost(stream, budget: _Budget) -> int:
         else:
             raise Unreadable(f"a stream uses filter {name[:30]}, which this appliance does not know")
         if produced > budget.left:
-            raise Complex(f"streams decode to more than {budget.total // (1024 * 1024)} MB")
+            raise budget.over()
     if str(_resolve(stream.get("/Subtype"))) == "/Image":
         produced = max(produced, _image_bytes(stream))
     return produced
 
 
-def _inflate(data: bytes, room: int, keep: bool) -> tuple[bytes, int]:
+def _inflate(data: bytes, budget: _Budget, keep: bool) -> tuple[bytes, int]:
+    room = budget.left
     d = zlib.decompressobj()
     parts, total, buf = [], 0, data
     while True:
@@ -278,7 +288,7 @@ def _inflate(data: bytes, room: int, keep: bool) -> tuple[bytes, int]:
             raise Unreadable(f"a stream does not decode ({e})") from None
         total += len(out)
         if total > room:
-            raise Complex(f"a stream decodes to more than the letter's budget ({room // (1024 * 1024)} MB left)")
+            raise budget.over()
         if keep:
             parts.append(out)
         buf = d.unconsumed_tail

@@ -66,6 +66,7 @@ class IntakePool:
         self._pool: ProcessPool | None = None
         self.tasks = 0
         self.deaths = 0  # workers that died or were killed mid-task (each one replaced)
+        self.rebuilds = 0  # whole pools replaced because pebble's manager broke
         self.busy = 0
 
     def start(self) -> None:
@@ -75,18 +76,23 @@ class IntakePool:
         from . import worker
 
         self._pool = ProcessPool(
-            max_workers=self.settings.workers, max_tasks=self.settings.tasks_per_worker,
+            max_workers=self.settings.processes, max_tasks=self.settings.tasks_per_worker,
             initializer=worker.init_worker, initargs=(self.settings.memory_mb * 1024 * 1024,),
             context=ctx)
 
     async def run(self, fn: Callable[[dict], dict], job: dict[str, Any],
-                  timeout: float | None = None) -> dict:
+                  timeout: float | None = None, cpu_seconds: float | None = None) -> dict:
         if self._pool is None:
             raise RuntimeError("intake pool not started")
-        job = {**job, "cpu_seconds": self.settings.cpu_seconds, "memory_mb": self.settings.memory_mb}
+        cpu = self.settings.cpu_seconds if cpu_seconds is None else cpu_seconds
+        job = {**job, "cpu_seconds": cpu, "memory_mb": self.settings.memory_mb}
         self.tasks += 1
         self.busy += 1
-        future = self._pool.schedule(fn, args=(job,), timeout=timeout or self.settings.task_seconds)
+        try:
+            future = self._schedule(fn, job, timeout or self.settings.task_seconds)
+        except BaseException:
+            self.busy -= 1
+            raise
         try:
             return await asyncio.wrap_future(future)
         except TaskTimeout:
@@ -103,12 +109,41 @@ class IntakePool:
         finally:
             self.busy -= 1
 
+    def _schedule(self, fn, job, timeout):
+        try:
+            return self._pool.schedule(fn, args=(job,), timeout=timeout)
+        except RuntimeError as e:
+            # pebble's pool manager itself broke (several workers killed at once can do it):
+            # every letter would fail from here on, so build a new pool and go on.
+            self.rebuilds += 1
+            log.error("intake pool broken (%s); starting a new one", e)
+            old, self._pool = self._pool, None
+            threading.Thread(target=_stop_quietly, args=(old,), daemon=True).start()
+            self.start()
+            return self._pool.schedule(fn, args=(job,), timeout=timeout)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live workers (for an operator's ``kill``, and the tests)."""
+        if self._pool is None:
+            return []
+        manager = getattr(self._pool, "_pool_manager", None)  # pebble keeps them here
+        workers = getattr(getattr(manager, "worker_manager", None), "workers", {})
+        return [w.pid for w in workers.values() if w.pid]
+
     def stats(self) -> dict[str, int]:
-        return {"workers": self.settings.workers, "busy": self.busy, "tasks": self.tasks,
-                "worker_deaths": self.deaths}
+        return {"workers": self.settings.processes, "busy": self.busy, "tasks": self.tasks,
+                "worker_deaths": self.deaths, "pool_rebuilds": self.rebuilds}
 
     def stop(self) -> None:
         if self._pool is not None:
             self._pool.stop()
             self._pool.join(timeout=10)
             self._pool = None
+
+
+def _stop_quietly(pool: ProcessPool) -> None:
+    try:
+        pool.stop()
+        pool.join(timeout=10)
+    except Exception:  # a broken pool may fail to stop cleanly; its processes are orphans of it
+        log.exception("stopping a broken intake pool")

@@ -18,7 +18,8 @@ def default_workers() -> int:
 
 @dataclass(frozen=True)
 class IntakeSettings:
-    workers: int = field(default_factory=default_workers)
+    workers: int = field(default_factory=default_workers)  # PDFs checked at once (CPU-bound)
+    fetchers: int = 8  # downloads at once (I/O-bound: a slow storage server holds only these)
     memory_mb: int = 512  # address-space limit of each worker process
     cpu_seconds: float = 30.0  # CPU one task may use before the worker is killed
     task_seconds: float = 180.0  # wall clock for one task (download + check) before it is killed
@@ -29,7 +30,11 @@ class IntakeSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
-    def concurrency(self) -> int:
-        """Letters in the works at once: every worker busy and one more URL ready for each
-        (a pre-signed URL lives 60 s, so none waits long)."""
-        return 2 * self.workers
+    def processes(self) -> int:
+        """Worker processes in the pool: one for every check and every download at once."""
+        return self.workers + self.fetchers
+
+    @property
+    def fetch_seconds(self) -> float:
+        """A download task's deadline: the download's own, plus the time to start a worker."""
+        return self.download_seconds + 10.0

@@ -1,15 +1,20 @@
 """The daemon's side of intake: which letter is fetched when, and what its result means.
 
 A letter listed by the poll is ``take``n: it waits in a FIFO until one of
-``settings.concurrency`` slots is free, then the daemon asks ``GET /letters/{id}/data``
-(with the bearer token, through the rate limiter) and hands only the pre-signed URL to a
-worker.  The worker's answer -- or its death -- becomes a ``Fault`` or a verdict:
+``settings.fetchers`` download slots is free; then the daemon asks
+``GET /letters/{id}/data`` (with the bearer token, through the rate limiter) and hands only
+the pre-signed URL to a worker, which downloads it into the spool.  The download slot is
+released; the letter waits for one of ``settings.workers`` check slots, and a worker reads
+the PDF.  So slow storage holds download slots only, and a bomb holds one check slot: good
+letters keep flowing past both.  The worker's answer -- or its death -- becomes a ``Fault``
+or a verdict:
 
 * verified: the sink's ``intake_verified`` (the pipeline accepts and routes it);
 * content fault: the sink's ``intake_rejected`` (REJECTED, or FAILED if already ACCEPTED);
 * transport fault: the letter is scheduled again after a backoff, *without a slot*, so
   letters waiting for a retry never slow the others; once the retry budget is spent, the
-  sink's ``intake_held`` (a person decides; the letter stays PENDING at Notify).
+  sink's ``intake_held`` (a person decides; the letter stays PENDING at Notify);
+* a worker that dies checking a letter: tried again once, then PDF_TOO_COMPLEX.
 
 Retry state lives in the letter's record (``intake_*`` fields) so a restart keeps the
 schedule and the budget.
@@ -37,7 +42,10 @@ from .fetch import FetchLimits, redact
 from .pdfcheck import CheckLimits
 from .pool import IntakePool, WorkerDied
 from .settings import IntakeSettings
-from .worker import intake_task
+from .worker import check_task, fetch_task
+
+#: CPU a download may use (hashing, decoding gzip): far below a check's budget.
+FETCH_CPU_SECONDS = 10.0
 
 log = logging.getLogger("appliance.intake")
 
@@ -72,7 +80,8 @@ class Intake:
         self._known: set[str] = set()  # ready, waiting or running
         self._running: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
-        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._fetch_slots = asyncio.Semaphore(settings.fetchers)
+        self._check_slots = asyncio.Semaphore(settings.workers)
         self.last_fault: dict[str, str] = {}  # letter id -> last transport fault (for the console)
 
     # --- what the pipeline calls ---------------------------------------------------------
@@ -116,9 +125,10 @@ class Intake:
                     except TimeoutError:
                         pass
                     continue
-                await self._slots.acquire()
+                await self._fetch_slots.acquire()
                 letter_id = self._ready.popleft()
                 task = asyncio.create_task(self._attempt(letter_id), name=f"intake-{letter_id[:12]}")
+                task.fetch_slot = True  # released when its download ends (or the task does)
                 self._running.add(task)
                 task.add_done_callback(self._done)
         finally:
@@ -128,7 +138,12 @@ class Intake:
 
     def _done(self, task: asyncio.Task) -> None:
         self._running.discard(task)
-        self._slots.release()
+        self._release_fetch_slot(task)
+
+    def _release_fetch_slot(self, task: asyncio.Task | None) -> None:
+        if task is not None and getattr(task, "fetch_slot", False):
+            task.fetch_slot = False
+            self._fetch_slots.release()
 
     def _promote_due(self) -> None:
         now = self.clock()
@@ -166,8 +181,7 @@ class Intake:
         fault, result = await self._fetch_and_check(letter_id)
         self._known.discard(letter_id)
         if fault is None:
-            facts = PdfFacts(**{k: (tuple(tuple(x) if isinstance(x, list) else x for x in v)
-                                    if isinstance(v, list) else v) for k, v in result["facts"].items()})
+            facts = PdfFacts(**result["facts"])
             verdict = judge(rec["sha256"], result["sha256"], facts, pack, self.policy)
             self.counters["downloaded"] += 1
             if facts.warnings:
@@ -185,35 +199,57 @@ class Intake:
         return self.spool_dir / f"{letter_id}.pdf"
 
     async def _fetch_and_check(self, letter_id: str) -> tuple[Fault | None, dict]:
+        fault, got = await self._fetch(letter_id)
+        self._release_fetch_slot(asyncio.current_task())
+        if fault is not None:
+            self._spool_path(letter_id).unlink(missing_ok=True)
+            return fault, {}
+        job = {"path": str(self._spool_path(letter_id)),
+               "check": asdict(CheckLimits(max_decoded=int(self.s.max_decoded_mb * 1024 * 1024)))}
+        async with self._check_slots:
+            try:
+                result = await self.pool.run(check_task, job)
+            except WorkerDied as e:
+                self._spool_path(letter_id).unlink(missing_ok=True)
+                return faults.worker(e.kind, e.detail), {}
+        if not result.get("ok"):
+            self._spool_path(letter_id).unlink(missing_ok=True)
+            return self._fault_of(letter_id, result), {}
+        return None, {**got, **result}
+
+    async def _fetch(self, letter_id: str) -> tuple[Fault | None, dict]:
+        """GET /data here, the download in a worker: (fault, {}) or (None, {sha256, size})."""
         try:
             url = await self.client.data_url(letter_id)
         except ApiError as e:
             return faults.transport("api", f"/data answered {e.status}: {e.detail[:200]}"), {}
         except (ApiUnavailable, TokenError, UserError) as e:
             return faults.transport("api", f"/data: {str(e)[:200]}"), {}
-        job = {
-            "url": url, "dest": str(self._spool_path(letter_id)), "hosts": list(self.client.api.presigned_hosts),
-            "fetch": asdict(FetchLimits(max_bytes=self.max_pdf_bytes, deadline=self.s.download_seconds,
-                                        min_rate=self.s.min_rate_kbps * 1024,
-                                        verify_tls=self.client.api.verify_tls)),
-            "check": asdict(CheckLimits(max_decoded=int(self.s.max_decoded_mb * 1024 * 1024))),
-        }
+        job = {"url": url, "dest": str(self._spool_path(letter_id)),
+               "hosts": list(self.client.api.presigned_hosts),
+               "fetch": asdict(FetchLimits(max_bytes=self.max_pdf_bytes, deadline=self.s.download_seconds,
+                                           min_rate=self.s.min_rate_kbps * 1024,
+                                           verify_tls=self.client.api.verify_tls))}
         try:
-            result = await self.pool.run(intake_task, job)
-        except WorkerDied as e:
-            self._spool_path(letter_id).unlink(missing_ok=True)
-            return faults.worker(e.kind, e.detail), {}
+            result = await self.pool.run(fetch_task, job, timeout=self.s.fetch_seconds,
+                                         cpu_seconds=FETCH_CPU_SECONDS)
+        except WorkerDied as e:  # a download does not parse the PDF: its death is no verdict
+            return faults.transport("worker", f"download {e.detail}"), {}
         if result.get("ok"):
             return None, result
-        cls = result.get("class")
-        if cls == "content":
-            return faults.content(result["code"], result.get("detail", "")), {}
-        if cls == "transport":
+        if result.get("class") == "transport":
             log.info("letter %s: fetch from %s failed: %s", letter_id, redact(url), result["detail"])
-            return faults.transport(result.get("kind", "?"), result["detail"]), {}
+        return self._fault_of(letter_id, result), {}
+
+    def _fault_of(self, letter_id: str, result: dict) -> Fault:
         if result.get("trace"):
             log.error("letter %s: intake worker error:\n%s", letter_id, result["trace"])
-        return faults.worker(result.get("kind", "error"), result.get("detail", "worker error")), {}
+        cls = result.get("class")
+        if cls == "content":
+            return faults.content(result["code"], result.get("detail", ""))
+        if cls == "transport":
+            return faults.transport(result.get("kind", "?"), result["detail"])
+        return faults.worker(result.get("kind", "error"), result.get("detail", "worker error"))
 
     async def _decided(self, letter_id: str, fault: Fault) -> None:
         rec = self.store.get(letter_id)

@@ -45,40 +45,42 @@ def _content(code: str, detail: str) -> dict:
     return {"ok": False, "class": "content", "code": code, "detail": detail}
 
 
-def intake_task(job: dict) -> dict:
-    """Fetch ``job["url"]`` to ``job["dest"]`` and read it; see ``pool.IntakeJob`` for keys."""
+def _bug(e: Exception, what: str) -> dict:
+    """A bug here must cost one letter a retry, never the worker's caller."""
+    return {"ok": False, "class": "transport", "kind": "worker-error",
+            "detail": f"{type(e).__name__} in the worker while {what}",
+            "trace": traceback.format_exc(limit=8)[-2000:]}
+
+
+def fetch_task(job: dict) -> dict:
+    """Download ``job["url"]`` to ``job["dest"]``: ``{"ok", "sha256", "size"}``, or a
+    transport fault, or the content fault TOO_LARGE."""
     _cpu_budget(job["cpu_seconds"])
-    dest = Path(job["dest"])
-    phase = "fetch"
     try:
-        got = fetch(job["url"], dest, FetchLimits(**job["fetch"]), HostPolicy.parse(job["hosts"]))
-        phase = "check"
-        facts = check_pdf(dest, CheckLimits(**job["check"]))
-        return {"ok": True, "sha256": got.sha256, "size": got.size, "facts": asdict(facts)}
+        got = fetch(job["url"], Path(job["dest"]), FetchLimits(**job["fetch"]), HostPolicy.parse(job["hosts"]))
+        return {"ok": True, "sha256": got.sha256, "size": got.size}
     except FetchFault as e:
         return {"ok": False, "class": "transport", "kind": e.kind, "detail": e.detail,
                 "status": e.status, "expired": e.expired}
     except TooLarge:
         return _content("TOO_LARGE", f"over the {job['fetch']['max_bytes']}-byte cap")
-    except MemoryError:
-        return _content("PDF_TOO_COMPLEX", f"reading it needed more than the worker's "
-                                           f"{job['memory_mb']} MB of memory") if phase == "check" else \
-            {"ok": False, "class": "worker", "kind": "memory", "detail": "out of memory while downloading"}
-    except Exception as e:  # a bug here must cost one letter a retry, never the worker's caller
-        return {"ok": False, "class": "worker", "kind": "error",
-                "detail": f"{type(e).__name__} in the worker ({phase})",
-                "trace": traceback.format_exc(limit=8)[-2000:]}
+    except Exception as e:
+        return _bug(e, "downloading")
 
 
 def check_task(job: dict) -> dict:
-    """Read a PDF already on disk (``job["path"]``) under the limits: what ``intake_task``
-    does after its download."""
+    """Read the PDF at ``job["path"]`` under the limits: ``{"ok", "facts"}``; a PDF that
+    needs more memory than the worker has is a content fault (PDF_TOO_COMPLEX)."""
     _cpu_budget(job["cpu_seconds"])
     try:
         return {"ok": True, "facts": asdict(check_pdf(Path(job["path"]), CheckLimits(**job["check"])))}
     except MemoryError:
         return _content("PDF_TOO_COMPLEX", f"reading it needed more than the worker's "
                                            f"{job['memory_mb']} MB of memory")
+    except Exception as e:
+        return {"ok": False, "class": "worker", "kind": "error",
+                "detail": f"{type(e).__name__} in the worker while checking",
+                "trace": traceback.format_exc(limit=8)[-2000:]}
 
 
 def mark_task(job: dict) -> dict:
