@@ -50,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # Every command may write letter state or patient data (the daemon, MI, returns, exports):
     # nothing it creates is readable by other users, whatever umask it was started with.
-    os.umask(0o077)
+    # (Put back afterwards: main() also runs inside other programs, such as the tests.)
+    umask = os.umask(0o077)
     try:
         return int(args.func(args) or 0)
     except UserError as e:
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    finally:
+        os.umask(umask)
 
 
 if __name__ == "__main__":  # pragma: no cover

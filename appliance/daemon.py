@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 
 from . import sdnotify
@@ -105,7 +104,6 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
 
 
 def cmd_run(args) -> int:
-    os.umask(0o077)  # patient data: whatever the caller's umask, nothing we create is readable by others
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     quiet_http_logs()
     return asyncio.run(run_daemon(args.config, args.socket))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -216,7 +215,6 @@ def _final_table(summary: dict) -> str:
 
 
 def cmd_demo(args) -> int:
-    os.umask(0o077)  # the demo's letters are fake, but its state folder is made like a real one
     # Warnings (alerts) are counted in the summary; keep the progress line readable.
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     quiet_http_logs()

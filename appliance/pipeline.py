@@ -305,7 +305,7 @@ class Pipeline:
         waiting = self.intake.waiting_retry
         if waiting >= self.s.max_waiting_retry:
             return 0
-        held = sum(1 for r in self.store.letters(stage="intake-hold"))
+        held = self.store.stage_count("intake-hold")
         return self.s.max_in_flight - (len(self.store.in_flight_ids()) - waiting - held)
 
     async def _poll_loop(self) -> None:

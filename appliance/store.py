@@ -234,6 +234,10 @@ class Store:
                 if (status is None or r["status"] == status)
                 and (stage is None or r["stage"] == stage)]
 
+    def stage_count(self, stage: str) -> int:
+        """Hot letters in ``stage``, without copying their records (hot loops)."""
+        return sum(1 for r in self._letters.values() if r["stage"] == stage)
+
     def counts(self) -> dict[str, int]:
         total = Counter(self._archived_counts)
         total.update(r["status"] for r in self._letters.values())

@@ -47,6 +47,7 @@ SMOKE = {
     "marks_bench.py": (["--repeats", "1"], {"ms_per_page", "kb_added_per_sheet"}),
     "readback_bench.py": (["--letters", "12"], {"judge_us", "audit_rows_ms", "floor", "baseline"}),
     "file_inserter_bench.py": (["--pieces", "60", "--batch", "20"], {"write_pieces_per_s", "apply_pieces_per_s"}),
+    "intake_bench.py": (["--quick", "--baseline", ""], {"ingest", "rss", "bombs"}),
 }
 
 
@@ -60,6 +61,10 @@ def test_benchmark_runs_at_tiny_size(script):
         assert fig["appliance"]["status_requests"] < fig["naive"]["status_requests"]
     if script == "sandbox_throughput.py":
         assert fig["errors"] == 0 and fig["requests"] > 0
+    if script == "intake_bench.py":  # every part measured something; bombs did not stop the floor
+        assert fig["ingest"]["workers_1"]["letters_per_s"] > 0
+        assert fig["rss"]["daemon_peak_rss_mb"] > 0
+        assert fig["bombs"]["with_bombs_and_drips"]["seconds_until_good_dispatched"] is not None
 
 
 @pytest.mark.cups
