@@ -11,7 +11,8 @@ Budgets, each ending the download with a one-line reason:
   same cap, so a gzip bomb costs a few kilobytes);
 * time: a wall-clock deadline for the whole download (``SIGALRM`` in the worker's main
   thread, so a server dripping its headers cannot hold it either), a timeout on every
-  socket operation, and a minimum average transfer rate after a short grace period;
+  socket operation, and after a short grace period a minimum average rate (or, when the
+  length is declared, a projected finish within the deadline: a drip is seen at once);
 * redirects from the storage host are never followed.
 
 ``FetchFault`` is a transport or service fault (retried later with a fresh URL);
@@ -49,7 +50,7 @@ class FetchLimits:
     max_bytes: int = 20 * 1024 * 1024  # decoded PDF size cap
     deadline: float = 60.0  # seconds for the whole download
     min_rate: float = 16 * 1024  # bytes per second, averaged, once ``grace`` has passed
-    grace: float = 5.0
+    grace: float = 2.0
     io_timeout: float = 15.0  # any one connect, send or read
     verify_tls: bool = True
 
@@ -295,12 +296,26 @@ def _status_fault(resp: http.client.HTTPResponse, host: str) -> FetchFault:
                       status=status, s3_code=code, expired=expired)
 
 
+def _check_rate(host: str, raw: int, length: int | None, elapsed: float, limits: FetchLimits) -> None:
+    """A transfer too slow to finish: by its projected end when the length is known, else
+    by its average rate."""
+    if length is not None:
+        projected = elapsed * length / max(raw, 1)
+        if projected > limits.deadline:
+            raise FetchFault("stall", f"{host} sends {raw / elapsed / 1024:.1f} kB/s: the {length}-byte "
+                                      f"PDF would take {projected:.0f} s, over {limits.deadline:.0f} s")
+    elif raw / elapsed < limits.min_rate:
+        raise FetchFault("stall", f"{host} sends slower than {limits.min_rate / 1024:.0f} kB/s")
+
+
 def _stream_to(resp, dest: Path, limits: FetchLimits, decoders: list, host: str,
                started: float, clock) -> Fetched:
     dest.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     digest, size, raw = hashlib.sha256(), 0, 0
+    declared = resp.getheader("content-length")
+    length = int(declared) if declared and declared.isdigit() else None
     try:
         with os.fdopen(fd, "wb") as f:
             while True:
@@ -331,11 +346,10 @@ def _stream_to(resp, dest: Path, limits: FetchLimits, decoders: list, host: str,
                 elapsed = clock() - started
                 if elapsed > limits.deadline:
                     raise FetchFault("timeout", f"download from {host} took over {limits.deadline:.0f} s")
-                if elapsed > limits.grace and raw / elapsed < limits.min_rate:
-                    raise FetchFault("stall", f"{host} sends slower than {limits.min_rate / 1024:.0f} kB/s")
-            declared = resp.getheader("content-length")
-            if declared and declared.isdigit() and raw < int(declared):
-                raise FetchFault("short", f"{host} sent {raw} of {declared} bytes")
+                if elapsed > limits.grace and (length is None or raw < length):
+                    _check_rate(host, raw, length, elapsed, limits)
+            if length is not None and raw < length:
+                raise FetchFault("short", f"{host} sent {raw} of {length} bytes")
             resp.close()  # read1 leaves a Content-Length response open at its end: the
             # connection would refuse its next request (ResponseNotReady)
         os.replace(tmp, dest)

@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING
 
 from . import bodies
+from .bombs import gzip_of_repeats
 from .httpserver import Request, Response
 
 if TYPE_CHECKING:
@@ -49,20 +50,11 @@ def _padded(kind: str, size: int) -> bytes:
     return _huge_cache[key]
 
 
-_bombs: dict[str, bytes] = {}
-
-
 def _two_layer_bomb() -> bytes:
     """1 GiB of spaces gzipped, and gzipped again: a few kilobytes on the wire."""
-    if "list" not in _bombs:
-        import gzip
-        import zlib
+    import gzip
 
-        c = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-        block = b" " * (1 << 20)
-        inner = b"".join(c.compress(block) for _ in range(1024)) + c.flush()
-        _bombs["list"] = gzip.compress(inner, 9)
-    return _bombs["list"]
+    return gzip.compress(gzip_of_repeats(b" ", 1024), 9)
 
 
 def take(sb: "Sandbox", kind: str) -> str | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import zlib
 
 from . import bodies
+from .bombs import gzip_of_repeats
 from .httpserver import Response
 
 XML = [("Content-Type", "application/xml")]
@@ -30,7 +30,7 @@ STORAGE_FAULTS = {
     "short": "Content-Length says more than is sent, then the connection closes",
     "reset": "the connection closed without an answer",
     "gzip": "the PDF with Content-Encoding: gzip (fine: decoded with the same caps)",
-    "gzip-bomb": "Content-Encoding: gzip of 1 GB of zeros (2 MB on the wire)",
+    "gzip-bomb": "Content-Encoding: gzip of 256 MB of zeros (260 kB on the wire)",
 }
 
 
@@ -55,18 +55,7 @@ def _drip(head: bytes, body: bytes, *, head_slowly: bool, delay: float = 1.0):
     return write
 
 
-def _bomb_body() -> bytes:
-    """1 GiB of zeros, deflated once per MiB block (about 1 MB on the wire)."""
-    c = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
-    block = bytes(1 << 20)
-    return b"".join(c.compress(block) for _ in range(1024)) + c.flush()
-
-
-_bomb: bytes | None = None
-
-
 def answer(mode: str, pdf: bytes, redirect_to: str) -> Response:
-    global _bomb
     if mode == "403-expired":
         return _error(403, "AccessDenied", "Request has expired")
     if mode == "403":
@@ -85,9 +74,7 @@ def answer(mode: str, pdf: bytes, redirect_to: str) -> Response:
         return Response(200, gzip.compress(pdf), [("Content-Type", "application/pdf"),
                                                   ("Content-Encoding", "gzip")])
     if mode == "gzip-bomb":
-        if _bomb is None:
-            _bomb = _bomb_body()
-        return Response(200, _bomb, [("Content-Type", "application/pdf"), ("Content-Encoding", "gzip")])
+        return Response(200, gzip_of_repeats(), [("Content-Type", "application/pdf"), ("Content-Encoding", "gzip")])
     head = f"Content-Type: application/pdf\r\nContent-Length: {len(pdf)}\r\n\r\n".encode()
     if mode == "drip":
         return Response(200, stream=_drip(head, pdf, head_slowly=False))
