@@ -32,13 +32,13 @@ from typing import Any, Callable
 
 import httpx
 
-from .auth import TokenError, TokenProvider
-from .caps import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BadJson,
+from appliance.auth import TokenError, TokenProvider
+from appliance.caps import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BadJson,
                    BodyTooLarge, is_safe_id, parse_json, read_capped, shown)
-from .config import ApiConfig
-from .errors import UserError
-from .ratelimit import RateLimiter
-from .status import ALL_STATUSES, Status
+from appliance.config import ApiConfig
+from appliance.errors import UserError
+from appliance.ratelimit import RateLimiter
+from appliance.status import ALL_STATUSES, Status
 
 log = logging.getLogger("appliance.api")
 
@@ -470,8 +470,8 @@ class SupplierClient:
         """Fetch a letter's PDF to ``dest`` (for ``appliance api data``; the daemon fetches
         in its intake workers instead).  The same fetcher and host rules as the workers,
         run in a thread; one fresh URL if the first has expired."""
-        from .intake.fetch import FetchFault, FetchLimits, TooLarge as PdfTooLarge, fetch
-        from .intake.hosts import HostPolicy
+        from appliance.intake.fetch import FetchFault, FetchLimits, TooLarge as PdfTooLarge, fetch
+        from appliance.intake.hosts import HostPolicy
 
         dest = Path(dest)
         cap = self.api.max_pdf_bytes if max_bytes is None else max_bytes

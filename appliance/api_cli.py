@@ -11,10 +11,10 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from .api import ApiError, SupplierClient
-from .config import ApiConfig, load_config, sandbox_api
-from .errors import UserError
-from .status import NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, SETTABLE, Status, return_reason
+from appliance.api import ApiError, SupplierClient
+from appliance.config import ApiConfig, load_config, sandbox_api
+from appliance.errors import UserError
+from appliance.status import NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, SETTABLE, Status, return_reason
 
 DEFAULT_CONFIG = "appliance.toml"
 

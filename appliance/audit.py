@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .storage import open_private, private_dir
+from appliance.storage import open_private, private_dir
 
 log = logging.getLogger("appliance.audit")
 

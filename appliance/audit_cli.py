@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from .audit import AuditLog, to_csv
-from .control import DEFAULT_SOCKET, call
-from .errors import UserError
+from appliance.audit import AuditLog, to_csv
+from appliance.control import DEFAULT_SOCKET, call
+from appliance.errors import UserError
 
 
 def register(sub) -> None:

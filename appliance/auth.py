@@ -21,9 +21,9 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from .caps import MAX_ERROR_BODY, MAX_JSON_BODY, BodyTooLarge, read_capped
-from .config import ApiConfig
-from .errors import UserError
+from appliance.caps import MAX_ERROR_BODY, MAX_JSON_BODY, BodyTooLarge, read_capped
+from appliance.config import ApiConfig
+from appliance.errors import UserError
 
 #: The token endpoint refuses assertions that live longer than five minutes.
 MAX_ASSERTION_LIFETIME = 300

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from .decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
+from appliance.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
 
 #: A letter (or MI record) id we will put in a URL path or a spool file name.  Use
 #: ``fullmatch``: ``$`` would let a trailing newline through.

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from .errors import UserError
+from appliance.errors import UserError
 
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from .store import Store
+from appliance.store import Store
 
 
 class Committer:

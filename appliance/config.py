@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import urlparse
 
-from .errors import ConfigError
-from .intake.faults import RetryPolicy
-from .intake.hosts import DEFAULT_PRESIGNED_HOSTS, parse_rule
-from .intake.settings import IntakeSettings, default_workers
+from appliance.errors import ConfigError
+from appliance.intake.faults import RetryPolicy
+from appliance.intake.hosts import DEFAULT_PRESIGNED_HOSTS, parse_rule
+from appliance.intake.settings import IntakeSettings, default_workers
 
 #: Where the daemon and the operator commands look for appliance.toml by default.
 DEFAULT_CONFIG_PATH = "/etc/appliance/appliance.toml"

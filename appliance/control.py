@@ -69,9 +69,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from .errors import UserError
-from .letter_listing import archived_page
-from .status import FINAL
+from appliance.errors import UserError
+from appliance.letter_listing import archived_page
+from appliance.status import FINAL
 
 log = logging.getLogger("appliance.control")
 
@@ -126,7 +126,7 @@ class ControlServer:
 
     def __init__(self, pipeline, path: str | os.PathLike, *, group: str | None = None, operator=None,
                  max_clients: int = 32):
-        from .operator import Operator  # the pipeline side only; clients never import this
+        from appliance.operator import Operator  # the pipeline side only; clients never import this
 
         self.p = pipeline
         self.path = Path(path)
@@ -331,7 +331,7 @@ class ControlServer:
         return dict(getattr(self.p.profile, "failure_reasons", {}) or {})
 
     async def cmd_bulk_status(self, rows: list) -> dict:
-        from .returns import row_from_dict
+        from appliance.returns import row_from_dict
 
         if not isinstance(rows, list) or len(rows) > 100_000:
             raise UserError("rows must be a list of at most 100000 {letter_id, status, ...}")

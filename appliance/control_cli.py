@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import time
 
-from .control import DEFAULT_SOCKET, call
-from .errors import UserError
-from .status import RETURN_REASONS, TransitionError, return_reason
+from appliance.control import DEFAULT_SOCKET, call
+from appliance.errors import UserError
+from appliance.status import RETURN_REASONS, TransitionError, return_reason
 
 
 def _sock(p) -> None:

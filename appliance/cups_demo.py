@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
-from .profile import Profile
+from appliance.errors import UserError
+from appliance.profile import Profile
 
 
 def _toml_value(v: Any) -> str:

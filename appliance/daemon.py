@@ -11,18 +11,18 @@ import asyncio
 import logging
 import signal
 
-from . import sdnotify
-from .api import SupplierClient
-from .auth import load_private_key
-from .config import DEFAULT_CONFIG_PATH, load_config
-from .control import DEFAULT_SOCKET
-from .logs import quiet_http_logs
-from .demo import _start_control
-from .mi_service import MiService, mi_client
-from .packs import load_packs
-from .pipeline import Pipeline, PipelineSettings
-from .profile import load_profile
-from .store import Store
+from appliance import sdnotify
+from appliance.api import SupplierClient
+from appliance.auth import load_private_key
+from appliance.config import DEFAULT_CONFIG_PATH, load_config
+from appliance.control import DEFAULT_SOCKET
+from appliance.logs import quiet_http_logs
+from appliance.demo import _start_control
+from appliance.mi_service import MiService, mi_client
+from appliance.packs import load_packs
+from appliance.pipeline import Pipeline, PipelineSettings
+from appliance.profile import load_profile
+from appliance.store import Store
 
 log = logging.getLogger("appliance")
 

@@ -18,17 +18,17 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from .api import SupplierClient
-from .config import sandbox_api
-from .control import DEFAULT_SOCKET, ControlServer
-from .errors import UserError
-from .logs import quiet_http_logs
-from .packs import load_packs
-from .mi_service import MiService, mi_client
-from .pipeline import Pipeline, PipelineSettings
-from .profile import load_profile
-from .status import Status
-from .store import Store
+from appliance.api import SupplierClient
+from appliance.config import sandbox_api
+from appliance.control import DEFAULT_SOCKET, ControlServer
+from appliance.errors import UserError
+from appliance.logs import quiet_http_logs
+from appliance.packs import load_packs
+from appliance.mi_service import MiService, mi_client
+from appliance.pipeline import Pipeline, PipelineSettings
+from appliance.profile import load_profile
+from appliance.status import Status
+from appliance.store import Store
 
 FINAL_ORDER = [s.value for s in Status]
 
@@ -83,7 +83,7 @@ def _progress_line(pipe: Pipeline, started: float, total: int) -> str:
 
 
 async def _demo(args) -> int:
-    from .sandbox import Sandbox, SandboxOptions
+    from appliance.sandbox import Sandbox, SandboxOptions
 
     if args.letters < 0:
         raise UserError("--letters must be 0 or more")
@@ -99,7 +99,7 @@ async def _demo(args) -> int:
     profile = load_profile(args.profile or serial_floor_path())
     floor = None
     if args.cups:
-        from .cups_demo import start_emulated_floor
+        from appliance.cups_demo import start_emulated_floor
 
         floor, cups_profile = await asyncio.to_thread(
             start_emulated_floor, Path(tempfile.mkdtemp(prefix="appliance-cups-")), profile)

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from .errors import UserError
-from .profile import floor_from_args
+from appliance.errors import UserError
+from appliance.profile import floor_from_args
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def cmd_doctor(args) -> int:
     profile, config = floor_from_args(args.config, args.profile)
     if config is not None:
         if config.api.auth == "jwt":
-            from .auth import load_private_key
+            from appliance.auth import load_private_key
             try:
                 load_private_key(config.api.private_key)
                 print(f"ok    private key {config.api.private_key}")

@@ -25,7 +25,7 @@ from typing import Any
 
 import segno
 
-from .errors import ConfigError
+from appliance.errors import ConfigError
 
 MIN_MODULE_MM = 0.33
 QUIET_MODULES = 4  # the QR standard's quiet zone, drawn white inside the clear zone

@@ -22,9 +22,9 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DecodedStreamObject, IndirectObject, NameObject
 
-from . import markcode
-from .errors import ConfigError, UserError
-from .mark_zones import ClearZone, fit_problem, overlay_ops, qr_matrix, zone_in_user_space
+from appliance import markcode
+from appliance.errors import ConfigError, UserError
+from appliance.mark_zones import ClearZone, fit_problem, overlay_ops, qr_matrix, zone_in_user_space
 
 __all__ = ["ClearZone", "MarkError", "mark_pdf", "marked_path", "sheets_of"]
 

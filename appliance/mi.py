@@ -29,10 +29,10 @@ from datetime import date as Date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from .storage import fsync_dir
-from .mi_settings import MiSettings
-from .packs import Pack
-from .storage import atomic_write_bytes
+from appliance.storage import fsync_dir
+from appliance.mi_settings import MiSettings
+from appliance.packs import Pack
+from appliance.storage import atomic_write_bytes
 
 log = logging.getLogger("appliance.mi")
 

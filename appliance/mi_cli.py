@@ -14,9 +14,9 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DEFAULT_CONFIG_PATH
-from .control import DEFAULT_SOCKET, DaemonNotRunning, call
-from .errors import UserError
+from appliance.config import DEFAULT_CONFIG_PATH
+from appliance.control import DEFAULT_SOCKET, DaemonNotRunning, call
+from appliance.errors import UserError
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 CSV_COLUMNS = ("day", "specification_id", "group_id", "line_item", "named", "quantity",
@@ -67,10 +67,10 @@ def register(sub) -> None:
 
 
 def _direct(args, need_client: bool):
-    from .config import load_config
-    from .mi_service import MiService, mi_client
-    from .packs import load_packs
-    from .profile import load_profile
+    from appliance.config import load_config
+    from appliance.mi_service import MiService, mi_client
+    from appliance.packs import load_packs
+    from appliance.profile import load_profile
 
     cfg = load_config(args.config)
     profile = load_profile(cfg.profile)

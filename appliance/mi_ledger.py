@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .api import ApiError, RateLimited
-from .errors import UserError
-from .mi import DayReport, MiLine
-from .storage import atomic_write_bytes
+from appliance.api import ApiError, RateLimited
+from appliance.errors import UserError
+from appliance.mi import DayReport, MiLine
+from appliance.storage import atomic_write_bytes
 
 log = logging.getLogger("appliance.mi")
 

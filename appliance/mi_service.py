@@ -18,13 +18,13 @@ from datetime import date as Date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from .api import SupplierClient
-from .config import ApiConfig
-from .errors import UserError
-from .mi import MiJournal, StockBook, mi_dir
-from .mi_ledger import Ledger, ledger_view, lock_submissions, resolve, submit_day
-from .mi_settings import MiSettings
-from .packs import Pack
+from appliance.api import SupplierClient
+from appliance.config import ApiConfig
+from appliance.errors import UserError
+from appliance.mi import MiJournal, StockBook, mi_dir
+from appliance.mi_ledger import Ledger, ledger_view, lock_submissions, resolve, submit_day
+from appliance.mi_settings import MiSettings
+from appliance.packs import Pack
 
 log = logging.getLogger("appliance.mi")
 

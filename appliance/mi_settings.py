@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import ConfigError
+from appliance.errors import ConfigError
 
 #: kinds of counted use and the default line item pattern for each
 KINDS = ("sheets", "envelope", "insert", "postage")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UserError
-from .returns import Row, apply_rows
-from .status import Status, TransitionError, return_reason
+from appliance.errors import UserError
+from appliance.returns import Row, apply_rows
+from appliance.status import Status, TransitionError, return_reason
 
 
 class ActionRefused(UserError):

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable
 
-from .api import ApiError, ApiUnavailable, NotFound, StatusUpdate, SupplierClient
-from .committer import Committer
-from .errors import UserError
-from .status import reached
-from .store import Store
+from appliance.api import ApiError, ApiUnavailable, NotFound, StatusUpdate, SupplierClient
+from appliance.committer import Committer
+from appliance.errors import UserError
+from appliance.status import reached
+from appliance.store import Store
 
 REFUSED = (400, 404, 422)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from .errors import ConfigError
+from appliance.errors import ConfigError
 
 
 @dataclass(frozen=True)

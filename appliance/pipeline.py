@@ -21,28 +21,28 @@ from typing import Any
 import drivers
 from drivers.base import DeviceEvent, Driver, Work
 
-from . import reprint
-from .api import ApiError, ApiUnavailable, SupplierClient
-from .audit import AuditLog
-from .caps import is_safe_id
-from .committer import Committer
-from .errors import UserError
-from .intake import worker as intake_worker
-from .intake.pool import IntakePool, WorkerDied
-from .intake.settings import IntakeSettings
-from .intake.stage import Intake
-from .marks import marked_path
-from .outbox import OutboxSender
-from .packs import Pack
-from .profile import DeviceSpec, Profile
-from .recovery import recover
-from .routing import PrinterView, capable, choose_printer, waiting_for_room
-from .spool import sweep
-from .status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
-from .store import Store
-from .stuck import overdue
-from .supervisor import Supervisor
-from .verify import PdfFacts, Verdict
+from appliance import reprint
+from appliance.api import ApiError, ApiUnavailable, SupplierClient
+from appliance.audit import AuditLog
+from appliance.caps import is_safe_id
+from appliance.committer import Committer
+from appliance.errors import UserError
+from appliance.intake import worker as intake_worker
+from appliance.intake.pool import IntakePool, WorkerDied
+from appliance.intake.settings import IntakeSettings
+from appliance.intake.stage import Intake
+from appliance.marks import marked_path
+from appliance.outbox import OutboxSender
+from appliance.packs import Pack
+from appliance.profile import DeviceSpec, Profile
+from appliance.recovery import recover
+from appliance.routing import PrinterView, capable, choose_printer, waiting_for_room
+from appliance.spool import sweep
+from appliance.status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
+from appliance.store import Store
+from appliance.stuck import overdue
+from appliance.supervisor import Supervisor
+from appliance.verify import PdfFacts, Verdict
 
 log = logging.getLogger("appliance.pipeline")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from .profile import floor_from_args
+from appliance.profile import floor_from_args
 
 
 def register(sub) -> None:

@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import drivers
-from .config import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
-from .errors import ConfigError
-from .mark_zones import MarksSettings, parse_marks
-from .mi_settings import MiSettings, parse_failure_reasons, parse_mi
-from .reprint import ReprintPolicy, parse_reprint
-from .status import DEFAULT_EVENT_MAP, SETTABLE
-from .verify import VerifyPolicy
+from appliance.config import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
+from appliance.errors import ConfigError
+from appliance.mark_zones import MarksSettings, parse_marks
+from appliance.mi_settings import MiSettings, parse_failure_reasons, parse_mi
+from appliance.reprint import ReprintPolicy, parse_reprint
+from appliance.status import DEFAULT_EVENT_MAP, SETTABLE
+from appliance.verify import VerifyPolicy
 
 
 @dataclass(frozen=True)
@@ -251,8 +251,8 @@ def _marks(path: Path, data: Any, printers: tuple[DeviceSpec, ...],
     """The [marks] zones, checked against the embedded packs: a printer with marks = true
     must have a zone for every embedded pack it can print (packs from packs_dir are
     checked when a letter comes; one without a zone is held for an operator)."""
-    from .packs import load_packs
-    from .routing import why_not  # routing imports this module
+    from appliance.packs import load_packs
+    from appliance.routing import why_not  # routing imports this module
 
     packs = load_packs()
     marks = parse_marks(path, data, {p.id: p.paper_size for p in packs.values()})

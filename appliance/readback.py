@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from .markcode import decode
+from appliance.markcode import decode
 
 #: The text an inserter sends for a sheet whose mark it could not read.
 UNREADABLE_MARK = "?"

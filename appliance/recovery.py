@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from drivers.base import DeviceEvent
 
 if TYPE_CHECKING:
-    from .pipeline import Pipeline
+    from appliance.pipeline import Pipeline
 
 #: Reconcile answers meaning "the device still holds this job and will report on it".
 STILL_AT_DEVICE = frozenset({"job.queued", "job.processing", "job.held", "job.stopped"})

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
+from appliance.errors import ConfigError
 
 #: Device event kinds whose piece the pipeline may reprint (with action "reprint").
 SPOILED_KINDS = ("piece.suspect", "piece.diverted")

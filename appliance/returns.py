@@ -21,7 +21,7 @@ import io
 from dataclasses import asdict, dataclass
 from typing import Any, Iterable
 
-from .status import RETURN_REASONS, Status, TransitionError, return_reason
+from appliance.status import RETURN_REASONS, Status, TransitionError, return_reason
 
 TRACKING_STATUSES = (Status.DELIVERED.value, Status.FORWARDED.value, Status.RETURNED.value)
 MAX_ID = 128

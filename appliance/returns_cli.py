@@ -13,11 +13,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .config import DEFAULT_CONFIG_PATH
-from .control import DEFAULT_SOCKET, DaemonNotRunning, call
-from .errors import UserError
-from .returns import Parsed, apply_rows, parse_returns, parse_tracking_csv, summary
-from .status import RETURN_REASONS
+from appliance.config import DEFAULT_CONFIG_PATH
+from appliance.control import DEFAULT_SOCKET, DaemonNotRunning, call
+from appliance.errors import UserError
+from appliance.returns import Parsed, apply_rows, parse_returns, parse_tracking_csv, summary
+from appliance.status import RETURN_REASONS
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 CHUNK = 5000  # rows per control request (keeps each request line well under its cap)
@@ -73,8 +73,8 @@ def apply(parsed: Parsed, socket: str, config: str) -> tuple[list[dict], str]:
         return results, "sent to the running daemon"
     except DaemonNotRunning:
         pass
-    from .config import load_config
-    from .store import Store
+    from appliance.config import load_config
+    from appliance.store import Store
 
     cfg = load_config(config)
     with Store(cfg.state_dir) as store:  # locked: refuses if a daemon owns it after all

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .packs import Pack
-from .profile import PrinterCaps
+from appliance.packs import Pack
+from appliance.profile import PrinterCaps
 
 #: Printer states that may take new jobs.
 ROUTABLE_STATES = frozenset({"idle", "busy"})

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from .profile import floor_from_args
+from appliance.profile import floor_from_args
 
 FRESH_SECONDS = 10.0
 

@@ -36,12 +36,12 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tinydb import TinyDB
 
-from .errors import UserError
-from .status import (
+from appliance.errors import UserError
+from appliance.status import (
     NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, Status, TransitionError, check_transition,
     is_final, validate_reason,
 )
-from .storage import Archive, AtomicJSONStorage, CorruptFile, bak_path, private_dir
+from appliance.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path, private_dir
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .packs import Pack
-from .status import REJECT_REASONS
+from appliance.packs import Pack
+from appliance.status import REJECT_REASONS
 
 #: Refuse to count beyond this many pages: a hostile PDF must not pin the CPU.
 MAX_PAGES = 1000

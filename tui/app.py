@@ -10,13 +10,13 @@ from textual.binding import Binding
 
 from appliance.control import ControlClient, ControlError, DaemonNotRunning
 
-from .screens.audit import AuditScreen
-from .screens.dashboard import DashboardScreen
-from .screens.help import HelpScreen
-from .screens.letters import LettersScreen
-from .screens.log import LogScreen
-from .screens.mi import MiScreen
-from .screens.returns import ReturnsScreen
+from tui.screens.audit import AuditScreen
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.help import HelpScreen
+from tui.screens.letters import LettersScreen
+from tui.screens.log import LogScreen
+from tui.screens.mi import MiScreen
+from tui.screens.returns import ReturnsScreen
 
 
 class ConsoleApp(App):

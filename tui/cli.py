@@ -23,7 +23,7 @@ async def _check(path: str) -> None:
 
 def cmd_tui(args) -> int:
     asyncio.run(_check(args.socket))
-    from .app import ConsoleApp
+    from tui.app import ConsoleApp
 
     ConsoleApp(args.socket).run()
     return 0

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
-from .hosts import HostPolicy, HostRefused
+from appliance.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
+from appliance.intake.hosts import HostPolicy, HostRefused
 
 CHUNK = 64 * 1024
 #: Error answers are read only for their S3 <Code>.

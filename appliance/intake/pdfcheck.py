@@ -25,7 +25,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from ..verify import PdfFacts
+from appliance.verify import PdfFacts
 
 #: A complete PDF ends with %%EOF; writers may add a little whitespace or junk after it.
 EOF_WINDOW = 1024

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from pebble import ProcessExpired, ProcessPool
 
-from .settings import IntakeSettings
+from appliance.intake.settings import IntakeSettings
 
 log = logging.getLogger("appliance.intake")
 
@@ -73,7 +73,7 @@ class IntakePool:
         ctx = multiprocessing.get_context("forkserver")
         with _preload_lock:
             ctx.set_forkserver_preload([WORKER_MODULE])
-        from . import worker
+        from appliance.intake import worker
 
         self._pool = ProcessPool(
             max_workers=self.settings.processes, max_tasks=self.settings.tasks_per_worker,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from .faults import RetryPolicy
+from appliance.intake.faults import RetryPolicy
 
 
 def default_workers() -> int:

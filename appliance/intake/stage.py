@@ -31,18 +31,18 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from ..api import ApiError, ApiUnavailable, SupplierClient
-from ..auth import TokenError
-from ..errors import UserError
-from ..packs import Pack
-from ..verify import PdfFacts, Verdict, VerifyPolicy, judge
-from . import faults
-from .faults import Decision, Fault, FaultClass
-from .fetch import FetchLimits, redact
-from .pdfcheck import CheckLimits
-from .pool import IntakePool, WorkerDied
-from .settings import IntakeSettings
-from .worker import check_task, fetch_task
+from appliance.api import ApiError, ApiUnavailable, SupplierClient
+from appliance.auth import TokenError
+from appliance.errors import UserError
+from appliance.packs import Pack
+from appliance.verify import PdfFacts, Verdict, VerifyPolicy, judge
+from appliance.intake import faults
+from appliance.intake.faults import Decision, Fault, FaultClass
+from appliance.intake.fetch import FetchLimits, redact
+from appliance.intake.pdfcheck import CheckLimits
+from appliance.intake.pool import IntakePool, WorkerDied
+from appliance.intake.settings import IntakeSettings
+from appliance.intake.worker import check_task, fetch_task
 
 #: CPU a download may use (hashing, decoding gzip): far below a check's budget.
 FETCH_CPU_SECONDS = 10.0

@@ -15,9 +15,9 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from .fetch import FetchFault, FetchLimits, TooLarge, fetch
-from .hosts import HostPolicy
-from .pdfcheck import CheckLimits, check_pdf
+from appliance.intake.fetch import FetchFault, FetchLimits, TooLarge, fetch
+from appliance.intake.hosts import HostPolicy
+from appliance.intake.pdfcheck import CheckLimits, check_pdf
 
 
 def init_worker(memory_bytes: int) -> None:
@@ -85,8 +85,8 @@ def check_task(job: dict) -> dict:
 
 def mark_task(job: dict) -> dict:
     """Overlay sheet marks on a verified PDF (``appliance.marks.mark_pdf``) under the limits."""
-    from ..marks import mark_pdf
-    from ..mark_zones import ClearZone
+    from appliance.marks import mark_pdf
+    from appliance.mark_zones import ClearZone
 
     _cpu_budget(job["cpu_seconds"])
     try:

@@ -1,9 +1,9 @@
 """A strict, stateful local stand-in for the NHS Notify Supplier API (see server.py)."""
 
-from .letters import SandboxLetter
-from .model import Faults, RequestRecord, SandboxOptions
-from .runner import run_in_thread
-from .server import Sandbox
+from appliance.sandbox.letters import SandboxLetter
+from appliance.sandbox.model import Faults, RequestRecord, SandboxOptions
+from appliance.sandbox.runner import run_in_thread
+from appliance.sandbox.server import Sandbox
 
 __all__ = ["Sandbox", "SandboxOptions", "RequestRecord", "SandboxLetter", "Faults",
            "run_in_thread"]

@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import signal
 
-from .model import SandboxOptions
-from .server import Sandbox
+from appliance.sandbox.model import SandboxOptions
+from appliance.sandbox.server import Sandbox
 
 
 def register(sub: argparse._SubParsersAction) -> None:

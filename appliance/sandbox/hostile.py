@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from . import bodies
-from .bombs import gzip_of_repeats
-from .httpserver import Request, Response
+from appliance.sandbox import bodies
+from appliance.sandbox.bombs import gzip_of_repeats
+from appliance.sandbox.httpserver import Request, Response
 
 if TYPE_CHECKING:
-    from .server import Sandbox
+    from appliance.sandbox.server import Sandbox
 
 #: mode -> what the answer is
 MODES = {

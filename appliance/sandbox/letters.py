@@ -14,8 +14,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..packs import Pack, load_packs
-from .pdfgen import make_corrupt, make_pdf
+from appliance.packs import Pack, load_packs
+from appliance.sandbox.pdfgen import make_corrupt, make_pdf
 
 #: Packs letters are spread over: plain, colour, C4, admail, braille, client, first class.
 SPREAD = (

@@ -20,13 +20,13 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from ..packs import load_packs
-from . import bodies, storage, validation
-from .auth import TokenRefused
-from .httpserver import Request, Response
+from appliance.packs import load_packs
+from appliance.sandbox import bodies, storage, validation
+from appliance.sandbox.auth import TokenRefused
+from appliance.sandbox.httpserver import Request, Response
 
 if TYPE_CHECKING:
-    from .server import Sandbox
+    from appliance.sandbox.server import Sandbox
 
 MAX_LIMIT = 2500
 _DIGITS = re.compile(r"^[0-9]+$")

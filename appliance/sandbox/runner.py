@@ -7,8 +7,8 @@ import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from .model import SandboxOptions
-from .server import Sandbox
+from appliance.sandbox.model import SandboxOptions
+from appliance.sandbox.server import Sandbox
 
 
 @contextmanager

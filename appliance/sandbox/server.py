@@ -20,13 +20,13 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from ..errors import UserError
-from . import bodies, hostile, routes
-from .auth import TokenIssuer
-from .httpserver import Request, Response, serve_connection
-from .letters import LetterFactory, SandboxLetter
-from .model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions
-from .pdfgen import make_pdf
+from appliance.errors import UserError
+from appliance.sandbox import bodies, hostile, routes
+from appliance.sandbox.auth import TokenIssuer
+from appliance.sandbox.httpserver import Request, Response, serve_connection
+from appliance.sandbox.letters import LetterFactory, SandboxLetter
+from appliance.sandbox.model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions
+from appliance.sandbox.pdfgen import make_pdf
 
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
 log = logging.getLogger(__name__)

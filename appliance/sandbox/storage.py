@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import gzip
 
-from . import bodies
-from .bombs import gzip_of_repeats
-from .httpserver import Response
+from appliance.sandbox import bodies
+from appliance.sandbox.bombs import gzip_of_repeats
+from appliance.sandbox.httpserver import Response
 
 XML = [("Content-Type", "application/xml")]
 

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from ..widgets.labels import clock
+from tui.widgets.labels import clock
 
 COLUMNS = ("inserter", "batch", "expected", "enclosed", "diverted", "reprinted", "held", "outstanding", "last")
 

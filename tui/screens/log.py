@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.screen import Screen
 from textual.widgets import Footer, Header, RichLog
 
-from ..widgets.labels import clock
+from tui.widgets.labels import clock
 
 
 def describe(ev: dict) -> str:

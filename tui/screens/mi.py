@@ -13,7 +13,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from .confirm import ConfirmScreen
+from tui.screens.confirm import ConfirmScreen
 
 
 def line_state(row: dict) -> str:

@@ -11,7 +11,7 @@ from textual.widgets.option_list import Option
 
 from appliance.status import RETURN_REASONS
 
-from .confirm import ConfirmScreen
+from tui.screens.confirm import ConfirmScreen
 
 
 class ReturnsScreen(Screen):
