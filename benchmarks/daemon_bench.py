@@ -27,8 +27,8 @@ from urllib.request import Request, urlopen
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from appliance.demo import demo_profile_path  # noqa: E402
-from appliance.store import Store  # noqa: E402
+from appliance.runtime.demo import demo_profile_path  # noqa: E402
+from appliance.store.store import Store  # noqa: E402
 
 
 def build_history(state: Path, known: int) -> float:

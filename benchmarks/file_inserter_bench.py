@@ -23,10 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from appliance.packs import load_packs  # noqa: E402
+from appliance.core.packs import load_packs  # noqa: E402
 from drivers.base import Work  # noqa: E402
-from drivers.file_inserter import FileInserter  # noqa: E402
-from drivers.file_inserter_format import render_results  # noqa: E402
+from drivers.files.inserter import FileInserter  # noqa: E402
+from drivers.files.format import render_results  # noqa: E402
 
 
 async def bench(pieces: int, batch: int) -> dict:

@@ -96,12 +96,12 @@ code, letters, rate, workers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
 sys.path.insert(0, code)
 sys.path.insert(0, os.path.join(code, "benchmarks"))
 from ingest_bench import FAST_FLOOR
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
-from appliance.store import Store
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
+from appliance.store.store import Store
 sys.path.insert(0, sys.argv[5])
 from intake_bench import tree_cpu
 
@@ -192,7 +192,7 @@ def _bombs(quick: bool) -> list[bytes]:
 
 def run_daemon(good: int, hostile: bool, quick: bool, workers: int) -> dict:
     sys.path.insert(0, str(ROOT))
-    from appliance.demo import demo_profile_path
+    from appliance.runtime.demo import demo_profile_path
     from appliance.sandbox import SandboxOptions, run_in_thread
 
     with run_in_thread(SandboxOptions(letters=0, bad_ratio=0, seed=11)) as sb, \

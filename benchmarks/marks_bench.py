@@ -1,7 +1,7 @@
 """Sheet-mark overlay cost: milliseconds per page to write a letter's marked copy.
 
 Marks sandbox letters of 1, 3 and 10 sheets (duplex, so 2, 6 and 20 pages; one code per
-sheet) with ``appliance.marks.mark_pdf`` and prints one JSON line:
+sheet) with ``appliance.marks.overlay.mark_pdf`` and prints one JSON line:
   ms_per_page[sheets]    median over repeats of (time to mark the letter) / pages
   ms_per_sheet[sheets]   the same per sheet (one code each)
   ms_per_letter[sheets]  median time to mark the whole letter
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.marks import ClearZone, mark_pdf  # noqa: E402
+from appliance.marks.overlay import ClearZone, mark_pdf  # noqa: E402
 from appliance.sandbox.pdfgen import make_pdf  # noqa: E402
 
 LETTER = "0123456789abcdef0123456789abcdef"

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pypdf import PdfWriter  # noqa: E402
 
-from appliance.packs import load_packs  # noqa: E402
+from appliance.core.packs import load_packs  # noqa: E402
 from drivers.base import Work  # noqa: E402
-from drivers.cups import CupsPrinter  # noqa: E402
+from drivers.cups.printer import CupsPrinter  # noqa: E402
 from drivers.sim.cups_floor import CupsSandbox, missing_binaries, sandbox_root  # noqa: E402
 
 

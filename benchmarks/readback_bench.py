@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.audit import AuditLog  # noqa: E402
-from appliance.markcode import encode  # noqa: E402
-from appliance.readback import judge  # noqa: E402
+from appliance.pipeline.audit import AuditLog  # noqa: E402
+from appliance.core.markcode import encode  # noqa: E402
+from appliance.core.readback import judge  # noqa: E402
 from drivers.base import DeviceEvent  # noqa: E402
 
 FLOOR = Path(__file__).resolve().parent.parent / "hardware-profiles" / "serial-floor.toml"
@@ -61,13 +61,13 @@ def bench_audit(folder: Path) -> tuple[float, float]:
 
 
 async def bench_floor(tmp: Path, letters: int, every: int, readback: bool = True) -> dict:
-    from appliance.api import SupplierClient
-    from appliance.config import sandbox_api
-    from appliance.packs import load_packs
-    from appliance.pipeline import Pipeline, PipelineSettings
-    from appliance.profile import load_profile
+    from appliance.api.client import SupplierClient
+    from appliance.config.settings import sandbox_api
+    from appliance.core.packs import load_packs
+    from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+    from appliance.config.profile import load_profile
     from appliance.sandbox import Sandbox, SandboxOptions
-    from appliance.store import Store
+    from appliance.store.store import Store
 
     faults = ", ".join(f'"{name}={every * (i + 1)}"' for i, name in enumerate(
         ("read_missing_at", "read_foreign_at", "read_duplicate_at", "read_unreadable_at", "read_stale_at")))

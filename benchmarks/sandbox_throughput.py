@@ -79,7 +79,7 @@ def main() -> int:
     args = ap.parse_args()
     setup_start = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "sandbox", "--port", "0",
+        [sys.executable, "-m", "appliance", "sandbox", "--port", "0",
          "--letters", str(args.letters), "--bad-ratio", "0.1"],
         stdout=subprocess.PIPE, text=True)
     try:

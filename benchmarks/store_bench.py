@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.store import Store  # noqa: E402
+from appliance.store.store import Store  # noqa: E402
 
 LIFECYCLE = ("ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED")
 

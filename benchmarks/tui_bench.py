@@ -47,7 +47,7 @@ from daemon_bench import build_history, start_sandbox  # noqa: E402
 from ingest_bench import FAST_FLOOR  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
-from appliance.control import ControlClient, DaemonNotRunning, _dumps  # noqa: E402
+from appliance.control.server import ControlClient, DaemonNotRunning, _dumps  # noqa: E402
 from tui.app import ConsoleApp  # noqa: E402
 from tui.screens.dashboard import DashboardScreen  # noqa: E402
 from tui.screens.detail import LetterDetailScreen  # noqa: E402

@@ -9,11 +9,11 @@ from __future__ import annotations
 import importlib
 
 REGISTRY: dict[tuple[str, str], str] = {
-    ("printer", "file"): "drivers.filesink:FilePrinter",
-    ("printer", "cups"): "drivers.cups:CupsPrinter",
-    ("inserter", "serial"): "drivers.serial_line:SerialInserter",
-    ("inserter", "files"): "drivers.file_inserter:FileInserter",
-    ("franker", "serial"): "drivers.serial_line:SerialFranker",
+    ("printer", "file"): "drivers.files.printer:FilePrinter",
+    ("printer", "cups"): "drivers.cups.printer:CupsPrinter",
+    ("inserter", "serial"): "drivers.serial.finisher:SerialInserter",
+    ("inserter", "files"): "drivers.files.inserter:FileInserter",
+    ("franker", "serial"): "drivers.serial.finisher:SerialFranker",
     ("inserter", "sim"): "drivers.sim.finishing:SimInserter",
     ("franker", "sim"): "drivers.sim.finishing:SimFranker",
 }

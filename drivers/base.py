@@ -3,7 +3,7 @@
 Drivers are the only code that touches devices.  The pipeline hands a driver ``Work``
 (``submit``), and the driver reports what really happened through ``DeviceEvent``s passed
 to the ``emit`` callback it was built with.  Event kinds are the normalised ones in
-``appliance.status.EVENT_KINDS`` plus two device-level kinds: ``device.state`` (state or
+``appliance.core.status.EVENT_KINDS`` plus two device-level kinds: ``device.state`` (state or
 counters changed) and ``device.alert`` (something a person must see).
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
-from appliance.packs import Pack
-from appliance.supervisor import Factory, Supervisor
+from appliance.core.packs import Pack
+from appliance.core.supervisor import Factory, Supervisor
 
 
 @dataclass(frozen=True)

@@ -11,14 +11,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.demo import demo_profile_path
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.runtime.demo import demo_profile_path
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 
 FINAL = {"DISPATCHED", "REJECTED", "FAILED", "CANCELLED"}
 

@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from appliance.cli import main
+from appliance.cli.main import main
 from appliance.sandbox import SandboxOptions, run_in_thread
 
 
@@ -109,7 +109,7 @@ def test_unreachable_url_one_line_no_traceback():
         port = s.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.run(
-        [sys.executable, "-m", "appliance.cli", "api", "--base-url", url, "--retries", "0", "status"],
+        [sys.executable, "-m", "appliance", "api", "--base-url", url, "--retries", "0", "status"],
         capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
     assert proc.returncode != 0 and proc.stdout == ""

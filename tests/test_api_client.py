@@ -12,7 +12,7 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from appliance.api import (
+from appliance.api.client import (
     ApiError,
     ApiUnavailable,
     NotFound,
@@ -24,8 +24,8 @@ from appliance.api import (
     chunk_updates,
     parse_retry_after,
 )
-from appliance.config import sandbox_api
-from appliance.ratelimit import RateLimiter, max_in_window
+from appliance.config.settings import sandbox_api
+from appliance.api.ratelimit import RateLimiter, max_in_window
 from appliance.sandbox import Sandbox, SandboxOptions
 
 JSONAPI = "application/vnd.api+json"

@@ -10,15 +10,15 @@ import time
 import pytest
 from textual.widgets import DataTable, Static
 
-from appliance.api import SupplierClient
-from appliance.cli import main as cli_main
-from appliance.config import sandbox_api
-from appliance.control import ControlClient, ControlServer
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.cli.main import main as cli_main
+from appliance.config.settings import sandbox_api
+from appliance.control.server import ControlClient, ControlServer
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 from tests.test_control import sock_dir  # noqa: F401  (fixture)
 from tests.test_readback_e2e import _profile, _settled
 from tui.app import ConsoleApp

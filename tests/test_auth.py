@@ -14,16 +14,16 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from appliance.api import ApiError, SupplierClient
-from appliance.auth import (
+from appliance.api.client import ApiError, SupplierClient
+from appliance.api.auth import (
     TokenError,
     TokenProvider,
     load_private_key,
     make_client_assertion,
     parse_expires_in,
 )
-from appliance.config import ApiConfig
-from appliance.errors import UserError
+from appliance.config.settings import ApiConfig
+from appliance.core.errors import UserError
 from appliance.sandbox import Sandbox, SandboxOptions
 
 TOKEN_URL = "https://int.api.service.nhs.uk/oauth2/token"

@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.cli import main as cli_main
-from appliance.config import sandbox_api
-from appliance.control import ControlClient, ControlError, ControlServer, DaemonNotRunning
-from appliance.demo import demo_profile_path
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.cli.main import main as cli_main
+from appliance.config.settings import sandbox_api
+from appliance.control.server import ControlClient, ControlError, ControlServer, DaemonNotRunning
+from appliance.runtime.demo import demo_profile_path
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 
 
 @pytest.fixture
@@ -149,7 +149,7 @@ async def test_two_consoles_see_the_same_events(daemon):
 
 async def test_slow_console_is_dropped_printing_goes_on(daemon, monkeypatch):
     sb, pipe, server, path = daemon
-    monkeypatch.setattr("appliance.control.EVENT_QUEUE", 2)
+    monkeypatch.setattr("appliance.control.server.EVENT_QUEUE", 2)
     reader, writer = await asyncio.open_unix_connection(path)
     writer.write(b'{"id":1,"cmd":"subscribe"}\n')
     await writer.drain()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader
 
-from appliance.packs import load_packs
+from appliance.core.packs import load_packs
 from appliance.sandbox.pdfgen import make_pdf
 from drivers.base import Work
 from tests.test_cups_driver import Events
@@ -64,7 +64,7 @@ def new_files(em, before: list[Path]) -> list[Path]:
 
 
 async def start_batch_driver(sb, queue: str, tmp_path: Path, **settings):
-    from drivers.cups import CupsPrinter
+    from drivers.cups.printer import CupsPrinter
 
     events = Events()
     drv = CupsPrinter(queue, {"server": sb.server, "notify_seconds": 0.1, "poll_seconds": 1.0,

@@ -6,10 +6,10 @@ import struct
 
 import pytest
 
-from appliance.errors import ConfigError, UserError
-from drivers.cups import CupsPrinter
-from drivers.cups_batch import Manifest, covered, layout
-from drivers.ipp_device import ENUM, INTEGER, KEYWORD, NAME, decode, encode, http_url, jobs_of
+from appliance.core.errors import ConfigError, UserError
+from drivers.cups.printer import CupsPrinter
+from drivers.cups.batch import Manifest, covered, layout
+from drivers.cups.device import ENUM, INTEGER, KEYWORD, NAME, decode, encode, http_url, jobs_of
 
 
 def test_layout_counts_sides_and_sheets_cumulatively():

@@ -7,8 +7,10 @@ import json
 
 import pytest
 
-from appliance import doctor, printers_cli
-from appliance.profile import load_profile
+from appliance.runtime import doctor
+
+from appliance.cli import printers as printers_cli
+from appliance.config.profile import load_profile
 
 pytestmark = pytest.mark.cups
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from pypdf import PdfWriter
 
-from appliance.packs import load_packs
+from appliance.core.packs import load_packs
 from drivers.base import DeviceEvent, Work
-from drivers.cups import CupsPrinter
-from drivers.cups_ipp import CANCELED, COMPLETED
+from drivers.cups.printer import CupsPrinter
+from drivers.cups.ipp import CANCELED, COMPLETED
 
 pytestmark = pytest.mark.cups
 
@@ -278,8 +278,8 @@ async def test_missing_queue_is_offline_with_the_fix(cups_fleet, tmp_path):
 async def test_subscription_left_by_a_killed_run_is_cancelled_at_the_next_start(cups_fleet, tmp_path):
     import cups
 
-    from drivers.cups import EVENTS
-    from drivers.cups_session import connect
+    from drivers.cups.printer import EVENTS
+    from drivers.cups.session import connect
 
     uri = "ipp://localhost/printers/press-colour"
     conn = connect(cups_fleet.server)
@@ -314,7 +314,7 @@ async def test_restart_sees_every_job_past_cupsds_500_job_answer_cap(cups_sandbo
     cups_sandbox.add_printer("busy-press")
     cups_sandbox.run("cupsdisable", "busy-press")  # jobs stay queued, none printed
     pdf = make_pdf(tmp_path / "one.pdf", 1)
-    from drivers.cups_session import connect
+    from drivers.cups.session import connect
     conn = connect(cups_sandbox.server)
     try:
         names = [f"bulk-{i:04d}" for i in range(520)]
@@ -333,8 +333,8 @@ async def test_restart_sees_every_job_past_cupsds_500_job_answer_cap(cups_sandbo
 async def test_restart_cancels_a_job_the_last_run_died_submitting_and_sends_the_letter_again(cups_fleet, tmp_path):
     """Killed between creating the CUPS job and sending its document: CUPS holds that job
     ("job-incoming", no document) for ever.  It must not pass for a letter at the printer."""
-    from drivers.cups_ipp import CANCELED
-    from drivers.cups_session import connect
+    from drivers.cups.ipp import CANCELED
+    from drivers.cups.session import connect
 
     conn = connect(cups_fleet.server)
     lid = letter_id("halfsent")

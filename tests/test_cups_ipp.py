@@ -4,11 +4,11 @@ import dataclasses
 
 import pytest
 
-from appliance.errors import ConfigError
-from appliance.packs import load_packs
-from drivers.cups_ipp import (PrinterFacts, alert_worthy, blocking, device_state, ipp_options, job_event,
+from appliance.core.errors import ConfigError
+from appliance.core.packs import load_packs
+from drivers.cups.ipp import (PrinterFacts, alert_worthy, blocking, device_state, ipp_options, job_event,
                               reasons_of, split_reason)
-from drivers.cups_session import split_server
+from drivers.cups.session import split_server
 
 PACKS = load_packs()
 
@@ -80,14 +80,14 @@ def test_server_setting():
 
 
 def test_bad_policy_is_a_one_line_config_error(tmp_path):
-    from drivers.cups import CupsPrinter
+    from drivers.cups.printer import CupsPrinter
 
     with pytest.raises(ConfigError, match="on_stall: must be one of wait, reroute"):
         CupsPrinter("p", {"on_stall": "explode"}, lambda e: None, state_dir=tmp_path)
 
 
 def test_restart_matching_by_job_name():
-    from drivers.cups_match import NamesHidden, match_jobs
+    from drivers.cups.match import NamesHidden, match_jobs
 
     def job(name, state, reasons="none", queue="press"):
         return {"job-name": name, "job-state": state, "job-state-reasons": reasons,

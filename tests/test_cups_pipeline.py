@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
-from appliance.routing import why_not
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
+from appliance.core.routing import why_not
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 
 pytestmark = pytest.mark.cups
 
@@ -234,7 +234,7 @@ async def test_a_full_printer_takes_no_more_letters_until_one_finishes(cups_sand
 
 
 async def test_operator_cancel_takes_back_a_job_the_printer_has_not_started(cups_sandbox, tmp_path):
-    from appliance.operator import Operator
+    from appliance.pipeline.operator import Operator
 
     em = cups_sandbox.add_printer("cancel-take-back", colour=True)
     em.hold()

@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.errors import ConfigError
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.core.errors import ConfigError
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
-from appliance.store import Store
+from appliance.store.store import Store
 from drivers.base import DeviceEvent, Work
-from drivers.file_inserter import FileInserter
-from drivers.file_inserter_format import RESULT_COLUMNS, parse_results, render_results
+from drivers.files.inserter import FileInserter
+from drivers.files.format import RESULT_COLUMNS, parse_results, render_results
 from drivers.sim.file_inserter import FileInserterSim, SimOptions
 from tests.test_pipeline_e2e import GOOD_PATH, check_sandbox_outcome
 
@@ -457,7 +457,7 @@ def test_profile_errors_are_one_line(tmp_path):
 
 
 def test_missing_or_unwritable_folders_fail_at_start_and_in_doctor(tmp_path):
-    from appliance.doctor import run_checks
+    from appliance.runtime.doctor import run_checks
 
     profile = load_profile(floor_profile(tmp_path))
     (spec,) = profile.inserters

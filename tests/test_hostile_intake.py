@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from appliance.control import call
-from appliance.demo import demo_profile_path
+from appliance.control.server import call
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import SandboxOptions, run_in_thread
 from appliance.sandbox.pdfgen import make_pdf
 from tests import hostile_pdfs

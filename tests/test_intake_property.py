@@ -16,7 +16,7 @@ from appliance.intake.pool import IntakePool, WorkerDied
 from appliance.intake.settings import IntakeSettings
 from appliance.intake.worker import check_task
 from appliance.sandbox.pdfgen import make_pdf
-from appliance.verify import PdfFacts
+from appliance.core.verify import PdfFacts
 from tests import hostile_pdfs
 
 TASK_SECONDS = 10.0

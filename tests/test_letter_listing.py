@@ -1,8 +1,8 @@
 """The letters listing pages hot and archived letters together: every letter once, right totals."""
 
-from appliance.control import ControlServer
-from appliance.letter_listing import archived_page
-from appliance.store import Store
+from appliance.control.server import ControlServer
+from appliance.control.listing import archived_page
+from appliance.store.store import Store
 
 ARCHIVED = {f"L{i:03d}": ("REJECTED" if i % 4 == 0 else "DISPATCHED") for i in range(20)}
 COUNTS = {"REJECTED": 5, "DISPATCHED": 15}

@@ -2,7 +2,7 @@
 
 import pytest
 
-from appliance.markcode import Mark, decode, encode
+from appliance.core.markcode import Mark, decode, encode
 
 
 def test_round_trip():

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.demo import demo_profile_path
-from appliance.mi_service import MiService, mi_client
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.runtime.demo import demo_profile_path
+from appliance.mi.service import MiService, mi_client
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 
 MI_TABLE = """
 [mi]
@@ -161,7 +161,7 @@ async def test_cli_preview_and_csv_export_without_daemon(floor_run, tmp_path):
     import asyncio
     import csv
 
-    from appliance.cli import main as cli_main
+    from appliance.cli.main import main as cli_main
 
     sb, mi, state, profile, packs = floor_run
     cfg = tmp_path / "appliance.toml"

@@ -4,9 +4,9 @@ from datetime import time
 
 import pytest
 
-from appliance.demo import demo_profile_path
-from appliance.errors import ConfigError
-from appliance.profile import load_profile
+from appliance.runtime.demo import demo_profile_path
+from appliance.core.errors import ConfigError
+from appliance.config.profile import load_profile
 
 BASE = demo_profile_path().read_text()
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 from textual.widgets import DataTable, Static
 
-from appliance.api import SupplierClient
-from appliance.cli import main as cli_main
-from appliance.config import sandbox_api
-from appliance.control import ControlClient, ControlError, ControlServer
-from appliance.mi_service import MiService, mi_client
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.cli.main import main as cli_main
+from appliance.config.settings import sandbox_api
+from appliance.control.server import ControlClient, ControlError, ControlServer
+from appliance.mi.service import MiService, mi_client
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 from tests.test_mi import floor_profile
 from tui.app import ConsoleApp
 from tui.screens.confirm import ConfirmScreen

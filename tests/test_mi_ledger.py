@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import sandbox_api
-from appliance.errors import UserError
-from appliance.mi_ledger import Ledger, SubmissionBusy, lock_submissions
-from appliance.mi_service import MiService, mi_client
-from appliance.mi_settings import MiSettings
-from appliance.packs import load_packs
+from appliance.config.settings import sandbox_api
+from appliance.core.errors import UserError
+from appliance.mi.ledger import Ledger, SubmissionBusy, lock_submissions
+from appliance.mi.service import MiService, mi_client
+from appliance.mi.settings import MiSettings
+from appliance.core.packs import load_packs
 from appliance.sandbox import Sandbox, SandboxOptions
 
 SETTINGS = MiSettings(timezone="UTC", sheets="sheets", allow_default_names=True)

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.demo import demo_profile_path
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.runtime.demo import demo_profile_path
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
-from appliance.store import Store
+from appliance.store.store import Store
 
 GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
 

@@ -5,17 +5,17 @@ import json
 import time
 from collections import Counter
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.demo import demo_profile_path
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.runtime.demo import demo_profile_path
 import pytest
 
-from appliance.operator import ActionRefused, Operator
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.pipeline.operator import ActionRefused, Operator
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 
 
 async def make(tmp_path, letters=12, **settings):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from appliance.markcode import encode
-from appliance.readback import COMPLETE, REASONS, hand_pulled, judge
+from appliance.core.markcode import encode
+from appliance.core.readback import COMPLETE, REASONS, hand_pulled, judge
 
 
 def m(k, n=3, run=41, letter="L-1"):

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.audit import AuditLog, to_csv
-from appliance.config import sandbox_api
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
+from appliance.api.client import SupplierClient
+from appliance.pipeline.audit import AuditLog, to_csv
+from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
-from appliance.store import Store
+from appliance.store.store import Store
 from tests.test_pipeline_e2e import GOOD_PATH
 
 FLOOR = Path(__file__).parent.parent / "hardware-profiles" / "serial-floor.toml"
@@ -148,7 +148,7 @@ async def test_audit_survives_a_restart_and_exports_csv(tmp_path, capsys):
                                                    "reprinted", "held", "outstanding")]
     assert first[8].endswith("Z") and "T" in first[8]
     # the CLI reads the same facts from a stopped appliance's state directory
-    from appliance.cli import main as cli_main
+    from appliance.cli.main import main as cli_main
     capsys.readouterr()
     assert cli_main(["audit", "--state", str(tmp_path / "state"), "--csv", "-"]) == 0
     assert capsys.readouterr().out == text

@@ -3,7 +3,7 @@ and the serial inserter decides each envelope from those bytes."""
 
 import pytest
 
-from appliance.errors import ConfigError
+from appliance.core.errors import ConfigError
 from drivers.base import Work
 from drivers.sim.serial_devices import Faults
 from tests.test_serial_devices import PACK, Rig, rigs  # noqa: F401  (fixture)
@@ -90,7 +90,7 @@ def test_readback_needs_a_read_rule(tmp_path):
     start = text.index('[[event]]\non = "read"')
     end = text.index("[[event]]", start + 5)
     proto.write_text(text[:start] + text[end:])
-    from drivers.serial_line import SerialInserter
+    from drivers.serial.finisher import SerialInserter
     with pytest.raises(ConfigError, match='readback: .* has no \\[\\[event\\]\\] on = "read"'):
         SerialInserter("ins", {"port": "/dev/null", "protocol": str(proto), "readback": True}, print,
                        state_dir=tmp_path)

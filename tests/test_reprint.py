@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
-from appliance.api import SupplierClient
-from appliance.config import sandbox_api
-from appliance.errors import ConfigError
-from appliance.packs import load_packs
-from appliance.pipeline import Pipeline, PipelineSettings
-from appliance.profile import load_profile
-from appliance.reprint import ReprintPolicy, decide, stale_run, wants_reprint
-from appliance.status import Status
-from appliance.store import Store
+from appliance.api.client import SupplierClient
+from appliance.config.settings import sandbox_api
+from appliance.core.errors import ConfigError
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.config.profile import load_profile
+from appliance.pipeline.reprint import ReprintPolicy, decide, stale_run, wants_reprint
+from appliance.core.status import Status
+from appliance.store.store import Store
 from drivers.base import DeviceEvent
 
 FLOOR = Path(__file__).parent.parent / "hardware-profiles" / "serial-floor.toml"

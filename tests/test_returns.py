@@ -6,10 +6,10 @@ import dataclasses
 
 import pytest
 
-from appliance.cli import main as cli_main
-from appliance.control import ControlClient, ControlError
-from appliance.returns import parse_returns, parse_tracking_csv
-from appliance.store import Store
+from appliance.cli.main import main as cli_main
+from appliance.control.server import ControlClient, ControlError
+from appliance.core.returns import parse_returns, parse_tracking_csv
+from appliance.store.store import Store
 from tests.test_control import daemon, sock_dir  # noqa: F401  (fixtures)
 
 BAD_REASONS = ["R11", "R00", "R1", "X01", "", " ", "Deceased", "R01 Addressee gone away", "r01x", "R010",

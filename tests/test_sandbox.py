@@ -14,10 +14,10 @@ import httpx
 import pypdf
 import pytest
 
-from appliance.errors import UserError
-from appliance.packs import load_packs
+from appliance.core.errors import UserError
+from appliance.core.packs import load_packs
 from appliance.sandbox import RequestRecord, Sandbox, SandboxOptions, run_in_thread
-from appliance.status import RETURN_REASONS
+from appliance.core.status import RETURN_REASONS
 
 JSONAPI = "application/vnd.api+json"
 H = {"X-Request-ID": "req-1"}
@@ -437,7 +437,7 @@ def test_keep_alive_and_chunked_request_body(sb):
 
 
 def test_cli_registers_sandbox_command():
-    from appliance.cli import build_parser
+    from appliance.cli.main import build_parser
 
     args = build_parser().parse_args(["sandbox", "--port", "0", "--letters", "3",
                                       "--rate-limit-every", "4", "--log", "x.jsonl"])

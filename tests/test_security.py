@@ -36,10 +36,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from appliance.api import ApiError, ApiUnavailable, SupplierClient
-from appliance.config import ApiConfig, load_config, sandbox_api
-from appliance.demo import demo_profile_path
-from appliance.operator import Operator
+from appliance.api.client import ApiError, ApiUnavailable, SupplierClient
+from appliance.config.settings import ApiConfig, load_config, sandbox_api
+from appliance.runtime.demo import demo_profile_path
+from appliance.pipeline.operator import Operator
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
 from tests.floor import Floor, new_sandbox, statuses
 
@@ -262,7 +262,7 @@ async def test_development_flag_switches_verification_off(tls_sb, tmp_path):
 @pytest.mark.parametrize("base_url", ["https://api.service.nhs.uk/nhs-notify-supplier",
                                       "https://api.service.nhs.uk/nhs-notify-supplier/"])
 def test_development_flag_refused_against_production(tmp_path, base_url):
-    from appliance.errors import ConfigError
+    from appliance.core.errors import ConfigError
 
     cfg = tmp_path / "appliance.toml"
     cfg.write_text(f'[api]\nbase_url = "{base_url}"\nauth = "none"\nverify_tls = false\n'
@@ -276,7 +276,7 @@ def test_development_flag_refused_against_production(tmp_path, base_url):
     ("https://int.api.service.nhs.uk/nhs-notify-supplier", "https://api.service.nhs.uk/oauth2/token"),
 ])
 def test_development_flag_refused_for_any_production_host(tmp_path, base_url, token_url):
-    from appliance.errors import ConfigError
+    from appliance.core.errors import ConfigError
 
     auth = (f'auth = "jwt"\napi_key = "k"\nkid = "k"\nprivate_key = "k.pem"\n'
             f'token_url = "{token_url}"\n') if token_url else 'auth = "none"\n'
@@ -384,7 +384,7 @@ def test_spool_retention_defaults_to_delete_at_once(tmp_path, line, hours):
 @pytest.mark.parametrize("value, words", [("-1", "must be 0 or more"),
                                           ('"forever"', "expected a number")])
 def test_spool_retention_mistakes_are_one_line(tmp_path, value, words):
-    from appliance.errors import ConfigError
+    from appliance.core.errors import ConfigError
 
     cfg = tmp_path / "appliance.toml"
     cfg.write_text(f'[api]\nbase_url = "http://127.0.0.1:9"\nauth = "none"\n'

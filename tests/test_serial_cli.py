@@ -5,10 +5,10 @@ import json
 import time
 from pathlib import Path
 
-from appliance import serial_cli
-from appliance.doctor import run_checks
-from appliance.profile import load_profile
-from drivers.serial_link import describe_open_error
+from appliance.cli import devices as serial_cli
+from appliance.runtime.doctor import run_checks
+from appliance.config.profile import load_profile
+from drivers.serial.link import describe_open_error
 
 FLOOR = Path(__file__).parent.parent / "hardware-profiles" / "serial-floor.toml"
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import ConfigError
-from appliance.packs import load_packs
+from appliance.core.errors import ConfigError
+from appliance.core.packs import load_packs
 from drivers.base import Work
-from drivers.serial_line import SerialFranker, SerialInserter
+from drivers.serial.finisher import SerialFranker, SerialInserter
 from drivers.sim.serial_devices import Faults, start_simulator
 
 PROTOCOLS = Path(__file__).parent.parent / "hardware-profiles" / "protocols"
@@ -47,6 +47,13 @@ class Rig:
 
     def kinds(self, kind: str) -> list:
         return [e for e in self.events if e.kind == kind]
+
+    async def announced(self, ids, timeout: float = 8.0) -> None:
+        """Until the machine has been told about every piece (so a stop leaves none unsent)."""
+        deadline = time.monotonic() + timeout
+        while not all(any(f" {lid}" in c or f"|{lid}|" in c for c in self.sim.received) for lid in ids):
+            assert time.monotonic() < deadline, "pieces never announced to the machine"
+            await asyncio.sleep(0.01)
 
     def fate(self) -> dict[str, str]:
         return {e.letter_id: e.kind for e in self.events if e.letter_id and e.kind.startswith(("piece.", "tray."))}
@@ -292,6 +299,7 @@ async def _restart_while_machine_works(rig, n: int, handled: int) -> tuple[list[
     ``handled`` pieces unheard, then start a fresh driver on the same journal."""
     await rig.driver.start()
     ids = await rig.submit(n)
+    await rig.announced(ids)
     await rig.settled(ids[:1])
     await rig.driver.stop()  # as after kill -9: the journal stays, nobody listens
     deadline = time.monotonic() + 10
@@ -340,6 +348,7 @@ async def test_restart_after_the_machine_lost_its_batch_holds_every_unheard_piec
     rig = rigs(tmp_path, "inserter", Faults(piece_seconds=0.15))
     await rig.driver.start()
     ids = await rig.submit(4)
+    await rig.announced(ids)
     await rig.settled(ids[:1])
     await rig.driver.stop()
     rig.sim.stop()  # power cycle: the machine comes back knowing no batch

@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import ConfigError
-from drivers.serial_protocol import CHECKSUMS, LineFramer, StxEtxFramer, load_protocol, serial_kwargs
-from drivers.serial_tracker import PieceTracker
+from appliance.core.errors import ConfigError
+from drivers.serial.protocol import CHECKSUMS, LineFramer, StxEtxFramer, load_protocol, serial_kwargs
+from drivers.serial.tracker import PieceTracker
 
 PROTOCOLS = Path(__file__).parent.parent / "hardware-profiles" / "protocols"
 INSERTER = PROTOCOLS / "lf3000-ascii.toml"
@@ -188,7 +188,7 @@ def test_tracker_overdue_and_clock_restart():
 
 
 def test_prove_unheard_only_when_the_divert_count_did_not_move():
-    from drivers.serial_tracker import prove_unheard
+    from drivers.serial.tracker import prove_unheard
     t = _tracker()
     lost = t.resync(7, 2)
     assert prove_unheard(lost, 0, 0) == (lost, [])  # no unheard divert: both inserted
@@ -198,7 +198,7 @@ def test_prove_unheard_only_when_the_divert_count_did_not_move():
 
 
 def test_tracker_adopts_a_batch_and_defers_skips_while_resyncing():
-    from drivers.serial_tracker import Piece
+    from drivers.serial.tracker import Piece
     t = PieceTracker()
     t.adopt(5, [Piece("L3", 5, 3, 0.0), Piece("L2", 5, 2, 0.0)], next_seq=4, heard_diverted=1)
     assert t.open and t.batch == 5 and list(t.outstanding) == [2, 3] and t.heard_diverted == 1

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from tinydb import TinyDB, where
 
-from appliance.errors import UserError
-from appliance.status import TransitionError
-from appliance.storage import Archive
-from appliance.store import StateError, Store, UnknownLetter
+from appliance.core.errors import UserError
+from appliance.core.status import TransitionError
+from appliance.store.storage import Archive
+from appliance.store.store import StateError, Store, UnknownLetter
 
 
 class FakeClock:
@@ -423,7 +423,7 @@ def test_hot_file_truncated_in_place_falls_back_to_previous_generation(tmp_path,
         case = crash_copy(live, tmp_path / f"cut{k}")
         (case / "hot.json").write_bytes(data[:k])
         caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="appliance.store"):
+        with caplog.at_level(logging.WARNING, logger="appliance.store.store"):
             s = open_store(case, clock)
         assert snapshot(s) == gen1, f"cut at byte {k}"
         assert any("hot.json" in r.getMessage() and "corrupt" in r.getMessage()

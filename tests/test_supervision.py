@@ -13,8 +13,8 @@ import pytest
 from appliance.intake.faults import RetryPolicy
 from appliance.intake.pool import IntakePool, WorkerDied
 from appliance.intake.settings import IntakeSettings
-from appliance.stuck import overdue
-from appliance.supervisor import Supervisor
+from appliance.core.stuck import overdue
+from appliance.core.supervisor import Supervisor
 from tests import hostile_pdfs
 from tests.floor import Floor, new_sandbox, statuses
 

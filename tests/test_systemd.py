@@ -55,7 +55,7 @@ def test_daemon_speaks_sd_notify(tmp_path):
     import socket
     import sys
 
-    from appliance.demo import demo_profile_path
+    from appliance.runtime.demo import demo_profile_path
     from appliance.sandbox import SandboxOptions, run_in_thread
 
     sock_path = str(tmp_path / "notify.sock")

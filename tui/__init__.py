@@ -1,4 +1,4 @@
 """Operator console: a Textual app attached to the running daemon over the control socket.
 
-Imports nothing from ``appliance.pipeline``: everything it knows comes over the socket.
+Imports nothing from ``appliance.pipeline.pipeline``: everything it knows comes over the socket.
 """

@@ -24,7 +24,7 @@ import random
 from dataclasses import dataclass
 from enum import StrEnum
 
-from appliance.status import REJECT_REASONS
+from appliance.core.status import REJECT_REASONS
 
 
 class FaultClass(StrEnum):

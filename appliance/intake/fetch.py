@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from appliance.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
+from appliance.core.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
 from appliance.intake.hosts import HostPolicy, HostRefused
 
 CHUNK = 64 * 1024

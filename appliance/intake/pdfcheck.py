@@ -15,7 +15,7 @@ CPU, wall clock) are the last line; this module stops earlier and says why:
   XFA forms);
 * every page's effective size (CropBox within MediaBox, times /UserUnit) and /Rotate.
 
-The answer is ``appliance.verify.PdfFacts``: plain data the pure ``judge`` decides on.
+The answer is ``appliance.core.verify.PdfFacts``: plain data the pure ``judge`` decides on.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 
-from appliance.verify import PdfFacts
+from appliance.core.verify import PdfFacts
 
 #: A complete PDF ends with %%EOF; writers may add a little whitespace or junk after it.
 EOF_WINDOW = 1024

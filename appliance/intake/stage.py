@@ -31,11 +31,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from appliance.api import ApiError, ApiUnavailable, SupplierClient
-from appliance.auth import TokenError
-from appliance.errors import UserError
-from appliance.packs import Pack
-from appliance.verify import PdfFacts, Verdict, VerifyPolicy, judge
+from appliance.api.client import ApiError, ApiUnavailable, SupplierClient
+from appliance.api.auth import TokenError
+from appliance.core.errors import UserError
+from appliance.core.packs import Pack
+from appliance.core.verify import PdfFacts, Verdict, VerifyPolicy, judge
 from appliance.intake import faults
 from appliance.intake.faults import Decision, Fault, FaultClass
 from appliance.intake.fetch import FetchLimits, redact

@@ -84,9 +84,9 @@ def check_task(job: dict) -> dict:
 
 
 def mark_task(job: dict) -> dict:
-    """Overlay sheet marks on a verified PDF (``appliance.marks.mark_pdf``) under the limits."""
-    from appliance.marks import mark_pdf
-    from appliance.mark_zones import ClearZone
+    """Overlay sheet marks on a verified PDF (``appliance.marks.overlay.mark_pdf``) under the limits."""
+    from appliance.marks.overlay import mark_pdf
+    from appliance.marks.zones import ClearZone
 
     _cpu_budget(job["cpu_seconds"])
     try:

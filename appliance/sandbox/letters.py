@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from appliance.packs import Pack, load_packs
+from appliance.core.packs import Pack, load_packs
 from appliance.sandbox.pdfgen import make_corrupt, make_pdf
 
 #: Packs letters are spread over: plain, colour, C4, admail, braille, client, first class.

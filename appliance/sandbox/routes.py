@@ -20,7 +20,7 @@ import re
 import uuid
 from typing import TYPE_CHECKING, Awaitable, Callable
 
-from appliance.packs import load_packs
+from appliance.core.packs import load_packs
 from appliance.sandbox import bodies, storage, validation
 from appliance.sandbox.auth import TokenRefused
 from appliance.sandbox.httpserver import Request, Response

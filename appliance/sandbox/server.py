@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from urllib.parse import urlencode
 
-from appliance.errors import UserError
+from appliance.core.errors import UserError
 from appliance.sandbox import bodies, hostile, routes
 from appliance.sandbox.auth import TokenIssuer
 from appliance.sandbox.httpserver import Request, Response, serve_connection

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from appliance.status import ALL_STATUSES, RETURN_REASONS, Status
+from appliance.core.status import ALL_STATUSES, RETURN_REASONS, Status
 
 
 class Invalid(ValueError):

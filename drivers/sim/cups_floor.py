@@ -273,7 +273,7 @@ class CupsSandbox:
             em.kill()
 
     def job_state(self, job_id: int | str) -> int:
-        from drivers.cups_session import connect
+        from drivers.cups.session import connect
 
         conn = connect(self.server)
         return conn.getJobAttributes(int(job_id), requested_attributes=["job-state"])["job-state"]

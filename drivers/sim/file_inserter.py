@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from drivers.file_inserter_format import RUN_COLUMNS, render_results
+from drivers.files.format import RUN_COLUMNS, render_results
 
 
 @dataclass

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
-from appliance.storage import open_private, private_dir
+from appliance.store.storage import open_private, private_dir
 from drivers.base import Work
 
 

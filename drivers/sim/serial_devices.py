@@ -34,8 +34,8 @@ from collections import deque
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from appliance.markcode import encode as encode_mark
-from drivers.serial_protocol import StxEtxFramer
+from appliance.core.markcode import encode as encode_mark
+from drivers.serial.protocol import StxEtxFramer
 
 POSTAGE_PENCE = {"first-class": 135, "economy": 85, "admail": 60, "admail-economy": 55, "articles-blind": 0}
 
@@ -76,6 +76,9 @@ class Faults:
     read_sticky: bool = False
     checksum: str = "crc16-ccitt"  # framed: must match the protocol file
     checksum_encoding: str = "binary-be"
+    # framed: how long the machine waits for the host's ACK before sending a frame again (four
+    # tries, then the report is dropped).  Generous, so a busy test box is not a lost report.
+    ack_seconds: float = 2.0
 
     @classmethod
     def parse(cls, options: list[str]) -> "Faults":
@@ -558,7 +561,7 @@ class FramedFrankerSim(_DeviceSim):
                 self._write(self._noise())
             self._write(self.encode(text, corrupt and attempt == 0))
             self._flush()  # stop-and-wait: nothing may be held back
-            answer = self._wait_answer(0.5)
+            answer = self._wait_answer(self.f.ack_seconds)
             if answer == self.ACK:
                 return
             self.naks += answer == self.NAK

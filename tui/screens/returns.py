@@ -9,7 +9,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
-from appliance.status import RETURN_REASONS
+from appliance.core.status import RETURN_REASONS
 
 from tui.screens.confirm import ConfirmScreen
 

@@ -1,0 +1,559 @@
+"""Async client for the NHS Notify Supplier API (JSON:API over HTTPS).
+
+Every API call goes through one rate limiter, carries a fresh ``X-Request-ID`` and, when
+auth is "jwt", a bearer token (one transparent retry after a 401).  429, 5xx, timeouts and
+connection failures are retried with capped exponential backoff and full jitter, honouring
+``Retry-After``.  Other 4xx answers are not retried: they raise ``ApiError`` with the
+server's own detail.  PDFs come from a pre-signed URL fetched by a separate client that
+never carries the bearer token; no client follows redirects.
+
+Nothing from the server is trusted: bodies are read under a size cap (``caps.py``), list
+items that break the contract are skipped one by one (logged, counted, handed to
+``on_malformed``) so one bad letter cannot block the others, and letter ids are checked
+before they go into a URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import random
+import re
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import httpx
+
+from appliance.api.auth import TokenError, TokenProvider
+from appliance.api.limits import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BadJson,
+                   BodyTooLarge, is_safe_id, parse_json, read_capped, shown)
+from appliance.config.settings import ApiConfig
+from appliance.core.errors import UserError
+from appliance.api.ratelimit import RateLimiter
+from appliance.core.status import ALL_STATUSES, Status
+
+log = logging.getLogger("appliance.api.client")
+
+#: Connections per host kept by each HTTP client (see SupplierClient.__init__).
+CONNECTIONS = 16
+
+JSON_API = "application/vnd.api+json"
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Longest Retry-After we will sit through before trying again.
+MAX_RETRY_AFTER = 120.0
+
+
+@dataclass(frozen=True)
+class LetterRef:
+    id: str
+    specification_id: str
+    group_id: str
+    status: str
+    sha256: str
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    letter_id: str
+    status: str
+    reason_code: str | None = None
+    reason_text: str | None = None
+
+
+@dataclass(frozen=True)
+class Download:
+    path: Path
+    sha256: str
+    size: int
+
+
+class ApiError(Exception):
+    """The API answered with an error we do not retry (or stopped retrying)."""
+
+    def __init__(self, status: int, detail: str, code: str | None = None):
+        super().__init__(f"HTTP {status}{' ' + code if code else ''}: {detail}")
+        self.status = status
+        self.code = code
+        self.detail = detail
+
+
+class NotFound(ApiError):
+    pass
+
+
+class RateLimited(ApiError):
+    pass
+
+
+class ServerError(ApiError):
+    pass
+
+
+class TooLarge(ApiError):
+    """The PDF is bigger than the configured cap; the download was abandoned."""
+
+
+class ResponseTooLarge(ApiError):
+    """An API answer was bigger than its size cap; it was not parsed (not retried)."""
+
+
+class InvalidId(ApiError):
+    """A letter or MI id that must not go into a URL; refused before any request."""
+
+    def __init__(self, what: str, value: object):
+        super().__init__(400, f"{what}: id {shown(value)} is not a plain id (letters, digits, "
+                              "_ and -, at most 128); refused before sending", "INVALID_ID")
+
+
+class ApiUnavailable(UserError):
+    """Cannot reach the API (connection failures or timeouts until retries ran out)."""
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta seconds or an HTTP-date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def error_from_response(resp: httpx.Response) -> ApiError:
+    """A typed ApiError carrying the server's errors[0].detail/code when there is one."""
+    detail, code = None, None
+    try:
+        body = parse_json(resp.content)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            detail = first.get("detail") or first.get("title")
+            code = first.get("code") if isinstance(first.get("code"), str) else None
+        elif isinstance(body.get("message"), str):  # API gateway errors (429, 502)
+            detail = body["message"]
+    if not isinstance(detail, str) or not detail:
+        s3 = re.search(r"<Message>(.*?)</Message>", resp.text, re.S)  # storage (S3) errors are XML
+        detail = s3.group(1) if s3 else resp.text.strip()[:200]
+        detail = " ".join((detail or resp.reason_phrase or "no detail").split())
+    detail = re.sub(r"[^ -~]", "?", detail)[:300]  # one printable line, whatever the server sent
+    kind = ApiError
+    if resp.status_code == 404:
+        kind = NotFound
+    elif resp.status_code == 429:
+        kind = RateLimited
+    elif resp.status_code >= 500:
+        kind = ServerError
+    return kind(resp.status_code, detail, code)
+
+
+def _json(resp: httpx.Response, what: str) -> dict:
+    try:
+        body = parse_json(resp.content)
+    except BadJson as e:
+        raise ApiError(resp.status_code, f"{what}: response is {e}") from None
+    if not isinstance(body, dict):
+        raise ApiError(resp.status_code, f"{what}: response is not a JSON object")
+    if "data" not in body and "errors" in body:  # an error wearing a success status
+        err = error_from_response(resp)
+        raise ApiError(resp.status_code, f"{what}: {resp.status_code} answer carries errors: "
+                                         f"{err.detail[:200]}", err.code)
+    return body
+
+
+def _letter(item: Any, what: str, *, need_hash: bool) -> LetterRef:
+    """One letter resource, checked against the contract; ApiError names what is wrong."""
+    if not isinstance(item, dict) or not isinstance(item.get("attributes"), dict):
+        raise ApiError(200, f"{what}: letter without attributes in response")
+    attrs = item["attributes"]
+    lid = item.get("id")
+    required = ["specificationId", "status"] + (["sha256Hash"] if need_hash else [])
+    missing = [k for k in required if not isinstance(attrs.get(k), str) or not attrs[k]]
+    if not isinstance(lid, str) or not lid:
+        missing.insert(0, "id")
+    if missing:
+        raise ApiError(200, f"{what}: letter {shown(lid)} is missing {', '.join(missing)} "
+                            "(or has the wrong type)")
+    if not is_safe_id(lid):
+        raise InvalidId(what, lid)
+    for key in ("specificationId", "groupId", "sha256Hash", "reasonCode"):
+        value = attrs.get(key)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_FIELD_CHARS):
+            raise ApiError(200, f"{what}: letter {lid} has a bad {key} {shown(value)}")
+    if attrs["status"] not in ALL_STATUSES:
+        raise ApiError(200, f"{what}: letter {lid} has unknown status {shown(attrs['status'])}")
+    text = attrs.get("reasonText")
+    return LetterRef(
+        id=lid,
+        specification_id=attrs["specificationId"],
+        group_id=attrs.get("groupId") or "",
+        status=attrs["status"],
+        sha256=(attrs.get("sha256Hash") or "").lower(),
+        reason_code=attrs.get("reasonCode"),
+        reason_text=text[:MAX_FIELD_CHARS] if isinstance(text, str) else None,
+    )
+
+
+def _mi_record(body: dict, what: str) -> dict:
+    data = body.get("data")
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        raise ApiError(200, f"{what}: response has no data.id")
+    attrs = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
+    return {"id": data["id"], **attrs}
+
+
+def _letter_item(letter_id: str, status: str, reason_code, reason_text) -> dict:
+    attrs = {"status": str(status)}
+    if reason_code is not None:
+        attrs["reasonCode"] = reason_code
+    if reason_text is not None:
+        attrs["reasonText"] = reason_text
+    return {"type": "Letter", "id": letter_id, "attributes": attrs}
+
+
+def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[StatusUpdate]]:
+    """Pack updates into as few requests of <= batch_size as the rules allow.
+
+    Rules: no letter id twice in one request, and a letter's k-th update goes in a later
+    request than its (k-1)-th (requests are sent one after another, so per-letter order
+    holds).  First fit: each update joins the earliest request after its letter's
+    previous one that has room, so letters moving quickly through several statuses do not
+    each force a new request.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    chunks: list[list[StatusUpdate]] = []
+    last: dict[str, int] = {}
+    first_open = 0  # every chunk before this one is full
+    for u in updates:
+        i = max(last.get(u.letter_id, -1) + 1, first_open)
+        while i < len(chunks) and len(chunks[i]) >= batch_size:
+            i += 1
+        if i == len(chunks):
+            chunks.append([])
+        chunks[i].append(u)
+        last[u.letter_id] = i
+        while first_open < len(chunks) and len(chunks[first_open]) >= batch_size:
+            first_open += 1
+    return chunks
+
+
+def _path_id(value: Any, what: str) -> str:
+    if not is_safe_id(value):
+        raise InvalidId(what, value)
+    return value
+
+
+class SupplierClient:
+    def __init__(
+        self,
+        api: ApiConfig,
+        *,
+        limiter: RateLimiter | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        backoff_base: float = 0.2,
+        backoff_cap: float = 10.0,
+    ):
+        self.api = api
+        self.limiter = limiter or RateLimiter(api.rate_limit)
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.stats: collections.Counter = collections.Counter()
+        # Few connections, all kept alive: the pipeline runs a handful of requests at once
+        # (download workers, poll, outbox), and httpcore scans its whole pool on every
+        # request, so a big pool cost more CPU than it saved (ingest profile).
+        limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+        self._http = httpx.AsyncClient(
+            base_url=api.base_url.rstrip("/"), timeout=api.timeout, verify=api.verify_tls,
+            transport=transport, limits=limits, follow_redirects=False,
+        )
+        # No base URL, no auth: pre-signed PDF URLs and the token endpoint live elsewhere.
+        self._raw = httpx.AsyncClient(
+            timeout=api.timeout, verify=api.verify_tls, transport=transport, limits=limits,
+            follow_redirects=False,
+        )
+        #: Called with a one-line message for each list item skipped as malformed.
+        self.on_malformed: Callable[[str], None] | None = None
+        self.tokens: TokenProvider | None = None
+        if api.auth == "jwt":
+            # Loads the private key now: a key others can read stops start-up, not a poll.
+            self.tokens = TokenProvider(api, self._raw, limiter=self.limiter)
+
+    async def __aenter__(self) -> "SupplierClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._raw.aclose()
+
+    # --- the retry loop ----------------------------------------------------------------
+
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0, min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1)))
+
+    def _unavailable(self, url: str, attempts: int, reason: str) -> ApiUnavailable:
+        return ApiUnavailable(
+            f"cannot reach the Supplier API at {url} after {attempts} attempt(s) ({reason}); "
+            "check [api] base_url, the network and that the service is up"
+        )
+
+    def _malformed(self, message: str) -> None:
+        self.stats["malformed"] += 1
+        log.warning("%s", message)
+        if self.on_malformed is not None:
+            self.on_malformed(message)
+
+    def _tls_refused(self, url: str, e: Exception) -> ApiUnavailable | None:
+        """A certificate we do not trust is a set-up problem: say so, do not retry."""
+        seen: BaseException | None = e
+        while seen is not None:
+            if isinstance(seen, ssl.SSLCertVerificationError):
+                why = seen.verify_message or seen.reason or "verification failed"
+                return ApiUnavailable(
+                    f"TLS certificate of {httpx.URL(url).host} is not trusted ({why}); install the "
+                    "right CA certificate (for a development server only: [api] verify_tls = false)")
+            seen = seen.__cause__ or seen.__context__
+        return None
+
+    async def _send(self, client: httpx.AsyncClient, request: httpx.Request, cap: int,
+                    what: str) -> httpx.Response:
+        """Send without following redirects; read the body under ``cap`` (error bodies are
+        only kept for their message, so they are truncated instead)."""
+        resp = await client.send(request, stream=True, follow_redirects=False)
+        failed = resp.status_code >= 400
+        try:
+            return await read_capped(resp, MAX_ERROR_BODY if failed else cap, truncate=failed)
+        except BodyTooLarge as e:
+            raise ResponseTooLarge(resp.status_code, f"{what}: {e}", "TOO_LARGE") from None
+        except BadJson as e:
+            raise ApiError(resp.status_code, f"{what}: {e}") from None
+
+    async def _request(
+        self, kind: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
+        params: dict | None = None, body: Any = None, correlation_id: str | None = None,
+        cap: int = MAX_JSON_BODY,
+    ) -> httpx.Response:
+        content = None if body is None else json.dumps(body).encode()
+        attempt = 0
+        reauthorised = False
+        url = f"{self.api.base_url}{path}"
+        while True:
+            await self.limiter.acquire()
+            self.stats[kind] += 1
+            headers = {"X-Request-ID": str(uuid.uuid4()), "Accept": JSON_API}
+            if correlation_id:
+                headers["X-Correlation-ID"] = str(correlation_id)
+            if content is not None:
+                headers["Content-Type"] = JSON_API
+            retry_after: float | None = None
+            try:
+                if self.tokens is not None:
+                    bearer = await self.tokens.token()
+                    self.stats["token"] = self.tokens.requests
+                    headers["Authorization"] = f"Bearer {bearer}"
+                request = self._http.build_request(method, path, params=params, content=content,
+                                                   headers=headers)
+                resp = await self._send(self._http, request, cap, f"{method} {path}")
+            except TokenError as e:
+                if not e.retryable:
+                    raise
+                failure: Exception = e
+            except httpx.TransportError as e:  # timeouts, refused/reset connections
+                if tls := self._tls_refused(url, e):
+                    raise tls from None
+                failure = e
+            else:
+                if resp.status_code in expect:
+                    return resp
+                if resp.status_code == 401 and self.tokens is not None and not reauthorised:
+                    reauthorised = True  # token revoked or expired early: one fresh try
+                    self.tokens.invalidate()
+                    continue
+                if resp.status_code not in RETRY_STATUSES:
+                    raise error_from_response(resp)
+                failure = error_from_response(resp)
+                if resp.status_code == 429:
+                    retry_after = parse_retry_after(resp.headers.get("retry-after"))
+            attempt += 1
+            if attempt > self.api.max_retries:
+                if isinstance(failure, (ApiError, TokenError)):
+                    raise failure
+                raise self._unavailable(url, attempt, type(failure).__name__) from None
+            delay = self._backoff(attempt)
+            if retry_after is not None:
+                delay = min(retry_after, MAX_RETRY_AFTER) + delay * 0.1
+            await asyncio.sleep(delay)
+
+    # --- letters ------------------------------------------------------------------------
+
+    async def list_letters(self, limit: int = 2500) -> list[LetterRef]:
+        """PENDING letters.  Items that break the contract (missing or mistyped fields, an
+        unsafe id, a status other than PENDING) are skipped with a warning, not fatal: the
+        rest of the list still gets printed."""
+        resp = await self._request("list", "GET", "/letters", params={"limit": limit},
+                                   cap=MAX_LIST_BODY)
+        data = _json(resp, "GET /letters").get("data")
+        if not isinstance(data, list):
+            raise ApiError(resp.status_code, "GET /letters: response has no data list")
+        if len(data) > limit:
+            self._malformed(f"GET /letters: {len(data)} letters for limit {limit}; "
+                            f"took the first {limit}")
+        refs, seen = [], set()
+        for item in data[:limit]:
+            try:
+                ref = _letter(item, "GET /letters", need_hash=True)
+            except ApiError as e:
+                self._malformed(f"{e.detail}; letter skipped")
+                continue
+            if ref.status != Status.PENDING:
+                self._malformed(f"GET /letters: letter {ref.id} listed as {ref.status}, not "
+                                "PENDING; letter skipped")
+                continue
+            if ref.id in seen:
+                self._malformed(f"GET /letters: letter {ref.id} listed twice; kept the first")
+                continue
+            seen.add(ref.id)
+            refs.append(ref)
+        return refs
+
+    async def get_letter(self, letter_id: str) -> LetterRef:
+        path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}')}"
+        resp = await self._request("get", "GET", path, correlation_id=letter_id)
+        ref = _letter(_json(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
+        if ref.id != letter_id:
+            raise ApiError(resp.status_code, f"GET {path}: answered with letter {ref.id}")
+        return ref
+
+    async def patch_letter(self, letter_id: str, status: str, reason_code: str | None = None,
+                           reason_text: str | None = None) -> None:
+        _path_id(letter_id, "PATCH /letters/{id}")
+        body = {"data": _letter_item(letter_id, status, reason_code, reason_text)}
+        await self._request("patch", "PATCH", f"/letters/{letter_id}", expect=(200, 202),
+                            body=body, correlation_id=letter_id)
+
+    async def post_letters(self, updates: list[StatusUpdate], *, batch_size: int = 500) -> int:
+        """Send updates in order; returns the number of requests made."""
+        chunks = chunk_updates(list(updates), batch_size)
+        for chunk in chunks:
+            body = {"data": [_letter_item(u.letter_id, u.status, u.reason_code, u.reason_text)
+                             for u in chunk]}
+            await self._request("post_letters", "POST", "/letters", expect=(200, 202), body=body)
+        return len(chunks)
+
+    # --- PDF download -------------------------------------------------------------------
+
+    async def download(self, letter_id: str, dest: Path, *, correlation_id: str | None = None,
+                       max_bytes: int | None = None) -> Download:
+        """Fetch a letter's PDF to ``dest`` (for ``appliance api data``; the daemon fetches
+        in its intake workers instead).  The same fetcher and host rules as the workers,
+        run in a thread; one fresh URL if the first has expired."""
+        from appliance.intake.fetch import FetchFault, FetchLimits, TooLarge as PdfTooLarge, fetch
+        from appliance.intake.hosts import HostPolicy
+
+        dest = Path(dest)
+        cap = self.api.max_pdf_bytes if max_bytes is None else max_bytes
+        limits = FetchLimits(max_bytes=cap, verify_tls=self.api.verify_tls)
+        policy = HostPolicy.parse(self.api.presigned_hosts)
+        url = await self.data_url(letter_id, correlation_id=correlation_id)
+        attempt, relocated = 0, False
+        while True:
+            self.stats["presigned"] += 1
+            try:
+                got = await asyncio.to_thread(fetch, url, dest, limits, policy)
+                return Download(path=dest, sha256=got.sha256, size=got.size)
+            except PdfTooLarge:
+                raise TooLarge(413, f"letter {letter_id} PDF too large: over the {cap}-byte size cap",
+                               "TOO_LARGE") from None
+            except FetchFault as e:
+                failure = e
+            if failure.expired and not relocated:
+                relocated = True  # the pre-signed URL expired on the way: ask for a fresh one
+                url = await self.data_url(letter_id, correlation_id=correlation_id)
+                continue
+            retryable = (failure.kind not in ("policy", "redirect", "encoding")
+                         and (failure.status is None or failure.status in RETRY_STATUSES))
+            attempt += 1
+            if not retryable or attempt > self.api.max_retries:
+                if failure.status is not None:
+                    kind = ServerError if failure.status >= 500 else NotFound if failure.status == 404 else ApiError
+                    raise kind(failure.status, f"pre-signed download failed: {failure.detail}",
+                               failure.s3_code or None)
+                raise ApiUnavailable(f"cannot download letter {letter_id} PDF: {failure.detail}; "
+                                     "check the network and storage service") from None
+            await asyncio.sleep(self._backoff(attempt))
+
+    async def data_url(self, letter_id: str, *, correlation_id: str | None = None) -> str:
+        """GET /letters/{id}/data: the 303's pre-signed Location, made absolute.  Only an
+        http(s) URL is returned, and never plain http when the API itself is https; whether
+        its host may be fetched is the intake's host policy (``[api] presigned_hosts``)."""
+        path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}/data')}/data"
+        resp = await self._request("data", "GET", path, expect=(303,),
+                                   correlation_id=correlation_id or letter_id)
+        location = resp.headers.get("location")
+        if not location:
+            raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
+        try:
+            target = resp.url.join(location)
+        except httpx.InvalidURL:
+            target = None
+        if target is None or target.scheme not in ("http", "https") or not target.host:
+            raise ApiError(resp.status_code, f"GET {path}: 303 Location {shown(location)} is not "
+                                             "an http(s) URL; not followed")
+        if resp.url.scheme == "https" and target.scheme != "https":
+            raise ApiError(resp.status_code, f"GET {path}: 303 Location would leave https for "
+                                             f"plain http ({target.host}); not followed")
+        return str(target)
+
+    # --- management information and health -----------------------------------------------
+
+    async def post_mi(self, line_item: str, timestamp: datetime | str, quantity: int, *,
+                      specification_id: str | None = None, group_id: str | None = None,
+                      stock_remaining: int | None = None) -> dict:
+        if isinstance(timestamp, datetime):
+            ts = timestamp if timestamp.tzinfo else timestamp.replace(tzinfo=timezone.utc)
+            timestamp = ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+                "+00:00", "Z")
+        attrs: dict[str, Any] = {"lineItem": line_item, "timestamp": timestamp, "quantity": quantity}
+        for key, value in (("specificationId", specification_id), ("groupId", group_id),
+                           ("stockRemaining", stock_remaining)):
+            if value is not None:
+                attrs[key] = value
+        body = {"data": {"type": "ManagementInformation", "attributes": attrs}}
+        resp = await self._request("mi_post", "POST", "/mi", expect=(200, 201), body=body)
+        return _mi_record(_json(resp, "POST /mi"), "POST /mi")
+
+    async def get_mi(self, mi_id: str) -> dict:
+        resp = await self._request("mi_get", "GET", f"/mi/{_path_id(mi_id, 'GET /mi/{id}')}")
+        return _mi_record(_json(resp, f"GET /mi/{mi_id}"), f"GET /mi/{mi_id}")
+
+    async def status(self) -> dict:
+        """GET /_status: the service's own answer, or {"status": "ok"} for an empty 200."""
+        resp = await self._request("status", "GET", "/_status")
+        try:
+            body = parse_json(resp.content)
+        except ValueError:
+            body = None
+        return body if isinstance(body, dict) else {"status": "ok", "body": resp.text.strip()}

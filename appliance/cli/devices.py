@@ -1,0 +1,79 @@
+"""``appliance devices``: the inserters and franking machines, their links, counters, stock.
+
+For a serial machine the running appliance's own view is used when it is fresh (the
+driver writes ``<state_dir>/devices/<name>/status.json`` every second while it holds the
+port); otherwise the command opens the port itself and asks the machine for its status.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from appliance.config.profile import floor_from_args
+
+FRESH_SECONDS = 10.0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("devices", help="list inserters and franking machines: link, counters, stock",
+                       description="List the finishing machines of a floor with link state, counters and stock.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--config", metavar="PATH", help="appliance.toml (default /etc/appliance/appliance.toml)")
+    src.add_argument("--profile", metavar="TOML", help="a hardware profile (asks each machine directly)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=cmd_devices)
+
+
+def _snapshot(state_dir: Path | None, name: str) -> dict | None:
+    if state_dir is None:
+        return None
+    path = state_dir / "devices" / name / "status.json"
+    try:
+        snap = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return snap if time.time() - snap.get("t", 0) < FRESH_SECONDS else None
+
+
+def describe(spec, state_dir: Path | None) -> dict:
+    row = {"name": spec.name, "family": spec.family, "driver": spec.driver}
+    if spec.driver != "serial":
+        return {**row, "link": "-", "state": "in-process simulator" if spec.driver == "sim" else "?", "detail": ""}
+    snap = _snapshot(state_dir, spec.name)
+    if snap:
+        return {**row, "port": snap["port"], "protocol": snap["protocol"], "link": snap["link"],
+                "state": snap["state"], "source": "running appliance", "counters": snap["counters"],
+                "stock": snap.get("stock", {}), "detail": snap.get("detail", "")}
+    from drivers.serial.doctor import probe_device
+
+    p = probe_device(spec)
+    fields = {k: v for k, v in p.status.items() if k not in ("state",)}
+    return {**row, "port": p.port, "protocol": p.protocol, "link": "ok" if p.ok else "failed",
+            "state": p.status.get("state", "-"), "source": "asked the machine", "counters": fields,
+            "stock": {}, "detail": p.message}
+
+
+def _line(r: dict) -> str:
+    counters = " ".join(f"{k}={v}" for k, v in sorted((r.get("counters") or {}).items())
+                        if not k.startswith("link_bytes"))
+    stock = " ".join(f"{k}={v}" for k, v in (r.get("stock") or {}).items())
+    head = f"{r['family']:<9} {r['name']:<16} {r['driver']:<7} {r.get('port', '-'):<28} link={r['link']:<8} state={r['state']}"
+    tail = "\n".join(f"          {label}: {text}" for label, text in
+                     (("stock", stock), ("counters", counters), ("note", r.get("detail", ""))) if text)
+    return head + ("\n" + tail if tail else "")
+
+
+def cmd_devices(args) -> int:
+    profile, config = floor_from_args(args.config, args.profile)
+    state_dir = config.state_dir if config else None
+    rows = [describe(spec, state_dir) for spec in profile.inserters + profile.frankers]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print(f"{profile.source}: no inserters or franking machines (letters are finished by hand)")
+    else:
+        for r in rows:
+            print(_line(r))
+    return 1 if any(r["link"] == "failed" for r in rows) else 0

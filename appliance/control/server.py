@@ -1,0 +1,469 @@
+"""The control socket: how consoles (CLI, TUI) talk to the running daemon.
+
+A local Unix socket (mode 0660, optionally chgrp'd to an operators' group) carrying
+newline-delimited JSON, one object per line, UTF-8.
+
+Request::
+
+    {"id": 7, "cmd": "letters", "args": {"status": "ACCEPTED", "limit": 50}}
+
+Response (same ``id``)::
+
+    {"id": 7, "ok": true, "result": ...}
+    {"id": 7, "ok": false, "error": "one line saying why and what to do"}
+
+Commands (``args`` in brackets):
+
+``status`` []
+    counts by status, devices (state, load, queue depth, counters), held, outbox,
+    recent alerts, counters, api_ok, throughput (letters reaching a final status per
+    minute, last 10 minutes, oldest first).
+``letters`` [q, group, specification, status, device, stage, min_age, limit=100, offset=0]
+    ``{"total": N, "letters": [brief...]}``.  ``q`` is an id substring.  Hot (in-flight)
+    letters carry full fields, newest first; archived letters follow with id and status
+    only, most recently archived first (group/specification/device/stage/min_age filters
+    exclude them: the archive index does not know those).  A page costs what it holds,
+    not the archive's size, so the listing stays cheap with 100 000 letters.
+``letter`` [id]
+    the full record with ``history`` (the timeline: listed, verified, device events,
+    every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
+``pause`` / ``resume`` / ``drain`` [device]
+``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason?, code?] / ``return`` [id, reason]
+``retry`` [id]
+    fetch again a letter held at intake (its PDF could not be fetched within the retry
+    budget; it is still PENDING at Notify).
+``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
+    operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
+    the profile's ``[failure_reasons]`` when the profile has that table.
+``bulk_status`` [rows: [{line, letter_id, status, reason_code?}]]
+    RETURNED (R01-R10) / DELIVERED / FORWARDED for many letters, archived ones too, one
+    durable commit; ``{"results": [{line, letter_id, status, ok, message}]}``.
+``failure_reasons`` []
+    the profile's agreed FAILED codes ``{code: text}``.
+``mi_report`` [date] / ``mi_submit`` [date, partial?, allow_default_names?] /
+``mi_resolve`` [key, mi_id?, not_sent?]
+    management information (see appliance.mi.service); refused when the daemon records
+    no MI (``ControlServer.mi`` is None).
+``audit`` [device?, limit=200]
+    ``{"rows": [...]}``: one row per inserter batch, newest first, with pieces expected,
+    enclosed, diverted (incl. read-back suspects), reprinted, held and outstanding, and
+    the first/last fact time (see appliance.pipeline.audit).
+``subscribe`` []
+    answers ``{"ok": true}`` then streams ``{"event": kind, "data": {...}}`` lines on that
+    connection: kind is ``letter`` (brief), ``device`` ({name, state, ...}) or ``alert``
+    ({t, source, message, letter_id}).  A console that does not keep up is disconnected
+    (it may reconnect and ask ``status`` again); printing never waits for a console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import json
+import logging
+import os
+import socket
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from appliance.core.errors import UserError
+from appliance.control.listing import archived_page
+from appliance.core.status import FINAL
+
+log = logging.getLogger("appliance.control.server")
+
+DEFAULT_SOCKET = "/run/appliance/control.sock"
+MAX_LINE = 1 << 20
+EVENT_QUEUE = 5000  # events buffered per console before it is dropped as too slow
+HOW_TO_START = "start it with 'appliance run --config PATH' or 'appliance demo --hold'"
+
+BRIEF_FIELDS = ("id", "status", "stage", "specification_id", "group_id", "device", "created",
+                "updated", "reason_code")
+
+
+class DaemonNotRunning(UserError):
+    """Nothing is listening on the control socket."""
+
+
+class ControlError(UserError):
+    """The daemon refused a request; the message is its one-line reason."""
+
+
+def _brief(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec.get(k) for k in BRIEF_FIELDS}
+
+
+def _dumps(obj: Any) -> bytes:
+    return (json.dumps(obj, default=str, separators=(",", ":")) + "\n").encode()
+
+
+class Throughput:
+    """Letters reaching a final status, bucketed per minute (from letter events)."""
+
+    def __init__(self, minutes: int = 10, clock=time.time):
+        self.minutes = minutes
+        self.clock = clock
+        self.buckets: deque[list[int]] = deque(maxlen=minutes)  # [minute, count]
+
+    def add(self) -> None:
+        minute = int(self.clock() // 60)
+        if self.buckets and self.buckets[-1][0] == minute:
+            self.buckets[-1][1] += 1
+        else:
+            self.buckets.append([minute, 1])
+
+    def per_minute(self) -> list[int]:
+        now = int(self.clock() // 60)
+        by_minute = dict((m, n) for m, n in self.buckets)
+        return [by_minute.get(m, 0) for m in range(now - self.minutes + 1, now + 1)]
+
+
+class ControlServer:
+    """Serves the protocol above for one pipeline; ``start()`` / ``stop()``."""
+
+    def __init__(self, pipeline, path: str | os.PathLike, *, group: str | None = None, operator=None,
+                 max_clients: int = 32):
+        from appliance.pipeline.operator import Operator  # the pipeline side only; clients never import this
+
+        self.p = pipeline
+        self.path = Path(path)
+        self.group = group
+        self.op = operator or Operator(pipeline)
+        self.throughput = Throughput()
+        self.mi = None  # MiService, set by the daemon that records MI
+        self._server: asyncio.AbstractServer | None = None
+        self._subscribers: dict[asyncio.StreamWriter, asyncio.Queue] = {}
+        self._conn_tasks: set[asyncio.Task] = set()
+        self.max_clients = max_clients
+        self.refused = 0  # connections turned away because max_clients were connected
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() or self.path.is_symlink():
+            if _someone_listening(self.path):
+                raise UserError(f"another daemon already serves {self.path}; stop it or use --socket")
+            self.path.unlink()  # stale socket from a crash
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.path), limit=MAX_LINE)
+        os.chmod(self.path, 0o660)
+        if self.group:
+            try:
+                os.chown(self.path, -1, grp.getgrnam(self.group).gr_gid)
+            except KeyError:
+                log.warning("control socket group %r does not exist; left as is", self.group)
+            except PermissionError:
+                log.warning("cannot chgrp control socket to %r", self.group)
+        self.p.listeners.append(self._on_change)
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            self.p.listeners.remove(self._on_change)
+        if self._server:
+            self._server.close()
+        for w in list(self._subscribers):
+            w.close()
+        for t in list(self._conn_tasks):
+            t.cancel()
+        await asyncio.gather(*self._conn_tasks, return_exceptions=True)
+        if self._server:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._server.wait_closed(), 2)
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    # --- events -----------------------------------------------------------------------
+
+    def _on_change(self, kind: str, data: dict) -> None:
+        """Called synchronously by the pipeline: only queue, never wait."""
+        if kind == "letter" and data.get("status") in FINAL and data.get("stage") in ("done", None):
+            self.throughput.add()
+        line = _dumps({"event": kind, "data": data})
+        for writer, q in list(self._subscribers.items()):
+            try:
+                q.put_nowait(line)
+            except asyncio.QueueFull:
+                log.warning("console too slow; disconnecting it")
+                self._subscribers.pop(writer, None)
+                writer.close()
+
+    async def _pump(self, writer: asyncio.StreamWriter, q: asyncio.Queue) -> None:
+        try:
+            while True:
+                writer.write(await q.get())
+                await writer.drain()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.pop(writer, None)
+
+    # --- requests ---------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._conn_tasks) >= self.max_clients:
+            # Each connection holds a file descriptor; a flood of them must not take the
+            # descriptors intake and the devices need.  Say why in one line and hang up.
+            self.refused += 1
+            if self.refused == 1 or self.refused % 100 == 0:
+                log.warning("control socket: %d clients connected, refusing more (%d refused)",
+                            self.max_clients, self.refused)
+            with contextlib.suppress(Exception):
+                writer.write(_dumps({"id": None, "ok": False,
+                                     "error": f"too many consoles connected ({self.max_clients}); "
+                                              "close one and try again"}))
+                writer.close()
+            return
+        task = asyncio.current_task()
+        self._conn_tasks.add(task)
+        pump = None
+        try:
+            while True:
+                try:
+                    raw = await reader.readline()
+                except (ValueError, asyncio.LimitOverrunError):
+                    writer.write(_dumps({"id": None, "ok": False, "error": "request line too long"}))
+                    break
+                if not raw:
+                    break
+                reply = await self._answer(raw)
+                writer.write(_dumps(reply))
+                await writer.drain()
+                if reply.get("result") == {"subscribed": True} and pump is None:
+                    q: asyncio.Queue = asyncio.Queue(maxsize=EVENT_QUEUE)
+                    self._subscribers[writer] = q
+                    pump = asyncio.create_task(self._pump(writer, q))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self._subscribers.pop(writer, None)
+            if pump:
+                pump.cancel()
+            writer.close()
+            self._conn_tasks.discard(task)
+
+    async def _answer(self, raw: bytes) -> dict:
+        try:
+            req = json.loads(raw)
+            if not isinstance(req, dict):
+                raise ValueError("not an object")
+        except ValueError:
+            return {"id": None, "ok": False, "error": "request is not a JSON object on one line"}
+        rid, cmd, args = req.get("id"), req.get("cmd"), req.get("args") or {}
+        handler = getattr(self, f"cmd_{cmd}", None) if isinstance(cmd, str) else None
+        if handler is None or not isinstance(args, dict):
+            return {"id": rid, "ok": False, "error": f"unknown command {cmd!r}; see appliance.control.server docs"}
+        try:
+            return {"id": rid, "ok": True, "result": await handler(**args)}
+        except TypeError as e:
+            return {"id": rid, "ok": False, "error": f"bad arguments for {cmd}: {e}"}
+        except UserError as e:
+            return {"id": rid, "ok": False, "error": str(e)}
+        except Exception as e:  # a console must never take the daemon down
+            log.exception("control command %s failed", cmd)
+            return {"id": rid, "ok": False, "error": f"internal error in {cmd}: {e}"}
+
+    # --- commands ---------------------------------------------------------------------
+
+    async def cmd_status(self) -> dict:
+        snap = self.p.snapshot()
+        snap["throughput"] = self.throughput.per_minute()
+        snap["time"] = time.time()
+        return snap
+
+    async def cmd_letters(self, q: str = "", group: str | None = None, specification: str | None = None,
+                          status: str | None = None, device: str | None = None, stage: str | None = None,
+                          min_age: float | None = None, limit: int = 100, offset: int = 0) -> dict:
+        store = self.p.store
+        q = (q or "").strip()
+        now = time.time()
+        hot = [
+            r for r in store.letters(status=status or None, stage=stage or None)
+            if (not q or q in r["id"])
+            and (not group or group in (r.get("group_id") or ""))
+            and (not specification or specification in (r.get("specification_id") or ""))
+            and (not device or device == r.get("device") or device == r.get("printer"))
+            and (min_age is None or now - (r.get("created") or now) >= min_age)
+        ]
+        hot.sort(key=lambda r: r.get("updated") or 0, reverse=True)
+        limit, offset = max(0, min(int(limit), 5000)), max(0, int(offset))
+        page = [_brief(r) for r in hot[offset:offset + limit]]
+        archived_total = 0
+        if not (group or specification or device or stage or min_age):
+            archived_total, more = archived_page(
+                store.archived_statuses(), store.archived_counts(), q=q, status=status or None,
+                exclude={r["id"] for r in hot}, start=max(0, offset - len(hot)),
+                limit=limit - len(page))
+            page += more
+        return {"total": len(hot) + archived_total, "letters": page}
+
+    async def cmd_letter(self, id: str) -> dict:
+        rec = self.p.store.get(id)
+        if rec is None:
+            raise UserError(f"letter {id} is not known to this appliance; check the id")
+        rec["outbox"] = [e for e in self.p.store.outbox_pending() if e["letter_id"] == id]
+        return rec
+
+    async def cmd_pause(self, device: str) -> str:
+        return await self.op.pause(device)
+
+    async def cmd_resume(self, device: str) -> str:
+        return await self.op.resume(device)
+
+    async def cmd_drain(self, device: str) -> str:
+        return await self.op.drain(device)
+
+    async def cmd_reprint(self, id: str) -> str:
+        return await self.op.reprint(id)
+
+    async def cmd_retry(self, id: str) -> str:
+        return await self.op.retry(id)
+
+    async def cmd_cancel(self, id: str, reason: str | None = None) -> str:
+        return await self.op.cancel(id, reason or "Cancelled by operator")
+
+    async def cmd_fail(self, id: str, reason: str | None = None, code: str | None = None) -> str:
+        return await self.op.fail(id, reason, code)
+
+    async def cmd_failure_reasons(self) -> dict:
+        return dict(getattr(self.p.profile, "failure_reasons", {}) or {})
+
+    async def cmd_bulk_status(self, rows: list) -> dict:
+        from appliance.core.returns import row_from_dict
+
+        if not isinstance(rows, list) or len(rows) > 100_000:
+            raise UserError("rows must be a list of at most 100000 {letter_id, status, ...}")
+        good, results = [], []
+        for d in rows:
+            try:
+                good.append(row_from_dict(d if isinstance(d, dict) else {}))
+            except ValueError as e:
+                line = d.get("line") if isinstance(d, dict) else None
+                results.append({"line": line, "letter_id": d.get("letter_id") if isinstance(d, dict) else None,
+                                "ok": False, "message": f"line {line}: {e}"})
+        results += await self.op.bulk(good)
+        return {"results": sorted(results, key=lambda r: r.get("line") or 0)}
+
+    def _mi(self):
+        if self.mi is None:
+            raise UserError("this daemon does not record MI (it runs under 'appliance run'); "
+                            "use 'appliance mi ... --config PATH' with the daemon stopped")
+        return self.mi
+
+    async def cmd_mi_report(self, date: str = "yesterday") -> dict:
+        return self._mi().report(date)
+
+    async def cmd_mi_submit(self, date: str = "yesterday", partial: bool = False,
+                            allow_default_names: bool = False) -> dict:
+        return await self._mi().submit(date, partial=partial, allow_default_names=allow_default_names)
+
+    async def cmd_mi_resolve(self, key: str, mi_id: str | None = None, not_sent: bool = False) -> str:
+        return await self._mi().resolve(key, mi_id=mi_id, not_sent=not_sent)
+
+    async def cmd_return(self, id: str, reason: str) -> str:
+        return await self.op.returned(id, reason)
+
+    async def cmd_resolve(self, id: str, outcome: str) -> str:
+        return await self.op.resolve(id, outcome)
+
+    async def cmd_audit(self, device: str | None = None, limit: int = 200) -> dict:
+        return {"rows": self.p.audit.rows(device or None, max(1, min(int(limit), 5000)))}
+
+    async def cmd_subscribe(self) -> dict:
+        return {"subscribed": True}
+
+
+def _someone_listening(path: Path) -> bool:
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(0.5)
+        s.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --- client ---------------------------------------------------------------------------
+
+
+class ControlClient:
+    """One connection to the daemon.  ``async with ControlClient(path) as c: await c.call(...)``.
+
+    Use a separate client for ``events()`` (a subscribed connection carries the stream).
+    """
+
+    def __init__(self, path: str | os.PathLike = DEFAULT_SOCKET):
+        self.path = str(path)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._next_id = 0
+        self._lock = asyncio.Lock()
+
+    async def connect(self) -> "ControlClient":
+        try:
+            self._reader, self._writer = await asyncio.open_unix_connection(self.path, limit=64 * MAX_LINE)
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise DaemonNotRunning(f"the appliance daemon is not running (no control socket at "
+                                   f"{self.path}); {HOW_TO_START}") from None
+        except PermissionError:
+            raise DaemonNotRunning(f"no permission to open {self.path}; join the socket's group "
+                                   "or run as its owner") from None
+        return self
+
+    async def close(self) -> None:
+        if self._writer:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+            self._writer = None
+
+    async def __aenter__(self) -> "ControlClient":
+        return await self.connect()
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def call(self, cmd: str, **args: Any) -> Any:
+        """Send one request; the result, or ControlError with the daemon's one-line reason."""
+        if self._writer is None:
+            await self.connect()
+        async with self._lock:
+            self._next_id += 1
+            rid = self._next_id
+            self._writer.write(_dumps({"id": rid, "cmd": cmd, "args": args}))
+            await self._writer.drain()
+            while True:
+                line = await self._reader.readline()
+                if not line:
+                    raise DaemonNotRunning(f"the daemon closed the control connection; {HOW_TO_START}")
+                msg = json.loads(line)
+                if msg.get("id") == rid:
+                    break
+        if not msg.get("ok"):
+            raise ControlError(msg.get("error") or "request refused")
+        return msg.get("result")
+
+    async def events(self) -> AsyncIterator[dict]:
+        """Subscribe and yield ``{"event", "data"}`` dicts until the connection ends."""
+        await self.call("subscribe")
+        while True:
+            line = await self._reader.readline()
+            if not line:
+                return
+            msg = json.loads(line)
+            if "event" in msg:
+                yield msg
+
+
+def call(path: str | os.PathLike, cmd: str, **args: Any) -> Any:
+    """Synchronous one-shot request for the CLI."""
+
+    async def once():
+        async with ControlClient(path) as c:
+            return await c.call(cmd, **args)
+
+    return asyncio.run(once())

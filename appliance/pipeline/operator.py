@@ -1,0 +1,180 @@
+"""What a person on the floor can ask of the running pipeline.
+
+Each action checks what the status model allows, records the request in the letter's
+timeline, and raises ``ActionRefused`` (one line) when it cannot be done.  The control
+socket and the CLI call these; nothing here talks to devices except through drivers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.core.errors import UserError
+from appliance.core.returns import Row, apply_rows
+from appliance.core.status import Status, TransitionError, return_reason
+
+
+class ActionRefused(UserError):
+    """An operator action that cannot be done now; the message says why and what to do."""
+
+
+class Operator:
+    def __init__(self, pipeline):
+        self.p = pipeline
+
+    # --- devices ---------------------------------------------------------------------
+
+    def _driver(self, name: str):
+        drv = self.p.devices.get(name)
+        if drv is None:
+            raise ActionRefused(f"no device named {name!r}; see 'appliance status' for the fleet")
+        return drv
+
+    async def pause(self, name: str) -> str:
+        await self._driver(name).pause()
+        self.p.device_state[name] = "paused"
+        self.p.publish("device", {"name": name, "state": "paused"})
+        return f"{name} paused"
+
+    async def resume(self, name: str) -> str:
+        await self._driver(name).resume()
+        self.p.device_state[name] = "idle"
+        self.p.publish("device", {"name": name, "state": "idle"})
+        await self.p.retry_held()
+        await self.p.retry_waiting()
+        return f"{name} resumed"
+
+    async def drain(self, name: str) -> str:
+        """Finish what the device has, give it nothing new."""
+        self._driver(name)
+        self.p.device_state[name] = "draining"
+        self.p.publish("device", {"name": name, "state": "draining"})
+        return f"{name} draining: no new work until resumed"
+
+    # --- letters ---------------------------------------------------------------------
+
+    def _letter(self, letter_id: str) -> dict:
+        rec = self.p.store.get(letter_id)
+        if rec is None:
+            raise ActionRefused(f"letter {letter_id} is not known to this appliance; check the id")
+        return rec
+
+    def _status(self, letter_id: str, status: str, code: str | None, text: str | None, event: str) -> None:
+        try:
+            self.p.store.set_status(letter_id, status, code, text, event=event)
+        except TransitionError as e:
+            raise ActionRefused(f"letter {letter_id}: {e}") from None
+        self.p.outbox.wake()
+        self.p.publish("letter", self.p.letter_brief(letter_id))
+
+    async def reprint(self, letter_id: str) -> str:
+        rec = self._letter(letter_id)
+        if rec["status"] not in (Status.ACCEPTED, Status.PRINTED):
+            raise ActionRefused(
+                f"letter {letter_id} is {rec['status']}: only ACCEPTED or PRINTED letters can be reprinted")
+        self.p.store.update(letter_id, stage="verified", event="reprint requested", printer=None, device=None)
+        self.p.tried.pop(letter_id, None)
+        if not rec.get("pdf") or not Path(rec["pdf"]).exists():
+            await self.p.respool(letter_id)
+        else:
+            await self.p.route_any(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} queued for reprint"
+
+    async def retry(self, letter_id: str) -> str:
+        """Fetch again a letter intake held after its retry budget ran out."""
+        rec = self._letter(letter_id)
+        if rec["stage"] != "intake-hold":
+            raise ActionRefused(f"letter {letter_id} is not held at intake (stage {rec['stage']}); "
+                                "only letters whose PDF could not be fetched are retried")
+        self.p.retry_intake(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} will be fetched again"
+
+    async def cancel(self, letter_id: str, reason: str = "Cancelled by operator") -> str:
+        rec = self._letter(letter_id)
+        if rec["status"] not in (Status.PENDING, Status.ACCEPTED, Status.PRINTED):
+            raise ActionRefused(f"letter {letter_id} is {rec['status']}: it can no longer be cancelled")
+        self._status(letter_id, Status.CANCELLED, "OPERATOR_CANCELLED", reason, "cancelled by operator")
+        self.p.finish(letter_id)
+        await self.p.committer.durable()
+        device = rec.get("device") if rec.get("stage") in ("printing", "enclosing", "franking") else None
+        drv = self.p.devices.get(device) if device else None
+        if drv is None:
+            return f"letter {letter_id} CANCELLED"
+        why_not = await drv.withdraw(letter_id)
+        if why_not is None:
+            self.p.load[device] = max(0, self.p.load[device] - 1)
+            self.p.store.update(letter_id, event=f"withdrawn from {device}")
+            await self.p.drain_backlog()
+            return f"letter {letter_id} CANCELLED and withdrawn from {device}"
+        # Still at the device: say where, so a person can pull it.
+        self.p.store.update(letter_id, event=f"not withdrawn from {device}: {why_not}")
+        return f"letter {letter_id} CANCELLED; still at {device} ({why_not}): pull it by hand"
+
+    async def fail(self, letter_id: str, reason: str | None = None, code: str | None = None) -> str:
+        """FAILED by a person.  With ``[failure_reasons]`` in the profile the code must be
+        one of the agreed ones (its text is the default reason); without, any reason text."""
+        self._letter(letter_id)
+        agreed = getattr(self.p.profile, "failure_reasons", {}) or {}
+        if agreed:
+            if code is None or code.strip().upper() not in {c.upper() for c in agreed}:
+                got = f"{code!r} is not an agreed code" if code else "a reason code is needed"
+                raise ActionRefused(f"FAILED: {got}; use one of {', '.join(agreed)} "
+                                    "(the profile's [failure_reasons])")
+            code = next(c for c in agreed if c.upper() == code.strip().upper())
+            reason = reason or agreed[code]
+        elif code is not None:
+            raise ActionRefused("this floor's profile has no [failure_reasons]; give --reason TEXT only")
+        if not reason:
+            raise ActionRefused("a reason is needed to mark a letter FAILED")
+        return await self._fail(letter_id, reason, code or "OPERATOR_FAILED")
+
+    async def _fail(self, letter_id: str, reason: str, code: str) -> str:
+        self._status(letter_id, Status.FAILED, code, reason, "failed by operator")
+        self.p.finish(letter_id)
+        await self.p.committer.durable()
+        return f"letter {letter_id} FAILED {code} ({reason})"
+
+    async def bulk(self, rows: list[Row]) -> list[dict]:
+        """RETURNED / DELIVERED / FORWARDED for many letters (archived ones too), one
+        durable commit for the lot; one result per row."""
+        results = apply_rows(self.p.store, rows)
+        if any(r["ok"] for r in results):
+            self.p.outbox.wake()
+            for r in results:
+                if r["ok"]:
+                    self.p.publish("letter", self.p.letter_brief(r["letter_id"]))
+            await self.p.committer.durable()
+        return results
+
+    async def returned(self, letter_id: str, reason_code: str) -> str:
+        try:
+            code, text = return_reason(reason_code)
+        except TransitionError as e:
+            raise ActionRefused(str(e)) from None
+        self._letter(letter_id)
+        self._status(letter_id, Status.RETURNED, code, text, "returned")
+        await self.p.committer.durable()
+        return f"letter {letter_id} RETURNED {code} {text}"
+
+    async def resolve(self, letter_id: str, outcome: str) -> str:
+        """Settle a piece on operator hold: enclosed | dispatched | reprint | fail."""
+        rec = self._letter(letter_id)
+        if rec["stage"] != "operator-hold":
+            raise ActionRefused(f"letter {letter_id} is not on hold (stage {rec['stage']})")
+        if outcome == "reprint":
+            self.p.store.update(letter_id, stage="printing", device=None)
+            return await self.reprint(letter_id)
+        if outcome == "fail":
+            return await self._fail(letter_id, rec.get("hold_reason") or "piece lost on the line",
+                                    "OPERATOR_FAILED")
+        if outcome == "enclosed":
+            self._status(letter_id, Status.ENCLOSED, None, None, "operator confirmed enclosed")
+            await self.p.hand_on_or_stop(letter_id, "franker", "franking")
+            return f"letter {letter_id} ENCLOSED (operator)"
+        if outcome == "dispatched":
+            self._status(letter_id, Status.DISPATCHED, None, None, "operator confirmed dispatched")
+            self.p.finish(letter_id)
+            return f"letter {letter_id} DISPATCHED (operator)"
+        raise ActionRefused(f"unknown outcome {outcome!r}: use enclosed, dispatched, reprint or fail")

@@ -1,0 +1,63 @@
+"""After a restart: pick up every in-flight letter where it stood.
+
+Each letter's stage says what was last *intended* (written down before the side effect).
+Devices are asked what really happened (``Driver.reconcile``): a piece a device can prove
+finished is replayed as that event, one it still holds is counted as its load, one it never
+got is submitted again, and one whose fate nobody can vouch for goes before an operator.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from drivers.base import DeviceEvent
+
+if TYPE_CHECKING:
+    from appliance.pipeline.pipeline import Pipeline
+
+#: Reconcile answers meaning "the device still holds this job and will report on it".
+STILL_AT_DEVICE = frozenset({"job.queued", "job.processing", "job.held", "job.stopped"})
+
+#: Stages whose letter sits at a device, and the family that takes it on a resubmit.
+AT_DEVICE = {"printing": None, "enclosing": "inserter", "franking": "franker"}
+
+
+async def recover(p: "Pipeline") -> None:
+    by_stage: dict[str, list[dict]] = {}
+    for rec in p.store.in_flight():
+        by_stage.setdefault(rec["stage"], []).append(rec)
+    for rec in by_stage.get("new", []):
+        p.intake.take(rec["id"], at=rec.get("intake_retry_at"))
+    for rec in by_stage.get("verified", []) + by_stage.get("held", []):
+        await p._route(rec["id"])
+    for stage in AT_DEVICE:
+        by_device: dict[str, list[str]] = {}
+        for rec in by_stage.get(stage, []):
+            by_device.setdefault(rec.get("device") or rec.get("printer") or "", []).append(rec["id"])
+        for device, ids in by_device.items():
+            drv = p.devices.get(device)
+            found = await drv.reconcile(ids) if drv else {}
+            for lid in ids:
+                kind = found.get(lid)
+                if kind == "absent" or (drv is None and stage == "printing"):
+                    await resubmit(p, stage, lid)
+                elif kind is None:  # the device cannot vouch for this piece either way
+                    p.operator_hold(lid, f"fate unknown after restart on {device or '?'}")
+                elif kind in STILL_AT_DEVICE:  # it will report; count it as its load
+                    p.load[device] += 1
+                    p.counters["still_at_device"] += 1
+                else:
+                    p.counters["recovered"] += 1
+                    await p.events.put(DeviceEvent(device, kind, lid, None, {"recovered": True}))
+    await p.retry_waiting()  # wait-inserter / wait-franker letters, if a device is up
+    await p.committer.durable()
+
+
+async def resubmit(p: "Pipeline", stage: str, letter_id: str) -> None:
+    p.counters["resubmitted"] += 1
+    family = AT_DEVICE[stage]
+    if family is None:
+        p.store.update(letter_id, stage="verified", event="resubmit")
+        await p._route(letter_id)
+    else:
+        await p._hand_on(letter_id, family, stage)

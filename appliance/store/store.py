@@ -1,0 +1,480 @@
+"""The letter store: letters, their status history, and the outbox of unacknowledged updates.
+
+Layout of ``state_dir``::
+
+    hot.json             tinydb database (tables letters, outbox, meta): only in-flight letters
+    hot.json.bak         the previous generation of hot.json (automatic fallback)
+    archive/YYYY-MM-DD.jsonl   finished letters, one full record per line (append-only)
+    archive/index.tsv    id, status, rev, date per archived letter (cheap to load)
+
+Why: a status change must not rewrite a file that grows with every letter ever seen, so
+the hot file holds only letters the appliance still works on (or whose status updates the
+API has not yet acknowledged).  Everything else is appended once to the archive.
+
+Group commit: mutations only change memory and set ``dirty``; ``flush()`` makes them durable
+in one go (archive appends fsynced first, then hot.json replaced atomically).  The
+pipeline calls ``flush()`` before every side effect.  A crash between the archive append
+and the hot replace leaves a letter in both places; on open the copy with the higher
+``rev`` (bumped on every mutation) wins, so nothing is lost or resurrected.
+
+One process owns a state directory (``store.lock``, flock); ``Store(dir, readonly=True)``
+reads without the lock and refuses to flush (for CLI inspection while the daemon runs).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
+
+from tinydb import TinyDB
+
+from appliance.core.errors import UserError
+from appliance.core.status import (
+    NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, Status, TransitionError, check_transition,
+    is_final, validate_reason,
+)
+from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path, private_dir
+
+log = logging.getLogger(__name__)
+
+HOT_NAME = "hot.json"
+SCHEMA = 1
+#: Fields ``update()`` may not touch: identity, status (use set_status) and bookkeeping.
+PROTECTED_FIELDS = frozenset({"id", "status", "history", "rev", "created", "updated"})
+
+
+class StateError(UserError):
+    """The state directory cannot be used (corrupt files, locked by another process)."""
+
+
+class UnknownLetter(KeyError):
+    """No letter with this id is known to the store."""
+
+
+class Store:
+    """Durable letter state for one appliance (one process per ``state_dir``)."""
+
+    def __init__(self, state_dir: Path, *, clock: Callable[[], float] = time.time,
+                 readonly: bool = False):
+        self.state_dir = Path(state_dir)
+        self.clock = clock
+        self.readonly = readonly
+        self.hot_path = self.state_dir / HOT_NAME
+        self._lock_fd: int | None = None
+        if not readonly:
+            private_dir(self.state_dir)
+            self._lock()
+        try:
+            self._open(readonly)
+        except BaseException:
+            self._unlock()  # a refused open must not keep the directory locked
+            raise
+
+    def _open(self, readonly: bool) -> None:
+        self._db = TinyDB(self.hot_path, storage=AtomicJSONStorage, readonly=readonly)
+        self._storage: AtomicJSONStorage = self._db.storage  # type: ignore[assignment]
+        self._archive = Archive(self.state_dir / "archive", create=not readonly)
+
+        self._letters: dict[str, dict[str, Any]] = {}      # hot letters by id
+        self._doc_ids: dict[str, int] = {}                  # id -> tinydb doc id in hot.json
+        self._outbox: dict[int, dict[str, Any]] = {}        # seq -> entry, in seq order
+        self._pending_by_letter: Counter[str] = Counter()  # id -> unacked outbox entries
+        self._to_archive: dict[str, dict[str, Any]] = {}    # finished, not yet appended
+        self._archived: dict[str, str] = {}                 # id -> status (on disk or queued)
+        self._archived_counts: Counter[str] = Counter()
+        self._next_seq = 1
+        self._next_doc = 1
+        self._next_run = 1
+        self._dirty = False
+        self._writing: dict[str, dict[str, Any]] = {}  # archived, being appended by a flush
+        self._write_lock = threading.Lock()
+        self._prepared = self._written = 0  # flush snapshots taken / last one written
+        self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
+        self._load()
+
+    # --- opening ------------------------------------------------------------------------
+
+    def _lock(self) -> None:
+        fd = os.open(self.state_dir / "store.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StateError(
+                f"state directory {self.state_dir} is in use by another appliance process; "
+                "stop it first (or open read-only)"
+            ) from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _read_hot(self) -> dict[str, Any]:
+        """hot.json, or hot.json.bak if hot.json is unreadable (with a warning)."""
+        try:
+            doc = self._storage.read()
+            if doc is not None:
+                return doc
+            problem = None
+        except CorruptFile as e:
+            problem = e
+        bak = bak_path(self.hot_path)
+        try:
+            backup = AtomicJSONStorage(bak, readonly=True).read()
+        except CorruptFile:
+            backup = None
+        if problem is None:  # hot.json missing
+            if backup is None:
+                return {}
+            log.warning("%s is missing; continuing from %s", self.hot_path, bak)
+        elif backup is None:
+            raise StateError(
+                f"{self.hot_path} is corrupt ({problem.detail}) and there is no usable {bak.name}; "
+                f"restore {self.hot_path} from a backup of the state directory"
+            )
+        else:
+            log.warning("%s is corrupt (%s); continuing from the previous generation %s",
+                        self.hot_path, problem.detail, bak)
+            if not self.readonly:  # keep the evidence, never rotate it into .bak
+                os.replace(self.hot_path, self.hot_path.with_name(HOT_NAME + ".corrupt"))
+        self._dirty = not self.readonly
+        return backup
+
+    def _load(self) -> None:
+        doc = self._read_hot()
+        try:
+            self._load_hot(doc)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"{self.hot_path} is not an appliance state file ({e!r}); "
+                             f"restore it from {bak_path(self.hot_path).name} or a backup") from None
+        self._load_archive_index()
+
+    def _load_hot(self, doc: dict[str, Any]) -> None:
+        meta = (doc.get("meta") or {}).get("1") or {}
+        if meta.get("schema", SCHEMA) != SCHEMA:
+            raise StateError(f"{self.hot_path} has schema {meta.get('schema')}, this "
+                             f"appliance understands {SCHEMA}; upgrade the appliance")
+        self._next_seq = int(meta.get("next_seq", 1))
+        self._next_doc = int(meta.get("next_doc", 1))
+        self._next_run = int(meta.get("next_run", 1))
+        for doc_id, rec in (doc.get("letters") or {}).items():
+            self._letters[rec["id"]] = rec
+            self._doc_ids[rec["id"]] = int(doc_id)
+            self._next_doc = max(self._next_doc, int(doc_id) + 1)
+        for seq, entry in sorted((doc.get("outbox") or {}).items(), key=lambda kv: int(kv[0])):
+            self._outbox[int(seq)] = entry
+            self._next_seq = max(self._next_seq, int(seq) + 1)
+
+    def _load_archive_index(self) -> None:
+        statuses, revs = self._archive.scan_index(want_rev=set(self._letters))
+        self._archived = statuses
+        # A letter in both places: the archive copy is newer unless the hot one was changed
+        # after archiving (a late status such as RETURNED on a DISPATCHED letter).
+        for letter_id, arch_rev in revs.items():
+            if arch_rev >= self._letters[letter_id].get("rev", 0):
+                self._drop_hot(letter_id)
+                self._dirty = not self.readonly
+            else:
+                del self._archived[letter_id]
+        self._archived_counts = Counter(self._archived.values())
+        for entry in self._outbox.values():
+            self._pending_by_letter[entry["letter_id"]] += 1
+
+    def _drop_hot(self, letter_id: str) -> None:
+        self._letters.pop(letter_id, None)
+        self._doc_ids.pop(letter_id, None)
+        for seq in [s for s, e in self._outbox.items() if e["letter_id"] == letter_id]:
+            del self._outbox[seq]
+
+    # --- reading ------------------------------------------------------------------------
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def is_known(self, letter_id: str) -> bool:
+        return letter_id in self._letters or letter_id in self._archived
+
+    def archived_ids(self) -> set[str]:
+        return set(self._archived)
+
+    def archived_statuses(self) -> Mapping[str, str]:
+        """id -> status of every archived letter, oldest archived first (read-only, live)."""
+        return MappingProxyType(self._archived)
+
+    def archived_counts(self) -> dict[str, int]:
+        return {status: n for status, n in self._archived_counts.items() if n > 0}
+
+    def get(self, letter_id: str) -> dict[str, Any] | None:
+        """A copy of the letter's record (hot first, then the archive), or None."""
+        rec = self._letters.get(letter_id) or self._to_archive.get(letter_id) or self._writing.get(letter_id)
+        if rec is None and letter_id in self._archived:
+            rec = self._archive.find(letter_id)
+        return _copy(rec) if rec is not None else None
+
+    def in_flight(self) -> list[dict[str, Any]]:
+        return [_copy(r) for r in self._letters.values() if not is_final(r["status"])]
+
+    def in_flight_ids(self) -> list[str]:
+        """Ids of letters not final yet, without copying their records (hot loops)."""
+        return [i for i, r in self._letters.items() if not is_final(r["status"])]
+
+    def letters(self, status: str | None = None, stage: str | None = None) -> list[dict[str, Any]]:
+        return [_copy(r) for r in self._letters.values()
+                if (status is None or r["status"] == status)
+                and (stage is None or r["stage"] == stage)]
+
+    def stage_count(self, stage: str) -> int:
+        """Hot letters in ``stage``, without copying their records (hot loops)."""
+        return sum(1 for r in self._letters.values() if r["stage"] == stage)
+
+    def counts(self) -> dict[str, int]:
+        total = Counter(self._archived_counts)
+        total.update(r["status"] for r in self._letters.values())
+        return {status: n for status, n in total.items() if n > 0}
+
+    def outbox_pending(self, limit: int | None = None) -> list[dict[str, Any]]:
+        out = []
+        for entry in self._outbox.values():
+            if limit is not None and len(out) >= limit:
+                break
+            out.append(dict(entry))
+        return out
+
+    # --- mutating -----------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return round(float(self.clock()), 3)
+
+    def add_letter(self, letter_id: str, specification_id: str, group_id: str,
+                   sha256: str) -> bool:
+        """Record a newly listed letter; False (and no change) if it was ever seen before."""
+        if not isinstance(letter_id, str) or not letter_id or any(c in letter_id for c in "\t\r\n"):
+            raise ValueError(f"invalid letter id {letter_id!r}")
+        if self.is_known(letter_id):
+            return False
+        now = self._now()
+        self._letters[letter_id] = {
+            "id": letter_id, "specification_id": specification_id, "group_id": group_id,
+            "sha256": sha256, "status": Status.PENDING.value, "stage": "new", "printer": None,
+            "job": None, "device": None, "reason_code": None, "reason_text": None, "pdf": None,
+            "pages": None, "sheets": None, "attempts": 0, "created": now, "updated": now,
+            "rev": 1, "history": [{"t": now, "event": "listed"}],
+        }
+        self._assign_doc(letter_id)
+        self._dirty = True
+        return True
+
+    def _assign_doc(self, letter_id: str) -> None:
+        self._doc_ids[letter_id] = self._next_doc
+        self._next_doc += 1
+
+    def _hot(self, letter_id: str) -> dict[str, Any]:
+        """The live hot record, bringing it back from the archive if it was finished."""
+        rec = self._letters.get(letter_id)
+        if rec is not None:
+            return rec
+        rec = self._to_archive.pop(letter_id, None)
+        if rec is None and letter_id in self._writing:  # a flush thread is appending it: copy
+            rec = json.loads(_dumps(self._writing[letter_id]))
+        if rec is None and letter_id in self._archived:
+            rec = self._archive.find(letter_id)
+        if rec is None:
+            raise UnknownLetter(letter_id)
+        status = self._archived.pop(letter_id, None)
+        if status is not None:
+            self._archived_counts[status] -= 1
+        self._letters[letter_id] = rec
+        if letter_id not in self._doc_ids:
+            self._assign_doc(letter_id)
+        return rec
+
+    def _touch(self, rec: dict[str, Any], now: float) -> None:
+        rec["updated"] = now
+        rec["rev"] = rec.get("rev", 0) + 1
+        self._dirty = True
+
+    def update(self, letter_id: str, *, event: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Set fields (stage, printer, job, pdf, pages, ...); log ``event`` in the history."""
+        bad = PROTECTED_FIELDS.intersection(fields)
+        if bad:
+            raise ValueError(f"update() cannot set {', '.join(sorted(bad))}"
+                             " (use set_status for status)")
+        rec = self._hot(letter_id)
+        now = self._now()
+        if "stage" in fields and fields["stage"] != rec.get("stage"):
+            rec["stage_at"] = now  # how long a letter has been in its stage (appliance.core.stuck)
+        rec.update(fields)
+        if event is not None:
+            rec["history"].append({"t": now, "event": event, **fields})
+        self._touch(rec, now)
+        return _copy(rec)
+
+    def set_status(self, letter_id: str, status: str, reason_code: str | None = None,
+                   reason_text: str | None = None, *, event: str | None = None) -> bool:
+        """Move the letter forward and queue the update for the API.
+
+        Same status: False, nothing queued.  Backwards/unknown: TransitionError.  Statuses
+        that need a reason get the standard text for a known code when none is given.
+        """
+        current = self.get_status(letter_id)
+        if not check_transition(current, status):
+            return False
+        if reason_code is not None and reason_text is None:
+            reason_text = REJECT_REASONS.get(reason_code) or RETURN_REASONS.get(reason_code)
+        validate_reason(status, reason_code, reason_text)
+        if status in NEEDS_REASON and not (reason_code and reason_text):
+            raise TransitionError(f"{status} needs a reason code and reason text")
+        rec = self._hot(letter_id)
+        now = self._now()
+        rec.update(status=str(status), reason_code=reason_code, reason_text=reason_text)
+        entry = {"t": now, "event": event or "status", "status": str(status)}
+        if reason_code is not None:
+            entry.update(reason_code=reason_code, reason_text=reason_text)
+        rec["history"].append(entry)
+        seq = self._next_seq
+        self._next_seq += 1
+        self._outbox[seq] = {"seq": seq, "letter_id": letter_id, "status": str(status),
+                             "reason_code": reason_code, "reason_text": reason_text,
+                             "created": now}
+        self._pending_by_letter[letter_id] += 1
+        self._touch(rec, now)
+        return True
+
+    def next_print_run(self) -> int:
+        """A new print-run number (printed in sheet marks): never reused, even across restarts,
+        because it is saved with the intent that uses it."""
+        run, self._next_run = self._next_run, self._next_run + 1
+        self._dirty = True
+        return run
+
+    def get_status(self, letter_id: str) -> str:
+        rec = self._letters.get(letter_id) or self._to_archive.get(letter_id) or self._writing.get(letter_id)
+        if rec is not None:
+            return rec["status"]
+        if letter_id in self._archived:
+            return self._archived[letter_id]
+        raise UnknownLetter(letter_id)
+
+    def outbox_ack(self, seqs: Iterable[int]) -> None:
+        """The API accepted these updates: log them, drop them, archive finished letters."""
+        now = self._now()
+        for seq in seqs:
+            entry = self._outbox.pop(int(seq), None)
+            if entry is None:
+                continue  # already acknowledged
+            self._dirty = True
+            letter_id = entry["letter_id"]
+            self._pending_by_letter[letter_id] -= 1
+            if self._pending_by_letter[letter_id] <= 0:
+                del self._pending_by_letter[letter_id]
+            rec = self._letters.get(letter_id)
+            if rec is None:
+                continue
+            rec["history"].append({"t": now, "event": "acked", "status": entry["status"]})
+            self._touch(rec, now)
+            if is_final(rec["status"]) and letter_id not in self._pending_by_letter:
+                self._queue_archive(letter_id)
+
+    def _queue_archive(self, letter_id: str) -> None:
+        rec = self._letters.pop(letter_id)
+        self._doc_ids.pop(letter_id, None)
+        self._to_archive[letter_id] = rec
+        self._archived[letter_id] = rec["status"]
+        self._archived_counts[rec["status"]] += 1
+
+    # --- durability ---------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Make every change so far durable: archive appends first, then hot.json atomically."""
+        write = self.prepare_flush()
+        if write is not None:
+            write()
+
+    def prepare_flush(self) -> Callable[[], None] | None:
+        """Snapshot what a flush must write (cheap, on the caller's thread) and return the
+        writing itself, which touches only files and may run in a worker thread while the
+        store changes on: those changes leave the store dirty for the next flush.  If the
+        write fails, the snapshot is put back so that nothing is lost.  None: nothing to do."""
+        if not self._dirty:
+            return None
+        if self.readonly:
+            raise PermissionError(f"{self.state_dir} was opened read-only")
+        archived = dict(self._to_archive)
+        self._to_archive.clear()
+        self._writing.update(archived)  # still readable by get() until they are on disk
+        date = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
+        text = self._serialize_hot()
+        self._dirty = False
+        self._prepared += 1
+        seq = self._prepared
+
+        def write() -> None:
+            with self._write_lock:  # one writer at a time, and never an older snapshot last
+                try:
+                    if archived:
+                        self._archive.append(date, list(archived.values()))
+                        for letter_id in archived:
+                            self._writing.pop(letter_id, None)
+                        archived.clear()
+                    if seq > self._written:
+                        self._storage.write_serialized(text)
+                        self._written = seq
+                except BaseException:
+                    for letter_id, rec in archived.items():  # not yet appended: keep them queued
+                        self._to_archive.setdefault(letter_id, rec)
+                    self._dirty = True
+                    raise
+
+        return write
+
+    def _serialize_hot(self) -> str:
+        """The hot tinydb document.  Each letter's JSON is cached by ``rev`` (every mutation
+        bumps it), so a flush re-encodes only the letters that changed."""
+        fragments = {}
+        parts = []
+        for letter_id, rec in self._letters.items():
+            cached = self._fragments.get(letter_id)
+            if cached is None or cached[0] != rec["rev"]:
+                cached = (rec["rev"], _dumps(rec))
+            fragments[letter_id] = cached
+            parts.append(f'"{self._doc_ids[letter_id]}":{cached[1]}')
+        self._fragments = fragments
+        outbox = _dumps({str(seq): e for seq, e in self._outbox.items()})
+        meta = _dumps({"1": {"schema": SCHEMA, "next_seq": self._next_seq,
+                             "next_doc": self._next_doc, "next_run": self._next_run}})
+        return '{"letters":{' + ",".join(parts) + '},"outbox":' + outbox + ',"meta":' + meta + "}"
+
+    def close(self) -> None:
+        if not self.readonly:
+            self.flush()
+        self._db.close()
+        self._unlock()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def _copy(rec: dict[str, Any]) -> dict[str, Any]:
+    """A copy callers may keep or change without touching the store."""
+    return {**rec, "history": [dict(h) for h in rec["history"]]}
+
+
+__all__ = ["Store", "StateError", "UnknownLetter", "TransitionError"]

@@ -1,0 +1,108 @@
+"""File printer: "prints" each letter by writing its PDF into an output folder.
+
+Needs no hardware; used by the demo and tests.  Each job reports queued -> processing ->
+completed over ``job_seconds``, like a real queue would, and its ledger of printed jobs
+is the page counter that ``reconcile()`` reads after a restart.  The printed copies are
+patient data: written 0600 in a 0700 folder, deleted once the letter is final (or
+``keep_seconds`` later, for a floor that hands the folder to another system).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from pathlib import Path
+
+from appliance.store.storage import open_private, private_dir
+
+from drivers.base import Driver, Health, Work
+from drivers.sim.ledger import Ledger, SerialWorker
+
+
+class FilePrinter(Driver):
+    family = "printer"
+    SETTINGS = {
+        "output_dir": (str, ""),  # default: <state_dir>/output/<printer name>
+        "job_seconds": (float, 0.05),
+        "fail_every": (int, 0),  # abort every Nth job (fault injection); 0 = never
+        "keep_seconds": (float, 0.0),  # keep a printed copy this long after its letter is final
+    }
+
+    def __init__(self, name, settings, emit, *, state_dir: Path, **kw):
+        super().__init__(name, settings, emit, state_dir=state_dir, **kw)
+        out = settings.get("output_dir") or ""
+        self.output_dir = Path(out) if out else state_dir / "output" / name
+        self._worker = SerialWorker(self._print, lambda: self.paused)
+        # One line per finished job: the "page counter" that proves how often a letter
+        # was really printed (a restart must never print one twice).
+        self.ledger = Ledger(self.output_dir / "printed.jsonl")
+        self.completed = 0
+        self.aborted = 0
+        self._final: dict[str, float] = {}  # letter id -> when it became final (keep_seconds)
+
+    async def start(self) -> None:
+        private_dir(self.output_dir)
+        self.spawn("print", self._worker.run)
+        if self.settings.get("keep_seconds", 0) > 0:
+            self.spawn("retention", self._retention)
+        self.emit("device.state", state="idle")
+
+    async def stop(self) -> None:
+        await self.stop_tasks()
+
+    async def submit(self, work: Work) -> str:
+        job = f"{self.name}-{work.letter_id}"
+        self._worker.put(work)
+        self.emit("job.queued", work.letter_id, job)
+        return job
+
+    async def _print(self, work: Work, seq: int) -> None:
+        job = f"{self.name}-{work.letter_id}"
+        self.emit("job.processing", work.letter_id, job)
+        await asyncio.sleep(self.settings.get("job_seconds", 0.05))
+        every = self.settings.get("fail_every", 0)
+        if every and seq % every == 0:
+            self.aborted += 1
+            self.emit("job.aborted", work.letter_id, job, reason="simulated job abort")
+            return
+        dest = self.output_dir / f"{work.letter_id}.pdf"
+        tmp = dest.with_suffix(".part")
+        await asyncio.to_thread(_copy_private, work.pdf, tmp)
+        # The ledger line is the moment of printing (the page counter); the file follows.
+        await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "job": job, "pages": work.pages})
+        os.replace(tmp, dest)
+        self.completed += 1
+        self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets)
+
+    def forget(self, letter_id: str) -> None:
+        if self.settings.get("keep_seconds", 0) <= 0:
+            (self.output_dir / f"{letter_id}.pdf").unlink(missing_ok=True)
+        else:  # retention counts from the final status; the retention loop deletes it
+            self._final[letter_id] = time.time()
+
+    async def _retention(self) -> None:
+        keep = self.settings["keep_seconds"]
+        while True:
+            now = time.time()
+            for letter_id, t in list(self._final.items()):
+                if now - t >= keep:
+                    (self.output_dir / f"{letter_id}.pdf").unlink(missing_ok=True)
+                    del self._final[letter_id]
+            await asyncio.sleep(min(max(keep / 10, 0.5), 3600))
+
+    async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
+        printed = {r["letter_id"] for r in self.ledger.read()}
+        return {lid: ("job.completed" if lid in printed else "absent") for lid in letter_ids}
+
+    def health(self) -> Health:
+        depth = self._worker.depth
+        state = "paused" if self.paused else ("busy" if depth else "idle")
+        return Health(state, str(self.output_dir), depth,
+                      {"completed": self.completed, "aborted": self.aborted})
+
+
+def _copy_private(src: Path, dest: Path) -> None:
+    with open(src, "rb") as f, open_private(dest, "wb") as out:
+        shutil.copyfileobj(f, out)
