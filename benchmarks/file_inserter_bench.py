@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from appliance.core.packs import load_packs  # noqa: E402
 from drivers.base import Work  # noqa: E402
-from drivers.files.inserter import FileInserter  # noqa: E402
 from drivers.files.format import render_results  # noqa: E402
+from drivers.files.inserter import FileInserter  # noqa: E402
 
 
 async def bench(pieces: int, batch: int) -> dict:

@@ -37,10 +37,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.api.client import SupplierClient  # noqa: E402
+from appliance.config.profile import load_profile  # noqa: E402
 from appliance.config.settings import sandbox_api  # noqa: E402
 from appliance.core.packs import load_packs  # noqa: E402
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings  # noqa: E402
-from appliance.config.profile import load_profile  # noqa: E402
 from appliance.store.store import Store  # noqa: E402
 
 FAST_FLOOR = """

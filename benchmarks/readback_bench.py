@@ -25,9 +25,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.pipeline.audit import AuditLog  # noqa: E402
 from appliance.core.markcode import encode  # noqa: E402
 from appliance.core.readback import judge  # noqa: E402
+from appliance.pipeline.audit import AuditLog  # noqa: E402
 from drivers.base import DeviceEvent  # noqa: E402
 
 FLOOR = Path(__file__).resolve().parent.parent / "hardware-profiles" / "serial-floor.toml"
@@ -62,10 +62,10 @@ def bench_audit(folder: Path) -> tuple[float, float]:
 
 async def bench_floor(tmp: Path, letters: int, every: int, readback: bool = True) -> dict:
     from appliance.api.client import SupplierClient
+    from appliance.config.profile import load_profile
     from appliance.config.settings import sandbox_api
     from appliance.core.packs import load_packs
     from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-    from appliance.config.profile import load_profile
     from appliance.sandbox import Sandbox, SandboxOptions
     from appliance.store.store import Store
 

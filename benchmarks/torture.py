@@ -30,9 +30,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appliance.config.profile import load_profile  # noqa: E402
 from appliance.control.server import call  # noqa: E402
 from appliance.runtime.cups_demo import cups_profile_text  # noqa: E402
-from appliance.config.profile import load_profile  # noqa: E402
 from appliance.sandbox import SandboxOptions, run_in_thread  # noqa: E402
 from appliance.store.store import Store  # noqa: E402
 from drivers.sim.cups_floor import CupsSandbox, missing_binaries, sandbox_root  # noqa: E402

@@ -12,11 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
-from appliance.runtime.demo import demo_profile_path
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 

@@ -24,8 +24,8 @@ from appliance.api.client import (
     chunk_updates,
     parse_retry_after,
 )
-from appliance.config.settings import sandbox_api
 from appliance.api.ratelimit import RateLimiter, max_in_window
+from appliance.config.settings import sandbox_api
 from appliance.sandbox import Sandbox, SandboxOptions
 
 JSONAPI = "application/vnd.api+json"

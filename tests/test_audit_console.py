@@ -12,11 +12,11 @@ from textual.widgets import DataTable, Static
 
 from appliance.api.client import SupplierClient
 from appliance.cli.main import main as cli_main
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.control.server import ControlClient, ControlServer
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 from tests.test_control import sock_dir  # noqa: F401  (fixture)

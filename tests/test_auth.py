@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from appliance.api.client import ApiError, SupplierClient
 from appliance.api.auth import (
     TokenError,
     TokenProvider,
@@ -22,6 +21,7 @@ from appliance.api.auth import (
     make_client_assertion,
     parse_expires_in,
 )
+from appliance.api.client import ApiError, SupplierClient
 from appliance.config.settings import ApiConfig
 from appliance.core.errors import UserError
 from appliance.sandbox import Sandbox, SandboxOptions

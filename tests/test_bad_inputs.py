@@ -21,13 +21,13 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from appliance.api.client import ApiError, ResponseTooLarge, ServerError, SupplierClient
 from appliance.api.auth import TokenError
+from appliance.api.client import ApiError, ResponseTooLarge, ServerError, SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import ApiConfig, load_config, sandbox_api
 from appliance.core.errors import ConfigError
 from appliance.intake.faults import RetryPolicy
 from appliance.intake.settings import IntakeSettings
-from appliance.config.profile import load_profile
 from appliance.sandbox.pdfgen import make_pdf
 from drivers.serial.protocol import load_protocol
 from tests.floor import Floor, new_sandbox, statuses

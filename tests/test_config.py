@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.config.profile import load_profile
 from appliance.config.settings import load_config
 from appliance.core.errors import ConfigError
-from appliance.config.profile import load_profile
 
 GOOD = """
 [api]

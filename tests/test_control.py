@@ -11,12 +11,12 @@ import pytest
 
 from appliance.api.client import SupplierClient
 from appliance.cli.main import main as cli_main
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.control.server import ControlClient, ControlError, ControlServer, DaemonNotRunning
-from appliance.runtime.demo import demo_profile_path
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 

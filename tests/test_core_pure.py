@@ -4,15 +4,21 @@ import hashlib
 
 import pytest
 
-from appliance.core.packs import load_packs, pack_from_upstream
 from appliance.config.profile import PrinterCaps
+from appliance.core.packs import load_packs, pack_from_upstream
 from appliance.core.routing import PrinterView, choose_printer, waiting_for_room, why_not
 from appliance.core.status import (
-    RETURN_REASONS, Status, TransitionError, check_transition, reached, return_reason, status_for_event,
+    RETURN_REASONS,
+    Status,
+    TransitionError,
+    check_transition,
+    reached,
+    return_reason,
+    status_for_event,
     validate_reason,
 )
-from appliance.intake.pdfcheck import check_pdf as inspect_pdf
 from appliance.core.verify import PdfFacts, judge
+from appliance.intake.pdfcheck import check_pdf as inspect_pdf
 
 PACKS = load_packs()
 PF = frozenset({"BRAILLE", "AUDIO"})

@@ -7,9 +7,9 @@ import struct
 import pytest
 
 from appliance.core.errors import ConfigError, UserError
-from drivers.cups.printer import CupsPrinter
 from drivers.cups.batch import Manifest, covered, layout
 from drivers.cups.device import ENUM, INTEGER, KEYWORD, NAME, decode, encode, http_url, jobs_of
+from drivers.cups.printer import CupsPrinter
 
 
 def test_layout_counts_sides_and_sheets_cumulatively():

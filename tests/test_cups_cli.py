@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from appliance.runtime import doctor
-
 from appliance.cli import printers as printers_cli
 from appliance.config.profile import load_profile
+from appliance.runtime import doctor
 
 pytestmark = pytest.mark.cups
 

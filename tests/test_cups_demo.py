@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
+from appliance.config.profile import load_profile
 from appliance.runtime.cups_demo import cups_profile_text
 from appliance.runtime.demo import demo_profile_path
-from appliance.config.profile import load_profile
 from drivers.sim.cups_floor import missing_binaries
 
 

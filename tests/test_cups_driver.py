@@ -12,8 +12,8 @@ from pypdf import PdfWriter
 
 from appliance.core.packs import load_packs
 from drivers.base import DeviceEvent, Work
-from drivers.cups.printer import CupsPrinter
 from drivers.cups.ipp import CANCELED, COMPLETED
+from drivers.cups.printer import CupsPrinter
 
 pytestmark = pytest.mark.cups
 

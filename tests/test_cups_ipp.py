@@ -6,8 +6,16 @@ import pytest
 
 from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
-from drivers.cups.ipp import (PrinterFacts, alert_worthy, blocking, device_state, ipp_options, job_event,
-                              reasons_of, split_reason)
+from drivers.cups.ipp import (
+    PrinterFacts,
+    alert_worthy,
+    blocking,
+    device_state,
+    ipp_options,
+    job_event,
+    reasons_of,
+    split_reason,
+)
 from drivers.cups.session import split_server
 
 PACKS = load_packs()

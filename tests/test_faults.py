@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 
 from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.runtime.cups_demo import cups_profile_text
 from appliance.runtime.demo import demo_profile_path
-from appliance.core.packs import load_packs
-from appliance.sandbox.letters import squeeze
-from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
+from appliance.sandbox.letters import squeeze
 from appliance.store.store import Store
 from drivers.sim.cups_floor import CupsSandbox, missing_binaries, sandbox_root
 

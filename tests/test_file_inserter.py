@@ -18,16 +18,16 @@ from pathlib import Path
 import pytest
 
 from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
 from appliance.store.store import Store
 from drivers.base import DeviceEvent, Work
-from drivers.files.inserter import FileInserter
 from drivers.files.format import RESULT_COLUMNS, parse_results, render_results
+from drivers.files.inserter import FileInserter
 from drivers.sim.file_inserter import FileInserterSim, SimOptions
 from tests.test_pipeline_e2e import GOOD_PATH, check_sandbox_outcome
 

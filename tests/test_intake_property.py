@@ -11,12 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from appliance.core.verify import PdfFacts
 from appliance.intake.pdfcheck import CheckLimits
 from appliance.intake.pool import IntakePool, WorkerDied
 from appliance.intake.settings import IntakeSettings
 from appliance.intake.worker import check_task
 from appliance.sandbox.pdfgen import make_pdf
-from appliance.core.verify import PdfFacts
 from tests import hostile_pdfs
 
 TASK_SECONDS = 10.0

@@ -12,12 +12,12 @@ import pytest
 
 from appliance.api.limits import BadJson, parse_json
 from appliance.core.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
+from appliance.core.packs import load_packs
+from appliance.core.verify import PdfFacts, VerifyPolicy, judge
 from appliance.intake import faults
 from appliance.intake.faults import FaultClass, RetryPolicy, decide
 from appliance.intake.hosts import HostPolicy, HostRefused, parse_rule
 from appliance.intake.pdfcheck import CheckLimits, check_pdf
-from appliance.core.packs import load_packs
-from appliance.core.verify import PdfFacts, VerifyPolicy, judge
 from tests.hostile_pdfs import CATALOGUE, EXPECTED
 
 POLICY = RetryPolicy(first=5, factor=3, cap=300, budget=7200, jitter=0.2, deaths=2)

@@ -1,7 +1,7 @@
 """The letters listing pages hot and archived letters together: every letter once, right totals."""
 
-from appliance.control.server import ControlServer
 from appliance.control.listing import archived_page
+from appliance.control.server import ControlServer
 from appliance.store.store import Store
 
 ARCHIVED = {f"L{i:03d}": ("REJECTED" if i % 4 == 0 else "DISPATCHED") for i in range(20)}

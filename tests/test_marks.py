@@ -15,12 +15,12 @@ from pypdf import PdfReader, PdfWriter
 from pypdf.generic import NameObject, NumberObject, RectangleObject
 
 import tests.floor as floor_module
-from appliance.runtime.demo import demo_profile_path
+from appliance.config.profile import load_profile
 from appliance.core.errors import ConfigError
 from appliance.core.markcode import encode
-from appliance.marks.overlay import ClearZone, MarkError, mark_pdf
 from appliance.core.packs import load_packs
-from appliance.config.profile import load_profile
+from appliance.marks.overlay import ClearZone, MarkError, mark_pdf
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox.pdfgen import make_corrupt, make_pdf
 from tests.floor import Floor, new_sandbox
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from appliance.api.client import SupplierClient
-from appliance.config.settings import sandbox_api
-from appliance.runtime.demo import demo_profile_path
-from appliance.mi.service import MiService, mi_client
-from appliance.core.packs import load_packs
-from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.config.profile import load_profile
+from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.mi.service import MiService, mi_client
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 

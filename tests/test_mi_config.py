@@ -4,9 +4,9 @@ from datetime import time
 
 import pytest
 
-from appliance.runtime.demo import demo_profile_path
-from appliance.core.errors import ConfigError
 from appliance.config.profile import load_profile
+from appliance.core.errors import ConfigError
+from appliance.runtime.demo import demo_profile_path
 
 BASE = demo_profile_path().read_text()
 

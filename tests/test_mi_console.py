@@ -10,12 +10,12 @@ from textual.widgets import DataTable, Static
 
 from appliance.api.client import SupplierClient
 from appliance.cli.main import main as cli_main
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.control.server import ControlClient, ControlError, ControlServer
-from appliance.mi.service import MiService, mi_client
 from appliance.core.packs import load_packs
+from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 from tests.test_mi import floor_profile

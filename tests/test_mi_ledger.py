@@ -1,19 +1,19 @@
 """MI submission against the sandbox: crashes, reruns, refusals -- never a line twice."""
 
 import time
+from collections import Counter
 from dataclasses import replace
 from datetime import time as time_of_day
-from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from appliance.config.settings import sandbox_api
 from appliance.core.errors import UserError
+from appliance.core.packs import load_packs
 from appliance.mi.ledger import Ledger, SubmissionBusy, lock_submissions
 from appliance.mi.service import MiService, mi_client
 from appliance.mi.settings import MiSettings
-from appliance.core.packs import load_packs
 from appliance.sandbox import Sandbox, SandboxOptions
 
 SETTINGS = MiSettings(timezone="UTC", sheets="sheets", allow_default_names=True)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
-from appliance.runtime.demo import demo_profile_path
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
 from appliance.store.store import Store
 

@@ -5,15 +5,15 @@ import json
 import time
 from collections import Counter
 
-from appliance.api.client import SupplierClient
-from appliance.config.settings import sandbox_api
-from appliance.runtime.demo import demo_profile_path
 import pytest
 
-from appliance.pipeline.operator import ActionRefused, Operator
-from appliance.core.packs import load_packs
-from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.api.client import SupplierClient
 from appliance.config.profile import load_profile
+from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.pipeline.operator import ActionRefused, Operator
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 

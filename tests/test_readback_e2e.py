@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from appliance.api.client import SupplierClient
-from appliance.pipeline.audit import AuditLog, to_csv
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.core.packs import load_packs
+from appliance.pipeline.audit import AuditLog, to_csv
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
 from tests.test_pipeline_e2e import GOOD_PATH

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 
 from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
-from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
-from appliance.pipeline.reprint import ReprintPolicy, decide, stale_run, wants_reprint
 from appliance.core.status import Status
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.pipeline.reprint import ReprintPolicy, decide, stale_run, wants_reprint
 from appliance.store.store import Store
 from drivers.base import DeviceEvent
 

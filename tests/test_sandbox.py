@@ -16,8 +16,8 @@ import pytest
 
 from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
-from appliance.sandbox import RequestRecord, Sandbox, SandboxOptions, run_in_thread
 from appliance.core.status import RETURN_REASONS
+from appliance.sandbox import RequestRecord, Sandbox, SandboxOptions, run_in_thread
 
 JSONAPI = "application/vnd.api+json"
 H = {"X-Request-ID": "req-1"}

@@ -38,8 +38,8 @@ from cryptography.x509.oid import NameOID
 
 from appliance.api.client import ApiError, ApiUnavailable, SupplierClient
 from appliance.config.settings import ApiConfig, load_config, sandbox_api
-from appliance.runtime.demo import demo_profile_path
 from appliance.pipeline.operator import Operator
+from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
 from tests.floor import Floor, new_sandbox, statuses
 

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 from appliance.cli import devices as serial_cli
-from appliance.runtime.doctor import run_checks
 from appliance.config.profile import load_profile
+from appliance.runtime.doctor import run_checks
 from drivers.serial.link import describe_open_error
 
 FLOOR = Path(__file__).parent.parent / "hardware-profiles" / "serial-floor.toml"

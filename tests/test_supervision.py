@@ -10,11 +10,11 @@ import signal
 
 import pytest
 
+from appliance.core.stuck import overdue
+from appliance.core.supervisor import Supervisor
 from appliance.intake.faults import RetryPolicy
 from appliance.intake.pool import IntakePool, WorkerDied
 from appliance.intake.settings import IntakeSettings
-from appliance.core.stuck import overdue
-from appliance.core.supervisor import Supervisor
 from tests import hostile_pdfs
 from tests.floor import Floor, new_sandbox, statuses
 

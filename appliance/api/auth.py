@@ -23,24 +23,11 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
 from appliance.api.limits import MAX_ERROR_BODY, MAX_JSON_BODY, BodyTooLarge, read_capped
 from appliance.config.settings import ApiConfig
-from appliance.core.errors import UserError
+from appliance.core.errors import TokenError, UserError
 
 #: The token endpoint refuses assertions that live longer than five minutes.
 MAX_ASSERTION_LIFETIME = 300
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-class TokenError(UserError):
-    """The token endpoint refused us or answered nonsense.
-
-    ``retryable`` is True for answers worth trying again (429, 5xx); the API client's retry
-    loop uses it.  The message never contains the assertion or a token.
-    """
-
-    def __init__(self, message: str, status: int | None = None, retryable: bool = False):
-        super().__init__(message)
-        self.status = status
-        self.retryable = retryable
 
 
 def load_private_key(path: Path) -> bytes:

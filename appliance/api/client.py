@@ -32,12 +32,34 @@ from typing import Any, Callable
 
 import httpx
 
-from appliance.api.auth import TokenError, TokenProvider
-from appliance.api.limits import (MAX_ERROR_BODY, MAX_FIELD_CHARS, MAX_JSON_BODY, MAX_LIST_BODY, BadJson,
-                   BodyTooLarge, is_safe_id, parse_json, read_capped, shown)
-from appliance.config.settings import ApiConfig
-from appliance.core.errors import UserError
+from appliance.api.auth import TokenProvider
+from appliance.api.limits import (
+    MAX_ERROR_BODY,
+    MAX_FIELD_CHARS,
+    MAX_JSON_BODY,
+    MAX_LIST_BODY,
+    is_safe_id,
+    parse_json,
+    read_capped,
+    shown,
+)
 from appliance.api.ratelimit import RateLimiter
+from appliance.config.settings import ApiConfig
+from appliance.core.errors import (
+    ApiError,
+    ApiUnavailable,
+    BadJson,
+    BodyTooLarge,
+    FetchFault,
+    InvalidId,
+    NotFound,
+    PdfTooLarge,
+    RateLimited,
+    ResponseTooLarge,
+    ServerError,
+    TokenError,
+    TooLarge,
+)
 from appliance.core.status import ALL_STATUSES, Status
 
 log = logging.getLogger("appliance.api.client")
@@ -75,48 +97,6 @@ class Download:
     path: Path
     sha256: str
     size: int
-
-
-class ApiError(Exception):
-    """The API answered with an error we do not retry (or stopped retrying)."""
-
-    def __init__(self, status: int, detail: str, code: str | None = None):
-        super().__init__(f"HTTP {status}{' ' + code if code else ''}: {detail}")
-        self.status = status
-        self.code = code
-        self.detail = detail
-
-
-class NotFound(ApiError):
-    pass
-
-
-class RateLimited(ApiError):
-    pass
-
-
-class ServerError(ApiError):
-    pass
-
-
-class TooLarge(ApiError):
-    """The PDF is bigger than the configured cap; the download was abandoned."""
-
-
-class ResponseTooLarge(ApiError):
-    """An API answer was bigger than its size cap; it was not parsed (not retried)."""
-
-
-class InvalidId(ApiError):
-    """A letter or MI id that must not go into a URL; refused before any request."""
-
-    def __init__(self, what: str, value: object):
-        super().__init__(400, f"{what}: id {shown(value)} is not a plain id (letters, digits, "
-                              "_ and -, at most 128); refused before sending", "INVALID_ID")
-
-
-class ApiUnavailable(UserError):
-    """Cannot reach the API (connection failures or timeouts until retries ran out)."""
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -470,7 +450,7 @@ class SupplierClient:
         """Fetch a letter's PDF to ``dest`` (for ``appliance api data``; the daemon fetches
         in its intake workers instead).  The same fetcher and host rules as the workers,
         run in a thread; one fresh URL if the first has expired."""
-        from appliance.intake.fetch import FetchFault, FetchLimits, TooLarge as PdfTooLarge, fetch
+        from appliance.intake.fetch import FetchLimits, fetch
         from appliance.intake.hosts import HostPolicy
 
         dest = Path(dest)

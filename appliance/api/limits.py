@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from appliance.core.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
+from appliance.core.errors import BadJson, BodyTooLarge
 
 #: A letter (or MI record) id we will put in a URL path or a spool file name.  Use
 #: ``fullmatch``: ``$`` would let a trailing newline through.
@@ -43,10 +44,6 @@ def shown(value: object, n: int = 40) -> str:
     """A short, quoted rendering of untrusted text for a one-line message."""
     text = repr(value)
     return text if len(text) <= n else text[: n - 3] + "..."
-
-
-class BadJson(ValueError):
-    """A JSON answer we will not use: not JSON, or nested deeper than MAX_JSON_DEPTH."""
 
 
 _BRACKETS = re.compile(rb'[\[{\]}"\\]')
@@ -91,14 +88,6 @@ def parse_json(body: bytes, limit: int = MAX_JSON_DEPTH) -> Any:
         raise BadJson(f"nested deeper than {limit} levels") from None
     except (UnicodeDecodeError, ValueError) as e:
         raise BadJson(f"not valid JSON ({str(e)[:60]})") from None
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, cap: int, declared: int | None = None):
-        said = f"{declared} bytes, " if declared is not None else ""
-        super().__init__(f"response too large: {said}over the {cap}-byte size cap")
-        self.cap = cap
-        self.declared = declared
 
 
 async def _once(data: bytes):

@@ -14,7 +14,14 @@ from pathlib import Path
 from appliance.api.client import ApiError, SupplierClient
 from appliance.config.settings import ApiConfig, load_config, sandbox_api
 from appliance.core.errors import UserError
-from appliance.core.status import NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, SETTABLE, Status, return_reason
+from appliance.core.status import (
+    NEEDS_REASON,
+    REJECT_REASONS,
+    RETURN_REASONS,
+    SETTABLE,
+    Status,
+    return_reason,
+)
 
 DEFAULT_CONFIG = "appliance.toml"
 

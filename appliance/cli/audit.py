@@ -12,9 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.pipeline.audit import AuditLog, to_csv
 from appliance.control.server import DEFAULT_SOCKET, call
 from appliance.core.errors import UserError
+from appliance.pipeline.audit import AuditLog, to_csv
 
 
 def register(sub) -> None:

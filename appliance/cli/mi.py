@@ -67,10 +67,10 @@ def register(sub) -> None:
 
 
 def _direct(args, need_client: bool):
-    from appliance.config.settings import load_config
-    from appliance.mi.service import MiService, mi_client
-    from appliance.core.packs import load_packs
     from appliance.config.profile import load_profile
+    from appliance.config.settings import load_config
+    from appliance.core.packs import load_packs
+    from appliance.mi.service import MiService, mi_client
 
     cfg = load_config(args.config)
     profile = load_profile(cfg.profile)

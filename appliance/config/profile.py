@@ -16,11 +16,11 @@ from typing import Any
 import drivers
 from appliance.config.settings import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from appliance.core.errors import ConfigError
+from appliance.core.status import DEFAULT_EVENT_MAP, SETTABLE
+from appliance.core.verify import VerifyPolicy
 from appliance.marks.zones import MarksSettings, parse_marks
 from appliance.mi.settings import MiSettings, parse_failure_reasons, parse_mi
 from appliance.pipeline.reprint import ReprintPolicy, parse_reprint
-from appliance.core.status import DEFAULT_EVENT_MAP, SETTABLE
-from appliance.core.verify import VerifyPolicy
 
 
 @dataclass(frozen=True)

@@ -69,8 +69,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from appliance.core.errors import UserError
 from appliance.control.listing import archived_page
+from appliance.core.errors import ControlError, DaemonNotRunning, UserError
 from appliance.core.status import FINAL
 
 log = logging.getLogger("appliance.control.server")
@@ -82,14 +82,6 @@ HOW_TO_START = "start it with 'appliance run --config PATH' or 'appliance demo -
 
 BRIEF_FIELDS = ("id", "status", "stage", "specification_id", "group_id", "device", "created",
                 "updated", "reason_code")
-
-
-class DaemonNotRunning(UserError):
-    """Nothing is listening on the control socket."""
-
-
-class ControlError(UserError):
-    """The daemon refused a request; the message is its one-line reason."""
 
 
 def _brief(rec: dict[str, Any]) -> dict[str, Any]:

@@ -10,13 +10,7 @@ from __future__ import annotations
 
 import zlib
 
-
-class UnsupportedEncoding(ValueError):
-    """A Content-Encoding this appliance does not decode (it asks for gzip/deflate only)."""
-
-
-class Overflow(ValueError):
-    """The decoded body would be larger than allowed."""
+from appliance.core.errors import Overflow, UnsupportedEncoding
 
 
 def decoders_for(header: str) -> list:

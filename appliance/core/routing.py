@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.core.packs import Pack
 from appliance.config.profile import PrinterCaps
+from appliance.core.packs import Pack
 
 #: Printer states that may take new jobs.
 ROUTABLE_STATES = frozenset({"idle", "busy"})

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from appliance.core.errors import TransitionError
+
 
 class Status(StrEnum):
     PENDING = "PENDING"
@@ -84,10 +86,6 @@ REJECT_REASONS: dict[str, str] = {
                       "rich media or XFA)",
     "PDF_TOO_COMPLEX": "PDF is over the appliance's complexity budget for one letter",
 }
-
-
-class TransitionError(ValueError):
-    """A status change the model forbids."""
 
 
 def check_transition(current: str, new: str) -> bool:

@@ -16,7 +16,7 @@ Budgets, each ending the download with a one-line reason:
 * redirects from the storage host are never followed.
 
 ``FetchFault`` is a transport or service fault (retried later with a fresh URL);
-``TooLarge`` is a content fault (the letter's PDF is over the cap).
+``PdfTooLarge`` is a content fault (the letter's PDF is over the cap).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from appliance.core.decoding import Overflow, UnsupportedEncoding, decode_bounded, decoders_for
+from appliance.core.errors import FetchFault, PdfTooLarge
 from appliance.intake.hosts import HostPolicy, HostRefused
 
 CHUNK = 64 * 1024
@@ -53,26 +54,6 @@ class FetchLimits:
     grace: float = 2.0
     io_timeout: float = 15.0  # any one connect, send or read
     verify_tls: bool = True
-
-
-class FetchFault(Exception):
-    """Transport or service fault.  ``kind`` is one of: policy, dns, connect, tls, timeout,
-    stall, short, reset, redirect, http, encoding.  ``status`` is the HTTP status if any,
-    ``s3_code`` the storage's own error code (e.g. AccessDenied), ``expired`` when the
-    storage said the pre-signed URL has expired."""
-
-    def __init__(self, kind: str, detail: str, *, status: int | None = None,
-                 s3_code: str = "", expired: bool = False):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
-        self.status = status
-        self.s3_code = s3_code
-        self.expired = expired
-
-
-class TooLarge(Exception):
-    """The PDF is over the size cap (a content fault: the letter is REJECTED TOO_LARGE)."""
 
 
 @dataclass(frozen=True)
@@ -267,7 +248,7 @@ def _download(scheme, host, port, target, dest, limits, policy, started, clock) 
         declared = resp.getheader("content-length")
         encoding = resp.getheader("content-encoding") or ""
         if declared and declared.isdigit() and int(declared) > limits.max_bytes and not encoding:
-            raise TooLarge()
+            raise PdfTooLarge()
         try:
             decoders = decoders_for(encoding)
         except UnsupportedEncoding as e:
@@ -334,13 +315,13 @@ def _stream_to(resp, dest: Path, limits: FetchLimits, decoders: list, host: str,
                 try:
                     pieces = decode_bounded(decoders, chunk, limits.max_bytes - size) if decoders else (chunk,)
                 except Overflow:
-                    raise TooLarge() from None
+                    raise PdfTooLarge() from None
                 except zlib.error as e:
                     raise FetchFault("encoding", f"{host} sent a body that does not decode ({e})") from None
                 for piece in pieces:
                     size += len(piece)
                     if size > limits.max_bytes:
-                        raise TooLarge()
+                        raise PdfTooLarge()
                     digest.update(piece)
                     f.write(piece)
                 elapsed = clock() - started

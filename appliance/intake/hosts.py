@@ -19,15 +19,13 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Iterable
 
+from appliance.core.errors import HostRefused
+
 #: Where the NHS Notify environments' pre-signed links point (S3).
 DEFAULT_PRESIGNED_HOSTS = ("*.amazonaws.com",)
 DEFAULT_PORTS = {"https": 443, "http": 80}
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class HostRefused(Exception):
-    """A URL or address the policy does not allow; the message is one line."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 
+from appliance.core.errors import PdfTooComplex, PdfUnreadable
 from appliance.core.verify import PdfFacts
 
 #: A complete PDF ends with %%EOF; writers may add a little whitespace or junk after it.
@@ -55,14 +56,6 @@ class CheckLimits:
     max_object_streams: int = 8 * 1024 * 1024
 
 
-class Complex(Exception):
-    """Over a budget of this module: the letter is REJECTED PDF_TOO_COMPLEX."""
-
-
-class Unreadable(Exception):
-    """Not a PDF that can be printed as sent: REJECTED PDF_UNREADABLE."""
-
-
 class _WarningCounter(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -88,11 +81,11 @@ def check_pdf(path, limits: CheckLimits = CheckLimits()) -> PdfFacts:
                 run_length_maximum_output_length=per_stream, jbig2_maximum_output_length=per_stream,
                 page_tree_maximum_entries=2 * limits.max_pages + 10):
             facts = _check(path, limits)
-    except Complex as e:
+    except PdfTooComplex as e:
         facts = PdfFacts(None, str(e), "PDF_TOO_COMPLEX")
     except RecursionError:
         facts = PdfFacts(None, "objects nested too deeply to read", "PDF_TOO_COMPLEX")
-    except Unreadable as e:
+    except PdfUnreadable as e:
         facts = PdfFacts(None, str(e), "PDF_UNREADABLE")
     except MemoryError:
         raise
@@ -128,15 +121,15 @@ def _check(path, limits: CheckLimits) -> PdfFacts:
 
     with open(path, "rb") as f:
         if f.read(5) != b"%PDF-":
-            raise Unreadable("not a PDF (no %PDF- header)")
+            raise PdfUnreadable("not a PDF (no %PDF- header)")
         f.seek(0, 2)
         f.seek(max(0, f.tell() - EOF_WINDOW))
         if b"%%EOF" not in f.read():
-            raise Unreadable("truncated PDF (no %%EOF at the end)")
+            raise PdfUnreadable("truncated PDF (no %%EOF at the end)")
         f.seek(0)
         reader = PdfReader(f, strict=False)
         if reader.is_encrypted:
-            raise Unreadable("PDF is encrypted")
+            raise PdfUnreadable("PDF is encrypted")
         _check_xref(reader, limits)
         budget = _Budget(limits.max_decoded)
         counted: set[tuple[int, int]] = set()
@@ -151,15 +144,15 @@ def _check(path, limits: CheckLimits) -> PdfFacts:
         root = _resolve(reader.trailer.get("/Root"))
         pages_node = _resolve(root.get("/Pages")) if hasattr(root, "get") else None
         if not hasattr(pages_node, "get"):
-            raise Unreadable("no page tree")
+            raise PdfUnreadable("no page tree")
         declared = _resolve(pages_node.get("/Count"))
         if not isinstance(declared, int) or declared < 0:
-            raise Unreadable(f"page tree has no usable /Count ({str(declared)[:20]})")
+            raise PdfUnreadable(f"page tree has no usable /Count ({str(declared)[:20]})")
         if declared > limits.max_pages:
             return PdfFacts(declared)  # judged too long without walking the tree
         found = len(reader.pages)
         if found != declared:
-            raise Unreadable(f"damaged page tree: /Count says {declared} pages, {found} can be read")
+            raise PdfUnreadable(f"damaged page tree: /Count says {declared} pages, {found} can be read")
         sizes, rotations = [], []
         for page in reader.pages:
             sizes.append(_page_size(page))
@@ -177,7 +170,7 @@ def _check_xref(reader, limits: CheckLimits) -> None:
     if offsets:
         offset, n = offsets.most_common(1)[0]
         if n > limits.max_shared_offsets:
-            raise Unreadable(f"damaged cross-reference table: {n} objects point at byte {offset}")
+            raise PdfUnreadable(f"damaged cross-reference table: {n} objects point at byte {offset}")
 
 
 def _resolve(value):
@@ -187,7 +180,7 @@ def _resolve(value):
     while isinstance(value, IndirectObject):
         seen += 1
         if seen > 32:
-            raise Unreadable("reference chain loops")
+            raise PdfUnreadable("reference chain loops")
         value = value.get_object()
     return value
 
@@ -217,8 +210,8 @@ class _Budget:
     def left(self) -> int:
         return self.total - self.spent
 
-    def over(self, where: str = "") -> Complex:
-        return Complex(f"{self.what} to more than {_mb(self.total)}" + (f" (at {where})" if where else ""))
+    def over(self, where: str = "") -> PdfTooComplex:
+        return PdfTooComplex(f"{self.what} to more than {_mb(self.total)}" + (f" (at {where})" if where else ""))
 
     def spend(self, n: int, where: str) -> None:
         self.spent += n
@@ -243,15 +236,15 @@ def _names(value) -> list[str]:
 
 
 def _stream_cost(stream, budget: _Budget) -> int:
-    """Bytes the stream decodes to, computed within ``budget.left`` (Complex beyond it)."""
+    """Bytes the stream decodes to, computed within ``budget.left`` (PdfTooComplex beyond it)."""
     from pypdf import filters as pf
 
     if not hasattr(stream, "get") or not hasattr(stream, "_data"):
-        raise Unreadable("an object stream reference does not point at a stream")
+        raise PdfUnreadable("an object stream reference does not point at a stream")
     data = stream._data
     chain = _names(stream.get("/Filter"))
     if len(chain) > 8:
-        raise Complex(f"a stream has {len(chain)} filters")
+        raise PdfTooComplex(f"a stream has {len(chain)} filters")
     produced = len(data)
     for i, name in enumerate(chain):
         keep = i < len(chain) - 1
@@ -269,7 +262,7 @@ def _stream_cost(stream, budget: _Budget) -> int:
             data = codec.decode(data)  # pypdf caps the output (configured in check_pdf)
             produced = len(data)
         else:
-            raise Unreadable(f"a stream uses filter {name[:30]}, which this appliance does not know")
+            raise PdfUnreadable(f"a stream uses filter {name[:30]}, which this appliance does not know")
         if produced > budget.left:
             raise budget.over()
     if str(_resolve(stream.get("/Subtype"))) == "/Image":
@@ -285,7 +278,7 @@ def _inflate(data: bytes, budget: _Budget, keep: bool) -> tuple[bytes, int]:
         try:
             out = d.decompress(buf, INFLATE_STEP)
         except zlib.error as e:
-            raise Unreadable(f"a stream does not decode ({e})") from None
+            raise PdfUnreadable(f"a stream does not decode ({e})") from None
         total += len(out)
         if total > room:
             raise budget.over()
@@ -363,21 +356,21 @@ def _walk(root, limits: CheckLimits, budget: _Budget, counted: set[tuple[int, in
         value, depth = stack.pop()
         nodes += 1
         if nodes > limits.max_nodes:
-            raise Complex(f"more than {limits.max_nodes} values in the document")
+            raise PdfTooComplex(f"more than {limits.max_nodes} values in the document")
         if isinstance(value, IndirectObject):
             key = (value.idnum, value.generation)
             if key in seen:
                 continue
             seen.add(key)
             if len(seen) > limits.max_objects:
-                raise Complex(f"more than {limits.max_objects} objects")
+                raise PdfTooComplex(f"more than {limits.max_objects} objects")
             value = value.get_object()
             depth = 0
             if isinstance(value, StreamObject) and key not in counted:
                 counted.add(key)
                 budget.spend(_stream_cost(value, budget), f"object {key[0]}")
         if depth > limits.max_depth:
-            raise Complex(f"objects nested more than {limits.max_depth} deep")
+            raise PdfTooComplex(f"objects nested more than {limits.max_depth} deep")
         if isinstance(value, DictionaryObject):
             active |= _findings(value)
             stack.extend((v, depth + 1) for k, v in value.items() if k != "/Parent")

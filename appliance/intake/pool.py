@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from pebble import ProcessExpired, ProcessPool
 
+from appliance.core.errors import WorkerDied
 from appliance.intake.settings import IntakeSettings
 
 log = logging.getLogger("appliance.intake")
@@ -32,16 +33,6 @@ WORKER_MODULE = "appliance.intake.worker"
 
 _SIGNALS = {int(s): s.name for s in signal.Signals}
 _preload_lock = threading.Lock()
-
-
-class WorkerDied(Exception):
-    """The task's worker was killed or died; ``kind`` names the limit (timeout, cpu, killed,
-    crashed) and the message says it in one line."""
-
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind = kind
-        self.detail = detail
 
 
 def _why(exitcode: int | None, settings: IntakeSettings) -> tuple[str, str]:

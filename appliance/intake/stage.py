@@ -31,8 +31,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Protocol
 
-from appliance.api.client import ApiError, ApiUnavailable, SupplierClient
 from appliance.api.auth import TokenError
+from appliance.api.client import ApiError, ApiUnavailable, SupplierClient
 from appliance.core.errors import UserError
 from appliance.core.packs import Pack
 from appliance.core.verify import PdfFacts, Verdict, VerifyPolicy, judge

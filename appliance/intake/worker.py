@@ -15,7 +15,8 @@ import traceback
 from dataclasses import asdict
 from pathlib import Path
 
-from appliance.intake.fetch import FetchFault, FetchLimits, TooLarge, fetch
+from appliance.core.errors import FetchFault, PdfTooLarge
+from appliance.intake.fetch import FetchLimits, fetch
 from appliance.intake.hosts import HostPolicy
 from appliance.intake.pdfcheck import CheckLimits, check_pdf
 
@@ -62,7 +63,7 @@ def fetch_task(job: dict) -> dict:
     except FetchFault as e:
         return {"ok": False, "class": "transport", "kind": e.kind, "detail": e.detail,
                 "status": e.status, "expired": e.expired}
-    except TooLarge:
+    except PdfTooLarge:
         return _content("TOO_LARGE", f"over the {job['fetch']['max_bytes']}-byte cap")
     except Exception as e:
         return _bug(e, "downloading")

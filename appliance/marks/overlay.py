@@ -23,14 +23,10 @@ from pypdf.errors import PyPdfError
 from pypdf.generic import ArrayObject, DecodedStreamObject, IndirectObject, NameObject
 
 from appliance.core import markcode
-from appliance.core.errors import ConfigError, UserError
+from appliance.core.errors import ConfigError, MarkError
 from appliance.marks.zones import ClearZone, fit_problem, overlay_ops, qr_matrix, zone_in_user_space
 
 __all__ = ["ClearZone", "MarkError", "mark_pdf", "marked_path", "sheets_of"]
-
-
-class MarkError(UserError):
-    """The letter's PDF could not be marked (unreadable, or a page the zone does not fit)."""
 
 
 def marked_path(spool_dir: Path, letter_id: str, run: int) -> Path:

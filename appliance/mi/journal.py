@@ -25,14 +25,14 @@ import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
-from datetime import date as Date, datetime, timedelta, timezone
+from datetime import date as Date
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from appliance.store.storage import fsync_dir
-from appliance.mi.settings import MiSettings
 from appliance.core.packs import Pack
-from appliance.store.storage import atomic_write_bytes
+from appliance.mi.settings import MiSettings
+from appliance.store.storage import atomic_write_bytes, fsync_dir
 
 log = logging.getLogger("appliance.mi.journal")
 

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.api.client import ApiError, RateLimited
-from appliance.core.errors import UserError
+from appliance.core.errors import SubmissionBusy, UserError
 from appliance.mi.journal import DayReport, MiLine
 from appliance.store.storage import atomic_write_bytes
 
@@ -46,10 +46,6 @@ COUNTED_STATES = frozenset({"intent", "posted", "verified", "mismatch", "uncerta
 ATTRIBUTES = {"lineItem": "line_item", "timestamp": "timestamp", "quantity": "quantity",
               "specificationId": "specification_id", "groupId": "group_id",
               "stockRemaining": "stock_remaining"}
-
-
-class SubmissionBusy(UserError):
-    """Another submission holds the MI lock."""
 
 
 class Ledger:

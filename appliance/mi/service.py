@@ -14,17 +14,18 @@ import dataclasses
 import logging
 import re
 import time
-from datetime import date as Date, datetime, timedelta
+from datetime import date as Date
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from appliance.api.client import SupplierClient
 from appliance.config.settings import ApiConfig
 from appliance.core.errors import UserError
+from appliance.core.packs import Pack
 from appliance.mi.journal import MiJournal, StockBook, mi_dir
 from appliance.mi.ledger import Ledger, ledger_view, lock_submissions, resolve, submit_day
 from appliance.mi.settings import MiSettings
-from appliance.core.packs import Pack
 
 log = logging.getLogger("appliance.mi.journal")
 

@@ -9,13 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.core.errors import UserError
+from appliance.core.errors import ActionRefused
 from appliance.core.returns import Row, apply_rows
 from appliance.core.status import Status, TransitionError, return_reason
-
-
-class ActionRefused(UserError):
-    """An operator action that cannot be done now; the message says why and what to do."""
 
 
 class Operator:

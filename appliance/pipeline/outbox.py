@@ -12,9 +12,9 @@ import asyncio
 from typing import Any, Callable
 
 from appliance.api.client import ApiError, ApiUnavailable, NotFound, StatusUpdate, SupplierClient
-from appliance.store.committer import Committer
 from appliance.core.errors import UserError
 from appliance.core.status import reached
+from appliance.store.committer import Committer
 from appliance.store.store import Store
 
 REFUSED = (400, 404, 422)

@@ -19,30 +19,29 @@ from pathlib import Path
 from typing import Any
 
 import drivers
-from drivers.base import DeviceEvent, Driver, Work
-
-from appliance.pipeline import reprint
 from appliance.api.client import ApiError, ApiUnavailable, SupplierClient
-from appliance.pipeline.audit import AuditLog
 from appliance.api.limits import is_safe_id
-from appliance.store.committer import Committer
+from appliance.config.profile import DeviceSpec, Profile
 from appliance.core.errors import UserError
+from appliance.core.packs import Pack
+from appliance.core.routing import PrinterView, capable, choose_printer, waiting_for_room
+from appliance.core.status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
+from appliance.core.stuck import overdue
+from appliance.core.supervisor import Supervisor
+from appliance.core.verify import PdfFacts, Verdict
 from appliance.intake import worker as intake_worker
 from appliance.intake.pool import IntakePool, WorkerDied
 from appliance.intake.settings import IntakeSettings
 from appliance.intake.stage import Intake
 from appliance.marks.overlay import marked_path
+from appliance.pipeline import reprint
+from appliance.pipeline.audit import AuditLog
 from appliance.pipeline.outbox import OutboxSender
-from appliance.core.packs import Pack
-from appliance.config.profile import DeviceSpec, Profile
 from appliance.pipeline.recovery import recover
-from appliance.core.routing import PrinterView, capable, choose_printer, waiting_for_room
+from appliance.store.committer import Committer
 from appliance.store.spool import sweep
-from appliance.core.status import REJECT_REASONS, Status, TransitionError, is_final, status_for_event
 from appliance.store.store import Store
-from appliance.core.stuck import overdue
-from appliance.core.supervisor import Supervisor
-from appliance.core.verify import PdfFacts, Verdict
+from drivers.base import DeviceEvent, Driver, Work
 
 log = logging.getLogger("appliance.pipeline.pipeline")
 

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from appliance.core.errors import UserError
 from appliance.config.profile import Profile
+from appliance.core.errors import UserError
 
 
 def _toml_value(v: Any) -> str:

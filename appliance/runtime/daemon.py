@@ -11,17 +11,17 @@ import asyncio
 import logging
 import signal
 
-from appliance.runtime import sdnotify
-from appliance.api.client import SupplierClient
 from appliance.api.auth import load_private_key
+from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import DEFAULT_CONFIG_PATH, load_config
 from appliance.control.server import DEFAULT_SOCKET
-from appliance.runtime.logs import quiet_http_logs
-from appliance.runtime.demo import _start_control
-from appliance.mi.service import MiService, mi_client
 from appliance.core.packs import load_packs
+from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
+from appliance.runtime import sdnotify
+from appliance.runtime.demo import _start_control
+from appliance.runtime.logs import quiet_http_logs
 from appliance.store.store import Store
 
 log = logging.getLogger("appliance")

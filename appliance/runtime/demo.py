@@ -19,15 +19,15 @@ from importlib import resources
 from pathlib import Path
 
 from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.control.server import DEFAULT_SOCKET, ControlServer
 from appliance.core.errors import UserError
-from appliance.runtime.logs import quiet_http_logs
 from appliance.core.packs import load_packs
+from appliance.core.status import Status
 from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.config.profile import load_profile
-from appliance.core.status import Status
+from appliance.runtime.logs import quiet_http_logs
 from appliance.store.store import Store
 
 FINAL_ORDER = [s.value for s in Status]

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 
-from appliance.core.errors import UserError
 from appliance.config.profile import floor_from_args
+from appliance.core.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -26,14 +26,7 @@ from typing import Any, Iterable, Iterator
 
 from tinydb.storages import Storage
 
-
-class CorruptFile(Exception):
-    """A state file exists but does not hold a complete database."""
-
-    def __init__(self, path: Path, detail: str):
-        super().__init__(f"{path}: {detail}")
-        self.path = path
-        self.detail = detail
+from appliance.core.errors import CorruptFile
 
 
 def fsync_dir(path: Path) -> None:

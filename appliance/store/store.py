@@ -36,10 +36,16 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tinydb import TinyDB
 
-from appliance.core.errors import UserError
+from appliance.core.errors import StateError, UnknownLetter
 from appliance.core.status import (
-    NEEDS_REASON, REJECT_REASONS, RETURN_REASONS, Status, TransitionError, check_transition,
-    is_final, validate_reason,
+    NEEDS_REASON,
+    REJECT_REASONS,
+    RETURN_REASONS,
+    Status,
+    TransitionError,
+    check_transition,
+    is_final,
+    validate_reason,
 )
 from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path, private_dir
 
@@ -49,14 +55,6 @@ HOT_NAME = "hot.json"
 SCHEMA = 1
 #: Fields ``update()`` may not touch: identity, status (use set_status) and bookkeeping.
 PROTECTED_FIELDS = frozenset({"id", "status", "history", "rev", "created", "updated"})
-
-
-class StateError(UserError):
-    """The state directory cannot be used (corrupt files, locked by another process)."""
-
-
-class UnknownLetter(KeyError):
-    """No letter with this id is known to the store."""
 
 
 class Store:

@@ -33,10 +33,20 @@ from appliance.core.errors import UserError
 from appliance.core.packs import Pack
 from appliance.store.storage import open_private
 from drivers.base import Work
-from drivers.cups.ipp import (COMPLETED, FINAL_STATES, HELD, PENDING, PROCESSING, STOPPED, describe_job,
-                              ipp_options, job_event, reasons_of)
-from drivers.cups.session import CupsRefused, CupsUnavailable
 from drivers.cups.device import DeviceProgress
+from drivers.cups.ipp import (
+    COMPLETED,
+    FINAL_STATES,
+    HELD,
+    PENDING,
+    PROCESSING,
+    STOPPED,
+    describe_job,
+    ipp_options,
+    job_event,
+    reasons_of,
+)
+from drivers.cups.session import CupsRefused, CupsUnavailable
 
 if TYPE_CHECKING:
     from drivers.cups.printer import CupsPrinter, Tracked

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from appliance.core.errors import NamesHidden
 from drivers.cups.ipp import COMPLETED, FINAL_STATES, job_event, reasons_of
-
-
-class NamesHidden(Exception):
-    """CUPS returned jobs on the queue without their names (job privacy policy)."""
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,32 @@ from appliance.store.storage import private_dir, write_private
 from drivers.base import Driver, Health, Work
 from drivers.cups.admin import doctor_checks  # noqa: F401 - appliance.runtime.doctor looks it up here
 from drivers.cups.batch import Batcher
-from drivers.cups.ipp import (FINAL_STATES, HELD, PENDING,
-                              PRINTER_IDLE, PRINTER_STOPPED, PROCESSING, STOPPED, PrinterFacts, alert_worthy,
-                              blocking, describe_job, device_state, ipp_options, job_event,
-                              reasons_of)
+from drivers.cups.ipp import (
+    FINAL_STATES,
+    HELD,
+    PENDING,
+    PRINTER_IDLE,
+    PRINTER_STOPPED,
+    PROCESSING,
+    STOPPED,
+    PrinterFacts,
+    alert_worthy,
+    blocking,
+    describe_job,
+    device_state,
+    ipp_options,
+    job_event,
+    reasons_of,
+)
 from drivers.cups.match import NamesHidden, incomplete_jobs, match_jobs
-from drivers.cups.session import (NOT_FOUND, CupsRefused, CupsSession, CupsUnavailable,
-                                  describe_server, import_cups)
+from drivers.cups.session import (
+    NOT_FOUND,
+    CupsRefused,
+    CupsSession,
+    CupsUnavailable,
+    describe_server,
+    import_cups,
+)
 
 log = logging.getLogger("drivers.cups.printer")
 

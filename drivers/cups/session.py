@@ -13,23 +13,11 @@ import queue
 import threading
 from typing import Any, Callable
 
-from appliance.core.errors import UserError
+from appliance.core.errors import CupsRefused, CupsUnavailable, UserError
 
 #: IPP status codes that mean "the server is not there" rather than "it said no".
 _UNAVAILABLE = {0x0502, 0x0503}
 NOT_FOUND = 0x0406
-
-
-class CupsUnavailable(Exception):
-    """CUPS did not answer (down, unreachable, connection dropped)."""
-
-
-class CupsRefused(Exception):
-    """CUPS answered with an IPP error."""
-
-    def __init__(self, status: int, message: str):
-        super().__init__(f"{message} (IPP 0x{status:04x})")
-        self.status = status
 
 
 def import_cups():

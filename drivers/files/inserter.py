@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.store.storage import fsync_dir, open_private, private_dir
 from appliance.core.errors import ConfigError
+from appliance.store.storage import fsync_dir, open_private, private_dir
 from drivers.base import Driver, Health, Work
 from drivers.files.book import Book, BookPiece
 from drivers.files.format import RunRecord, parse_results, render_run

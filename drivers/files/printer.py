@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from appliance.store.storage import open_private, private_dir
-
 from drivers.base import Driver, Health, Work
 from drivers.sim.ledger import Ledger, SerialWorker
 

@@ -19,13 +19,10 @@ from typing import Any, Callable
 
 import serial
 
+from appliance.core.errors import LinkDown
 from drivers.serial.protocol import Frame, LineFramer, StxEtxFramer
 
 log = logging.getLogger("drivers.serial")
-
-
-class LinkDown(Exception):
-    """The port is not open (unplugged, not yet reconnected, or closing)."""
 
 
 def describe_open_error(port: str, err: BaseException) -> str:

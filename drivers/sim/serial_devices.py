@@ -20,8 +20,8 @@ duplicate, unreadable or stale-run sheet, or a piece pulled off the line by hand
 from __future__ import annotations
 
 import argparse
-import json
 import fcntl
+import json
 import os
 import random
 import select

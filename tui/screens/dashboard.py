@@ -8,8 +8,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from tui.widgets.labels import clock, device_state, sparkline
 from tui.screens.confirm import ConfirmScreen
+from tui.widgets.labels import clock, device_state, sparkline
 
 ORDER = ("PENDING", "ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED", "REJECTED", "FAILED",
          "CANCELLED", "RETURNED")

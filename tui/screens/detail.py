@@ -10,8 +10,8 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from tui.widgets.labels import clock, letter_status
 from tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from tui.widgets.labels import clock, letter_status
 
 FIELDS = ("status", "stage", "specification_id", "group_id", "printer", "device", "job", "pages",
           "sheets", "attempts", "reason_code", "reason_text", "hold_reason")

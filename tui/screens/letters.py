@@ -8,8 +8,8 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from tui.widgets.labels import letter_status
 from tui.screens.detail import LetterDetailScreen
+from tui.widgets.labels import letter_status
 
 FILTER_KEYS = {"status": "status", "group": "group", "spec": "specification",
                "specification": "specification", "device": "device", "stage": "stage",

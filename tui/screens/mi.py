@@ -6,7 +6,8 @@ confirmation).  The numbers come from the daemon's journal of real device events
 
 from __future__ import annotations
 
-from datetime import date as Date, timedelta
+from datetime import date as Date
+from datetime import timedelta
 
 from textual.app import ComposeResult
 from textual.binding import Binding

@@ -10,7 +10,6 @@ from textual.widgets import Footer, Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from appliance.core.status import RETURN_REASONS
-
 from tui.screens.confirm import ConfirmScreen
 
 
