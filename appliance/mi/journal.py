@@ -3,9 +3,10 @@
 ``MiJournal`` is a pipeline listener.  Each real device event that used material (a job
 printed, a piece enclosed, a piece franked) becomes one line in an append-only journal,
 ``<state_dir>/mi/events-YYYY-MM-DD.jsonl`` (the day in the profile's ``[mi] timezone``).
-The line is written with one ``write()`` on an O_APPEND descriptor as the event arrives,
-so a killed process loses nothing already counted; ``fsync`` follows within
-``SYNC_SECONDS`` (a power cut may lose that last fraction of a second).  The journal keeps
+The line is appended (``appliance.store.journal.Journal``, one ``write()`` on an O_APPEND
+descriptor) as the event arrives, so a killed process loses nothing already counted;
+``fsync`` follows within ``SYNC_SECONDS`` (a power cut may lose that last fraction of a
+second, and a line it cut short is never read).  The journal keeps
 raw ids (paper, envelope, insert, postage class); line item names come from the profile
 when a day is aggregated, so a naming fix applies to every day not yet submitted.
 
@@ -18,10 +19,8 @@ This module never touches the store's hot.json; submission lives in mi_ledger.py
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import os
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -32,7 +31,8 @@ from typing import Any, Iterable
 
 from appliance.core.packs import Pack
 from appliance.mi.settings import MiSettings
-from appliance.store.storage import atomic_write_bytes, fsync_dir
+from appliance.store.journal import Journal, private_dir
+from appliance.store.storage import atomic_write_bytes
 
 log = logging.getLogger("appliance.mi.journal")
 
@@ -98,13 +98,10 @@ class MiJournal:
     """Pipeline listener that journals material use; also reads journals back."""
 
     def __init__(self, state_dir: Path, settings: MiSettings, packs: dict[str, Pack]):
-        self.dir = mi_dir(state_dir)
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.dir = private_dir(mi_dir(state_dir))
         self.settings = settings
         self.packs = packs
-        self._fds: dict[str, int] = {}  # day -> open O_APPEND descriptor
-        self._unsynced: set[str] = set()
-        self._sync_handle: asyncio.TimerHandle | None = None
+        self._days: dict[str, Journal] = {}  # day -> its open journal
         self.recorded = 0
         self.errors = 0
         self._counted: set | None = None  # (letter, kind) journalled lately; loaded on first replay
@@ -135,11 +132,8 @@ class MiJournal:
                 "group_id": data.get("group_id"), "use": use}
         if stock:
             line["stock"] = stock
-        day = day_of(t, self.settings)
-        os.write(self._fd(day), (json.dumps(line, separators=(",", ":")) + "\n").encode())
+        self._journal(day_of(t, self.settings)).append(line)
         self.recorded += 1
-        self._unsynced.add(day)
-        self._schedule_sync()
         return line
 
     def _already_counted(self, data: dict[str, Any]) -> bool:
@@ -151,64 +145,27 @@ class MiJournal:
         if self._counted is None:
             self._counted = set()
             for path in sorted(self.dir.glob("events-*.jsonl"))[-8:]:
-                for line in path.read_text(errors="replace").splitlines():
-                    try:
-                        r = json.loads(line)
-                    except ValueError:
-                        continue
-                    self._counted.add((r.get("letter_id"), r.get("kind")))
+                for r in Journal(path).records():
+                    if isinstance(r, dict):
+                        self._counted.add((r.get("letter_id"), r.get("kind")))
         return (data.get("letter_id"), data.get("kind")) in self._counted
 
-    def _fd(self, day: str) -> int:
-        fd = self._fds.get(day)
-        if fd is None:
-            path = self.dir / f"events-{day}.jsonl"
-            new = not path.exists()
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            size = os.fstat(fd).st_size
-            if size:
-                with open(path, "rb") as f:  # a torn last line (power cut): keep it apart
-                    f.seek(size - 1)
-                    if f.read(1) != b"\n":
-                        os.write(fd, b"\n")
-            if new:
-                fsync_dir(self.dir)
-            for old in [d for d in self._fds if d < day]:  # a new day: close finished ones
-                self._close_day(old)
-            self._fds[day] = fd
-        return fd
-
-    def _schedule_sync(self) -> None:
-        if self._sync_handle is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.sync()
-            return
-        self._sync_handle = loop.call_later(SYNC_SECONDS, self.sync)
+    def _journal(self, day: str) -> Journal:
+        journal = self._days.get(day)
+        if journal is None:
+            for old in [d for d in self._days if d < day]:  # a new day: close finished ones
+                self._days.pop(old).close()
+            journal = self._days[day] = Journal(self.dir / f"events-{day}.jsonl", sync="batch",
+                                                batch_seconds=SYNC_SECONDS)
+        return journal
 
     def sync(self) -> None:
-        self._sync_handle = None
-        for day in list(self._unsynced):
-            fd = self._fds.get(day)
-            if fd is not None:
-                os.fsync(fd)
-        self._unsynced.clear()
-
-    def _close_day(self, day: str) -> None:
-        fd = self._fds.pop(day)
-        if day in self._unsynced:
-            os.fsync(fd)
-            self._unsynced.discard(day)
-        os.close(fd)
+        for journal in self._days.values():
+            journal.sync()
 
     def close(self) -> None:
-        if self._sync_handle is not None:
-            self._sync_handle.cancel()
-        self.sync()
-        for day in list(self._fds):
-            self._close_day(day)
+        while self._days:
+            self._days.popitem()[1].close()
 
     # --- reading --------------------------------------------------------------------
 
@@ -225,21 +182,7 @@ class MiJournal:
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return []
-    out = []
-    for line in raw.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:  # torn line after a power cut
-            continue
-        if isinstance(rec, dict) and isinstance(rec.get("use"), dict):
-            out.append(rec)
-    return out
+    return [r for r in Journal(path).records() if isinstance(r, dict) and isinstance(r.get("use"), dict)]
 
 
 # --- declared stock ------------------------------------------------------------------

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.store.storage import open_private, private_dir
+from appliance.store.journal import Journal
 
 log = logging.getLogger("appliance.pipeline.audit")
 
@@ -57,6 +56,8 @@ class AuditLog:
         self.batches: OrderedDict[tuple[str, int], _Batch] = OrderedDict()
         self.inserters = inserters  # devices whose batches count; None: any
         self._loaded = False  # the files are the truth; memory is built on the first rows()
+        self._journal: Journal | None = None  # today's file (facts fsynced within a second)
+        self._day = ""
 
     # --- recording --------------------------------------------------------------------
 
@@ -82,12 +83,19 @@ class AuditLog:
         if self._loaded:
             self._apply(line)
         try:
-            private_dir(self.folder)
             day = time.strftime("%Y-%m-%d", time.gmtime(ev.t))
-            with open_private(self.folder / f"{day}.jsonl", "a", encoding="utf-8") as f:
-                f.write(json.dumps(line) + "\n")
+            if self._journal is None or day != self._day:
+                if self._journal is not None:
+                    self._journal.close()
+                self._journal, self._day = Journal(self.folder / f"{day}.jsonl", sync="batch"), day
+            self._journal.append(line)
         except OSError as e:  # the audit must never stop the floor
             log.warning("audit fact not written: %s", e)
+
+    def close(self) -> None:
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
     def _apply(self, line: dict[str, Any]) -> None:
         key = (line["device"], line["batch"])
@@ -109,11 +117,10 @@ class AuditLog:
         if not self.folder.is_dir():
             return
         for path in sorted(self.folder.glob("*.jsonl"))[-DAYS_LOADED:]:
-            for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            for line in Journal(path).records():
                 try:
-                    line = json.loads(raw)
                     self._apply(line)
-                except (ValueError, KeyError, TypeError):  # a torn last line after a crash
+                except (KeyError, TypeError):  # a line this version cannot read
                     continue
 
     # --- reading ----------------------------------------------------------------------

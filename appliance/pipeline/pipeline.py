@@ -159,6 +159,7 @@ class Pipeline:
         for drv in self.devices.values():
             await drv.stop()
         await asyncio.to_thread(self.pool.stop)
+        self.audit.close()
         self.store.flush()
 
     def idle(self) -> bool:

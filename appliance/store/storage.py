@@ -10,9 +10,9 @@ Two kinds of file live here:
   generation.
 * ``Archive`` -- append-only, dated JSON-lines files (``YYYY-MM-DD.jsonl``) for finished
   letters, plus ``index.tsv`` (one short line per archived letter: id, status, rev, date)
-  so that opening the store does not have to parse every archived record.  Appends are
-  fsynced; a torn last line (crash mid-append) is ignored when reading and cut off before
-  the next append.
+  so that opening the store does not have to parse every archived record.  Both are
+  ``appliance.store.journal.Journal`` files: appends fsynced, a torn last line (crash
+  mid-append) ignored when reading and cut off before the next append.
 """
 
 from __future__ import annotations
@@ -22,60 +22,12 @@ import mmap
 import os
 import shutil
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 from tinydb.storages import Storage
 
 from appliance.core.errors import CorruptFile
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename/create inside ``path`` durable (no-op where directories can't be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-PRIVATE_FILE = 0o600  # patient data and letter state: the service user only, whatever the umask
-PRIVATE_DIR = 0o700
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` as a folder only its owner can enter (made if missing, tightened if not)."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-    if path.stat().st_mode & 0o077:
-        os.chmod(path, PRIVATE_DIR)
-    return path
-
-
-def open_private(path: Path, mode: str = "ab", encoding: str | None = None):
-    """``open(path, mode)`` for w/a/x modes, the file created (or left) 0600."""
-    flags = {"w": os.O_WRONLY | os.O_CREAT | os.O_TRUNC, "a": os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-             "x": os.O_WRONLY | os.O_CREAT | os.O_EXCL}[mode[0]]
-    if "+" in mode:
-        flags = (flags & ~os.O_WRONLY) | os.O_RDWR
-    fd = os.open(path, flags, PRIVATE_FILE)
-    try:
-        os.fchmod(fd, PRIVATE_FILE)
-        return os.fdopen(fd, mode, encoding=encoding)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` (temp file + rename; 0600), without fsync: for state a
-    crash may lose but must never leave half-written."""
-    tmp = tmp_path(path)
-    with open_private(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+from appliance.store.journal import Journal, complete_lines, fsync_dir, open_private, private_dir
 
 
 def tmp_path(path: Path) -> Path:
@@ -189,38 +141,6 @@ def _last_line_starting(path: Path, needle: bytes) -> dict[str, Any] | None:
         return None
 
 
-def _complete_lines(data: bytes) -> list[bytes]:
-    """Lines that were fully written (ended by a newline); a torn tail is dropped."""
-    end = data.rfind(b"\n")
-    return data[:end].split(b"\n") if end >= 0 else []
-
-
-def _drop_torn_tail(f) -> None:
-    """Cut an unterminated last line (left by a crash mid-append) so appends start clean."""
-    size = f.seek(0, os.SEEK_END)
-    if size == 0:
-        return
-    f.seek(size - 1)
-    if f.read(1) == b"\n":
-        return
-    f.seek(0)
-    data = f.read()
-    f.truncate(data.rfind(b"\n") + 1)
-    f.seek(0, os.SEEK_END)
-
-
-def append_lines(path: Path, lines: Iterable[bytes]) -> None:
-    """Append newline-terminated lines and fsync (and the directory if the file is new)."""
-    new = not path.exists()
-    with open_private(path, "ab+") as f:
-        _drop_torn_tail(f)
-        f.write(b"".join(line + b"\n" for line in lines))
-        f.flush()
-        os.fsync(f.fileno())
-    if new:
-        fsync_dir(path.parent)
-
-
 class Archive:
     """Dated append-only JSONL files of finished letters plus a compact id index."""
 
@@ -243,8 +163,8 @@ class Archive:
             ordered = {"id": rec["id"], **rec}  # id first: lets find() match a line cheaply
             lines.append(json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode())
             index.append(f"{rec['id']}\t{rec['status']}\t{rec.get('rev', 0)}\t{date}".encode())
-        append_lines(self.dir / f"{date}.jsonl", lines)
-        append_lines(self.index_path, index)
+        Journal(self.dir / f"{date}.jsonl", keep_open=False).append_lines(lines)
+        Journal(self.index_path, keep_open=False).append_lines(index)
 
     def scan_index(self, want_rev: set[str] | frozenset[str] = frozenset()
                    ) -> tuple[dict[str, str], dict[str, int]]:
@@ -259,7 +179,7 @@ class Archive:
         statuses: dict[str, str] = {}
         revs: dict[str, int] = {}
         interned: dict[str, str] = {}
-        for line in _complete_lines(data):
+        for line in complete_lines(data):
             parts = line.decode("utf-8", "replace").split("\t")
             if len(parts) < 3:
                 continue
@@ -291,7 +211,7 @@ class Archive:
     def records(self) -> Iterator[dict[str, Any]]:
         """Every complete archived line, oldest file first (for export/inspection)."""
         for path in reversed(self.dated_files()):
-            for line in _complete_lines(path.read_bytes()):
+            for line in complete_lines(path.read_bytes()):
                 try:
                     yield json.loads(line)
                 except json.JSONDecodeError:

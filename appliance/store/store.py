@@ -47,7 +47,8 @@ from appliance.core.status import (
     is_final,
     validate_reason,
 )
-from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path, private_dir
+from appliance.store.journal import private_dir
+from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from appliance.core.errors import UserError
 from appliance.core.packs import Pack
-from appliance.store.storage import open_private
+from appliance.store.journal import open_private, write_private
 from drivers.base import Work
 from drivers.cups.device import DeviceProgress
 from drivers.cups.ipp import (
@@ -186,17 +186,7 @@ class Manifest:
         self.data["batches"] = {n: e for n, e in self.data["batches"].items() if not (e["done"] and e["t"] < old)}
 
     def save(self) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open_private(tmp, "w") as f:
-            json.dump(self.data, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_private(self.path, json.dumps(self.data, separators=(",", ":")).encode(), durable=True)
 
 
 # --- the batcher ----------------------------------------------------------------------

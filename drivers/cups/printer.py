@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.core.errors import ConfigError
-from appliance.store.storage import private_dir, write_private
+from appliance.store.journal import private_dir, write_private
 from drivers.base import Driver, Health, Work
 from drivers.cups.admin import doctor_checks  # noqa: F401 - appliance.runtime.doctor looks it up here
 from drivers.cups.batch import Batcher

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.core.errors import ConfigError
-from appliance.store.storage import fsync_dir, open_private, private_dir
+from appliance.store.journal import fsync_dir, open_private, private_dir, write_private
 from drivers.base import Driver, Health, Work
 from drivers.files.book import Book, BookPiece
 from drivers.files.format import RunRecord, parse_results, render_run
@@ -437,10 +437,7 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    _write_synced(tmp, json.dumps(data, separators=(",", ":")).encode())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    write_private(path, json.dumps(data, separators=(",", ":")).encode(), durable=True)
 
 
 def _move(f: Path, folder: Path) -> None:

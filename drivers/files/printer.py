@@ -15,9 +15,9 @@ import shutil
 import time
 from pathlib import Path
 
-from appliance.store.storage import open_private, private_dir
+from appliance.store.journal import Journal, open_private, private_dir
 from drivers.base import Driver, Health, Work
-from drivers.sim.ledger import Ledger, SerialWorker
+from drivers.work_queue import WorkQueue
 
 
 class FilePrinter(Driver):
@@ -33,10 +33,10 @@ class FilePrinter(Driver):
         super().__init__(name, settings, emit, state_dir=state_dir, **kw)
         out = settings.get("output_dir") or ""
         self.output_dir = Path(out) if out else state_dir / "output" / name
-        self._worker = SerialWorker(self._print, lambda: self.paused)
+        self._worker = WorkQueue(self._print, lambda: self.paused)
         # One line per finished job: the "page counter" that proves how often a letter
         # was really printed (a restart must never print one twice).
-        self.ledger = Ledger(self.output_dir / "printed.jsonl")
+        self.ledger = Journal(self.output_dir / "printed.jsonl")
         self.completed = 0
         self.aborted = 0
         self._final: dict[str, float] = {}  # letter id -> when it became final (keep_seconds)
@@ -50,6 +50,7 @@ class FilePrinter(Driver):
 
     async def stop(self) -> None:
         await self.stop_tasks()
+        self.ledger.close()
 
     async def submit(self, work: Work) -> str:
         job = f"{self.name}-{work.letter_id}"

@@ -29,12 +29,11 @@ from typing import Any
 
 from appliance.core.errors import ConfigError
 from appliance.core.readback import Verdict, hand_pulled, judge
-from appliance.store.storage import private_dir, write_private
+from appliance.store.journal import Journal, private_dir, write_private
 from drivers.base import Driver, Health, Work
 from drivers.serial.link import LinkDown, SerialLink
 from drivers.serial.protocol import PIECE_EVENTS, Match, load_protocol, serial_kwargs
 from drivers.serial.tracker import Piece, PieceTracker, prove_unheard
-from drivers.sim.ledger import Ledger
 
 log = logging.getLogger("drivers.serial")
 
@@ -112,7 +111,7 @@ class SerialFinisher(Driver):
             if settings.get(key):
                 self.serial[key] = settings[key]
         self.device_dir = state_dir / "devices" / name
-        self.journal = Ledger(self.device_dir / "journal.jsonl")
+        self.journal = Journal(self.device_dir / "journal.jsonl")
         self.tracker = PieceTracker(self.identify)
         self.pending: deque[Work] = deque()
         self.counters: dict[str, int] = {}
@@ -174,6 +173,7 @@ class SerialFinisher(Driver):
         if self.sim:
             await asyncio.to_thread(self.sim.stop)
         self._write_snapshot(force=True)
+        self.journal.close()
 
     async def submit(self, work: Work) -> str:
         self.pending.append(work)
@@ -199,7 +199,7 @@ class SerialFinisher(Driver):
         records = self.journal.read()
         if len(records) > JOURNAL_KEEP:
             records = records[-JOURNAL_KEEP // 2:]
-            write_private(self.journal.path, "".join(json.dumps(r) + "\n" for r in records).encode())
+            self.journal.rewrite(records)
         return max((r.get("batch", 0) for r in records if r.get("t") == "batch"), default=0)
 
     def _adopt_journal(self) -> None:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from appliance.store.journal import Journal
 from drivers.base import Driver, Health, Work
-from drivers.sim.ledger import Ledger, SerialWorker
+from drivers.work_queue import WorkQueue
 
 
 class _SimFinisher(Driver):
@@ -21,8 +22,8 @@ class _SimFinisher(Driver):
 
     def __init__(self, name, settings, emit, *, state_dir: Path, **kw):
         super().__init__(name, settings, emit, state_dir=state_dir, **kw)
-        self.ledger = Ledger(state_dir / "devices" / name / self.ledger_name)
-        self._worker = SerialWorker(self._handle, lambda: self.paused)
+        self.ledger = Journal(state_dir / "devices" / name / self.ledger_name)
+        self._worker = WorkQueue(self._handle, lambda: self.paused)
         self.counters = {"done": 0, "diverted": 0}
 
     async def start(self) -> None:
@@ -31,6 +32,7 @@ class _SimFinisher(Driver):
 
     async def stop(self) -> None:
         await self.stop_tasks()
+        self.ledger.close()
 
     async def submit(self, work: Work) -> str:
         self._worker.put(work)
