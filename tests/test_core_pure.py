@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from appliance.config.profile import PrinterCaps
+from appliance.core.routing import PrinterCaps
 from appliance.core.packs import load_packs, pack_from_upstream
 from appliance.core.routing import PrinterView, choose_printer, waiting_for_room, why_not
 from appliance.core.status import (

@@ -12,7 +12,7 @@ from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
 from appliance.core.status import Status
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.pipeline.reprint import ReprintPolicy, decide, stale_run, wants_reprint
+from appliance.core.reprint import ReprintPolicy, decide, stale_run, wants_reprint
 from appliance.store.store import Store
 from drivers.base import DeviceEvent
 

@@ -16,21 +16,13 @@ from typing import Any
 import drivers
 from appliance.config.settings import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from appliance.core.errors import ConfigError
+from appliance.core.packs import load_packs
+from appliance.core.reprint import ReprintPolicy
+from appliance.core.routing import PrinterCaps, why_not
 from appliance.core.status import DEFAULT_EVENT_MAP, SETTABLE
 from appliance.core.verify import VerifyPolicy
 from appliance.marks.zones import MarksSettings, parse_marks
 from appliance.mi.settings import MiSettings, parse_failure_reasons, parse_mi
-from appliance.pipeline.reprint import ReprintPolicy, parse_reprint
-
-
-@dataclass(frozen=True)
-class PrinterCaps:
-    paper_sizes: frozenset[str]
-    paper_ids: frozenset[str]  # empty: any paper of a listed size
-    max_weight_gsm: int
-    colour: bool
-    duplex: bool
-    features: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -251,9 +243,6 @@ def _marks(path: Path, data: Any, printers: tuple[DeviceSpec, ...],
     """The [marks] zones, checked against the embedded packs: a printer with marks = true
     must have a zone for every embedded pack it can print (packs from packs_dir are
     checked when a letter comes; one without a zone is held for an operator)."""
-    from appliance.core.packs import load_packs
-    from appliance.core.routing import why_not  # routing imports this module
-
     packs = load_packs()
     marks = parse_marks(path, data, {p.id: p.paper_size for p in packs.values()})
     for printer in printers:
@@ -279,3 +268,24 @@ def floor_from_args(config: str | None, profile: str | None) -> tuple[Profile, C
         return load_profile(profile), None
     cfg = load_config(Path(config or DEFAULT_CONFIG_PATH))
     return load_profile(cfg.profile), cfg
+
+
+def parse_reprint(path: Path, table: Any, printer_names: set[str]) -> ReprintPolicy:
+    if table is None:
+        return ReprintPolicy()
+    where = f"{path}: [reprint]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: reprint must be a table: write [reprint] then tries = 1")
+    for key in table:
+        if key not in ("tries", "printer"):
+            raise ConfigError(f"{where} {key}: unknown key; expected tries or printer")
+    tries = table.get("tries", 1)
+    if not isinstance(tries, int) or isinstance(tries, bool) or not 0 <= tries <= 10:
+        raise ConfigError(f"{where} tries: expected a whole number 0-10 (0 = never reprint), got {tries!r}")
+    printer = table.get("printer", "")
+    if not isinstance(printer, str):
+        raise ConfigError(f"{where} printer: expected a printer name or \"\", got {printer!r}")
+    if printer and printer not in printer_names:
+        raise ConfigError(f"{where} printer: {printer!r} is not a [[printer]] of this profile; use one of "
+                          f"{', '.join(sorted(printer_names))} or \"\" for any")
+    return ReprintPolicy(tries, printer)

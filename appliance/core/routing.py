@@ -8,11 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.config.profile import PrinterCaps
 from appliance.core.packs import Pack
 
 #: Printer states that may take new jobs.
 ROUTABLE_STATES = frozenset({"idle", "busy"})
+
+
+@dataclass(frozen=True)
+class PrinterCaps:
+    """What a printer can print (a hardware profile's ``[[printer]]`` keys)."""
+
+    paper_sizes: frozenset[str]
+    paper_ids: frozenset[str]  # empty: any paper of a listed size
+    max_weight_gsm: int
+    colour: bool
+    duplex: bool
+    features: frozenset[str]
 
 
 @dataclass(frozen=True)

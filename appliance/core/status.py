@@ -174,7 +174,7 @@ DEFAULT_EVENT_MAP: dict[str, str | None] = {
     # The device lost track of a piece (link dropped mid-batch): an operator decides.
     "piece.unknown": "hold",
     # The read-back found the envelope wrong (missing/foreign/double sheet, pulled by hand):
-    # print the letter again (appliance.pipeline.reprint; the profile's [reprint] bounds it).
+    # print the letter again (appliance.core.reprint; the profile's [reprint] bounds it).
     "piece.suspect": "reprint",
 }
 

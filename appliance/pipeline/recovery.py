@@ -8,12 +8,11 @@ got is submitted again, and one whose fate nobody can vouch for goes before an o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections import Counter
+from typing import Any, Protocol
 
-from drivers.base import DeviceEvent
-
-if TYPE_CHECKING:
-    from appliance.pipeline.pipeline import Pipeline
+from drivers.base import DeviceEvent, Driver
 
 #: Reconcile answers meaning "the device still holds this job and will report on it".
 STILL_AT_DEVICE = frozenset({"job.queued", "job.processing", "job.held", "job.stopped"})
@@ -22,14 +21,31 @@ STILL_AT_DEVICE = frozenset({"job.queued", "job.processing", "job.held", "job.st
 AT_DEVICE = {"printing": None, "enclosing": "inserter", "franking": "franker"}
 
 
-async def recover(p: "Pipeline") -> None:
+class Recoverable(Protocol):
+    """What recovery needs of the pipeline (``appliance.pipeline.pipeline.Pipeline``)."""
+
+    store: Any
+    intake: Any
+    committer: Any
+    devices: dict[str, Driver]
+    load: Counter
+    counters: Counter
+    events: asyncio.Queue
+
+    async def route(self, letter_id: str) -> None: ...
+    async def hand_on(self, letter_id: str, family: str, stage: str) -> None: ...
+    def operator_hold(self, letter_id: str, why: str) -> None: ...
+    async def retry_waiting(self) -> None: ...
+
+
+async def recover(p: Recoverable) -> None:
     by_stage: dict[str, list[dict]] = {}
     for rec in p.store.in_flight():
         by_stage.setdefault(rec["stage"], []).append(rec)
     for rec in by_stage.get("new", []):
         p.intake.take(rec["id"], at=rec.get("intake_retry_at"))
     for rec in by_stage.get("verified", []) + by_stage.get("held", []):
-        await p._route(rec["id"])
+        await p.route(rec["id"])
     for stage in AT_DEVICE:
         by_device: dict[str, list[str]] = {}
         for rec in by_stage.get(stage, []):
@@ -53,11 +69,11 @@ async def recover(p: "Pipeline") -> None:
     await p.committer.durable()
 
 
-async def resubmit(p: "Pipeline", stage: str, letter_id: str) -> None:
+async def resubmit(p: Recoverable, stage: str, letter_id: str) -> None:
     p.counters["resubmitted"] += 1
     family = AT_DEVICE[stage]
     if family is None:
         p.store.update(letter_id, stage="verified", event="resubmit")
-        await p._route(letter_id)
+        await p.route(letter_id)
     else:
-        await p._hand_on(letter_id, family, stage)
+        await p.hand_on(letter_id, family, stage)

@@ -1,32 +1,16 @@
 """``appliance doctor``: is this floor ready to print?  One line per problem, with the fix.
 
 Each device family contributes checks through a ``doctor_checks(profile, config)``
-function in its driver module (listed in ``CHECKS``), so the doctor knows no device
-details itself.
+function, found through the driver registry (``drivers.doctor_checks``), so the doctor
+knows no device details itself.
 """
 
 from __future__ import annotations
 
-import importlib
-from dataclasses import dataclass
-
+import drivers
 from appliance.config.profile import floor_from_args
+from appliance.core.checks import Check
 from appliance.core.errors import UserError
-
-
-@dataclass(frozen=True)
-class Check:
-    ok: bool
-    subject: str  # what was checked, e.g. "printer mono-duplex"
-    message: str  # what was found; for a failure, also the fix
-
-
-#: "module:function" returning list[Check]; imported only when the profile uses that family.
-CHECKS = {
-    "cups": "drivers.cups.printer:doctor_checks",
-    "serial": "drivers.serial.finisher:doctor_checks",
-    "files": "drivers.files.inserter:doctor_checks",
-}
 
 
 def register(sub) -> None:
@@ -41,13 +25,11 @@ def register(sub) -> None:
 def run_checks(profile, config=None) -> list[Check]:
     results = [Check(True, "profile", f"{profile.source}: {len(profile.printers)} printer(s), "
                                       f"{len(profile.inserters)} inserter(s), {len(profile.frankers)} franker(s)")]
-    used = {d.driver for d in profile.devices()}
-    for driver, target in CHECKS.items():
-        if driver not in used:
-            continue
-        module, _, fn = target.partition(":")
+    for driver in sorted({d.driver for d in profile.devices()}):
         try:
-            results += getattr(importlib.import_module(module), fn)(profile, config)
+            checks = drivers.doctor_checks(driver)
+            if checks is not None:
+                results += checks(profile, config)
         except ImportError as e:
             results.append(Check(False, f"{driver} driver", f"cannot load ({e}); run ./setup.sh"))
     return results

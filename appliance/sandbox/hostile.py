@@ -10,14 +10,11 @@ Location, given PDF bytes) is ``Sandbox.add_letter``.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from appliance.sandbox import bodies
 from appliance.sandbox.bombs import gzip_of_repeats
 from appliance.sandbox.httpserver import Request, Response
-
-if TYPE_CHECKING:
-    from appliance.sandbox.server import Sandbox
+from appliance.sandbox.model import Server
 
 #: mode -> what the answer is
 MODES = {
@@ -57,7 +54,7 @@ def _two_layer_bomb() -> bytes:
     return gzip.compress(gzip_of_repeats(b" ", 1024), 9)
 
 
-def take(sb: "Sandbox", kind: str) -> str | None:
+def take(sb: Server, kind: str) -> str | None:
     """The hostile mode for this request, counting it against ``hostile_count``."""
     f = sb.faults
     if not f.hostile or kind not in f.hostile_scope:
@@ -69,7 +66,7 @@ def take(sb: "Sandbox", kind: str) -> str | None:
     return f.hostile
 
 
-def answer(sb: "Sandbox", req: Request, mode: str) -> Response:
+def answer(sb: Server, req: Request, mode: str) -> Response:
     if mode not in MODES:
         raise ValueError(f"unknown hostile mode {mode!r}; one of {', '.join(MODES)}")
     headers = sb.echo_headers(req)

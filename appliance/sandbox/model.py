@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 #: Request kinds that are API routes (need X-Request-ID, a bearer in auth mode, get faults).
 API_KINDS = frozenset({"list", "get", "data", "patch", "post_letters", "mi_post", "mi_get"})
@@ -69,3 +70,23 @@ class RequestRecord:
     body: bytes
     status: int  # 0 when the connection was dropped without an answer
     kind: str = "other"
+
+
+class Server(Protocol):
+    """What the route handlers (``routes``, ``hostile``) use of the sandbox server, so they
+    need not import it (the server imports them)."""
+
+    letters: dict[str, Any]
+    pending: dict[str, Any]
+    mi: dict[str, dict]
+    faults: Faults
+    issuer: Any
+
+    def api_error(self, req: Any, status: int, detail: str | None = None) -> Any: ...
+    def echo_headers(self, req: Any, content_type: str | None = ...) -> list[tuple[str, str]]: ...
+    def json_response(self, req: Any, status: int, doc: Any) -> Any: ...
+    def request_id(self, req: Any) -> str: ...
+    def set_status(self, letter: Any, status: str, code: str | None, text: str | None) -> None: ...
+    def presigned_url(self, letter_id: str, expires: int | None = None,
+                      issued_at: float | None = None) -> str: ...
+    def presign_problem(self, letter_id: str, query: dict[str, str]) -> str | None: ...

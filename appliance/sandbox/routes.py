@@ -18,15 +18,13 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Awaitable, Callable
 
 from appliance.core.packs import load_packs
 from appliance.sandbox import bodies, storage, validation
 from appliance.sandbox.auth import TokenRefused
 from appliance.sandbox.httpserver import Request, Response
-
-if TYPE_CHECKING:
-    from appliance.sandbox.server import Sandbox
+from appliance.sandbox.model import Server
 
 MAX_LIMIT = 2500
 _DIGITS = re.compile(r"^[0-9]+$")
@@ -81,7 +79,7 @@ def _media_problem(req: Request) -> int | None:
     return None
 
 
-def _json_body(sb: "Sandbox", req: Request):
+def _json_body(sb: Server, req: Request):
     """The parsed body, or a ready error Response."""
     status = _media_problem(req)
     if status is not None:
@@ -94,7 +92,7 @@ def _json_body(sb: "Sandbox", req: Request):
 
 # --- handlers ------------------------------------------------------------------------
 
-async def list_letters(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def list_letters(sb: Server, req: Request, params: dict) -> Response:
     names = [k for k, _ in req.query]
     if any(k != "limit" for k in names):
         return sb.api_error(req, 400, bodies.UNKNOWN_PARAMETER)
@@ -112,14 +110,14 @@ async def list_letters(sb: "Sandbox", req: Request, params: dict) -> Response:
         for l in chosen]})
 
 
-async def get_letter(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def get_letter(sb: Server, req: Request, params: dict) -> Response:
     letter = sb.letters.get(params["id"])
     if letter is None:
         return sb.api_error(req, 404)
     return sb.json_response(req, 200, {"data": letter.shown()})
 
 
-async def letter_data(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def letter_data(sb: Server, req: Request, params: dict) -> Response:
     if params["id"] not in sb.letters:
         return sb.api_error(req, 404)
     faults = sb.letters[params["id"]].data_faults
@@ -135,7 +133,7 @@ async def letter_data(sb: "Sandbox", req: Request, params: dict) -> Response:
     return Response(303, b"", headers)
 
 
-async def presigned(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def presigned(sb: Server, req: Request, params: dict) -> Response:
     xml = [("Content-Type", "application/xml")]
     if "authorization" in req.headers:
         return Response(403, bodies.s3_error_body(
@@ -152,7 +150,7 @@ async def presigned(sb: "Sandbox", req: Request, params: dict) -> Response:
     return Response(200, letter.pdf, [("Content-Type", "application/pdf")])
 
 
-async def patch_letter(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def patch_letter(sb: Server, req: Request, params: dict) -> Response:
     doc = _json_body(sb, req)
     if isinstance(doc, Response):
         return doc
@@ -169,7 +167,7 @@ async def patch_letter(sb: "Sandbox", req: Request, params: dict) -> Response:
     return sb.json_response(req, 202, {"data": letter.resource()})
 
 
-async def post_letters(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def post_letters(sb: Server, req: Request, params: dict) -> Response:
     doc = _json_body(sb, req)
     if isinstance(doc, Response):
         return doc
@@ -186,7 +184,7 @@ async def post_letters(sb: "Sandbox", req: Request, params: dict) -> Response:
     return Response(202, b"", sb.echo_headers(req))
 
 
-async def create_mi(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def create_mi(sb: Server, req: Request, params: dict) -> Response:
     doc = _json_body(sb, req)
     if isinstance(doc, Response):
         return doc
@@ -202,18 +200,18 @@ async def create_mi(sb: "Sandbox", req: Request, params: dict) -> Response:
     return sb.json_response(req, 201, {"data": record})
 
 
-async def get_mi(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def get_mi(sb: Server, req: Request, params: dict) -> Response:
     record = sb.mi.get(params["id"])
     if record is None:
         return sb.api_error(req, 404)
     return sb.json_response(req, 200, {"data": record})
 
 
-async def status(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def status(sb: Server, req: Request, params: dict) -> Response:
     return Response(200, b'{"status":"pass"}', sb.echo_headers(req, bodies.JSON))
 
 
-async def token(sb: "Sandbox", req: Request, params: dict) -> Response:
+async def token(sb: Server, req: Request, params: dict) -> Response:
     headers = [("Content-Type", bodies.JSON), ("Cache-Control", "no-store")]
     try:
         answer = sb.issuer.exchange(req.headers.get("content-type", ""), req.body)
@@ -222,7 +220,7 @@ async def token(sb: "Sandbox", req: Request, params: dict) -> Response:
     return Response(200, json.dumps(answer).encode(), headers)
 
 
-HANDLERS: dict[str, Callable[["Sandbox", Request, dict], Awaitable[Response]]] = {
+HANDLERS: dict[str, Callable[[Server, Request, dict], Awaitable[Response]]] = {
     "list": list_letters, "get": get_letter, "data": letter_data, "presigned": presigned,
     "patch": patch_letter, "post_letters": post_letters, "mi_post": create_mi,
     "mi_get": get_mi, "status": status, "token": token,

@@ -86,7 +86,7 @@ def _names_visible(conn) -> bool | None:
 
 def doctor_checks(profile, config=None) -> list:
     """One Check per CUPS server and per queue; each failure names the fix."""
-    from appliance.runtime.doctor import Check
+    from appliance.core.checks import Check
 
     specs = cups_printers(profile)
     if not specs:

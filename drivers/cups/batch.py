@@ -27,7 +27,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from appliance.core.errors import UserError
 from appliance.core.packs import Pack
@@ -46,12 +46,32 @@ from drivers.cups.ipp import (
     job_event,
     reasons_of,
 )
+from drivers.cups.jobs import Tracked
 from drivers.cups.session import CupsRefused, CupsUnavailable
 
-if TYPE_CHECKING:
-    from drivers.cups.printer import CupsPrinter, Tracked
-
 log = logging.getLogger("drivers.cups.printer")
+
+
+class BatchHost(Protocol):
+    """What the batcher uses of its printer (``drivers.cups.printer.CupsPrinter``)."""
+
+    name: str
+    state_dir: Path
+    queue: str
+    paused: bool
+    reachable: bool
+    counters: dict[str, int]
+    jobs: dict[int, Tracked]
+    io: Any  # the CupsSession that submits and cancels
+
+    def emit(self, kind: str, letter_id: str | None = None, job: str | None = None, **detail: Any) -> None: ...
+    def spawn(self, what: str, factory: Any) -> None: ...
+    def publish(self) -> None: ...
+    def alert(self, key: str, message: str, letter_id: str | None = None) -> None: ...
+    def clear_alerts(self, prefix: str) -> None: ...
+    def clear_stall(self) -> None: ...
+    def job_submitted(self, job_id: int) -> None: ...
+    async def cancel_and_reroute(self, t: Tracked, why: str) -> None: ...
 
 #: Finished batches stay in the manifest this long, so a restart that happens before the
 #: pipeline made their statuses durable can still match them.
@@ -219,7 +239,7 @@ class Batcher:
     """Batches for one ``CupsPrinter``; the printer calls in at submit, job changes,
     stalls, stops and restart."""
 
-    def __init__(self, printer: "CupsPrinter", size: int, wait_seconds: float, progress_seconds: float,
+    def __init__(self, printer: "BatchHost", size: int, wait_seconds: float, progress_seconds: float,
                  device_uri: str):
         self.p = printer
         self.size = size
@@ -298,11 +318,11 @@ class Batcher:
             opts = {**ipp_options(batch.pack), "outputorder": "normal"}
             queue, path = p.queue, str(pdf)
             try:
-                job_id = int(await p._io(lambda c: c.printFile(queue, path, name, opts)))
+                job_id = int(await p.io(lambda c: c.printFile(queue, path, name, opts)))
             except (CupsUnavailable, CupsRefused) as e:
                 if isinstance(e, CupsUnavailable):
                     p.reachable = False
-                    p._publish()
+                    p.publish()
                 await asyncio.to_thread(self.manifest.forget, name)
                 for s in slots:
                     p.counters["aborted"] += 1
@@ -316,13 +336,9 @@ class Batcher:
         for s in slots:
             p.emit("job.queued", s.letter_id, str(job_id), queue=p.queue, options=opts, batch=name,
                    position=s.position, of=len(slots))
-        early = p._orphans.pop(job_id, None)
-        if early and early[0] != HELD:
-            p._apply_job(job_id, *early)
-        p._publish()
+        p.job_submitted(job_id)
 
-    def track(self, job_id: int, bj: BatchJob, state: int, reasons: tuple[str, ...] = ()) -> "Tracked":
-        from drivers.cups.printer import Tracked  # noqa: PLC0415 - cups imports this module
+    def track(self, job_id: int, bj: BatchJob, state: int, reasons: tuple[str, ...] = ()) -> Tracked:
 
         last = bj.slots[-1]
         t = Tracked(job_id, bj.name, last.end_impressions, last.end_sheets, state=state or 3, reasons=reasons,
@@ -350,7 +366,7 @@ class Batcher:
                 raise
             except Exception as e:  # a dead batcher would strand letters
                 log.exception("%s: batch error", self.p.name)
-                self.p._alert(f"bug:batch:{type(e).__name__}", f"batch printing error: {e}")
+                self.p.alert(f"bug:batch:{type(e).__name__}", f"batch printing error: {e}")
 
     # --- progress ---------------------------------------------------------------------
 
@@ -361,13 +377,13 @@ class Batcher:
             self.progress = DeviceProgress(self.device_uri)
         job = await self.progress.job(name)
         if job is None and self.progress.last_error:
-            self.p._alert("progress", f"cannot read batch progress from the printer ({self.progress.last_error}); "
+            self.p.alert("progress", f"cannot read batch progress from the printer ({self.progress.last_error}); "
                                       "letters of a batch are PRINTED when the whole job completes")
         elif job is not None:
-            self.p._clear("progress")
+            self.p.clear_alerts("progress")
         return job
 
-    async def read_progress(self, t: "Tracked") -> None:
+    async def read_progress(self, t: Tracked) -> None:
         bj = t.batch
         job = await self._device_job(bj.name)
         if job is None or bj.ended:
@@ -376,10 +392,10 @@ class Batcher:
             bj.impressions, bj.sheets = max(bj.impressions, job.impressions), max(bj.sheets, job.sheets)
             t.last_change = time.monotonic()  # paper is moving: not a stall
             if t.stalled:
-                self.p._clear_stall()
+                self.p.clear_stall()
         self._report_printed(t, covered(bj.slots, bj.impressions, bj.sheets), "printer progress")
 
-    def _report_printed(self, t: "Tracked", upto: int, how: str) -> None:
+    def _report_printed(self, t: Tracked, upto: int, how: str) -> None:
         bj = t.batch
         for s in bj.slots[bj.reported:upto]:
             self.p.counters["completed"] += 1
@@ -390,7 +406,7 @@ class Batcher:
 
     # --- job changes ------------------------------------------------------------------
 
-    def job_changed(self, t: "Tracked", state: int, reasons: tuple[str, ...], kind: str) -> None:
+    def job_changed(self, t: Tracked, state: int, reasons: tuple[str, ...], kind: str) -> None:
         """Called by the printer when CUPS reports a new state for a batch job."""
         p, bj = self.p, t.batch
         if state == COMPLETED and kind == "job.completed":
@@ -405,17 +421,17 @@ class Batcher:
             # CUPS sends a job back to the queue when its printer is disabled or the backend
             # fails, and would print it again from the first page: letters already out
             # would come out twice.  Cancel it and reprint only the rest.
-            self._spawn(p._cancel_and_reroute(t, f"CUPS put batch {bj.name} back in the queue after "
+            self._spawn(p.cancel_and_reroute(t, f"CUPS put batch {bj.name} back in the queue after "
                                                  f"{bj.reported} letters printed"))
             return
         if state in (HELD, STOPPED):
-            p._alert(f"job:{t.job_id}:{state}", f"batch job {t.job_id} ({bj.name}, {len(bj.slots)} letters) is "
+            p.alert(f"job:{t.job_id}:{state}", f"batch job {t.job_id} ({bj.name}, {len(bj.slots)} letters) is "
                                                 f"{describe_job(state, reasons)}")
         for s in bj.slots[bj.reported:]:
             p.emit(kind, s.letter_id, str(t.job_id), queue=p.queue, batch=bj.name, position=s.position,
                    state=describe_job(state, reasons))
 
-    async def fail(self, t: "Tracked", kind: str, why: str) -> None:
+    async def fail(self, t: Tracked, kind: str, why: str) -> None:
         """The job will not finish: letters the printer proves done stay PRINTED, the
         others get ``kind`` (job.aborted / job.canceled: the pipeline reprints them)."""
         bj = t.batch
@@ -433,7 +449,7 @@ class Batcher:
         rest = bj.slots[bj.reported:]
         if rest:
             self.p.counters["aborted" if kind != "job.canceled" else "canceled"] += 1
-            self.p._alert(f"batchfail:{bj.name}", f"{why}: {bj.reported} of {len(bj.slots)} letters printed, "
+            self.p.alert(f"batchfail:{bj.name}", f"{why}: {bj.reported} of {len(bj.slots)} letters printed, "
                                                   f"{len(rest)} go back for reprint (from position {rest[0].position})")
         for s in rest:
             self.p.emit(kind, s.letter_id, str(t.job_id), queue=self.p.queue, batch=bj.name, position=s.position,
@@ -441,11 +457,11 @@ class Batcher:
         bj.reported = len(bj.slots)
         self._end(t)
 
-    def _end(self, t: "Tracked") -> None:
+    def _end(self, t: Tracked) -> None:
         t.batch.ended = True
         self.p.jobs.pop(t.job_id, None)
         self._spawn(asyncio.to_thread(self.manifest.finished, t.batch.name))
-        self.p._publish()
+        self.p.publish()
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

@@ -16,13 +16,10 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
-from typing import Any
 
 from appliance.core.errors import ConfigError
 from appliance.store.journal import private_dir, write_private
 from drivers.base import Driver, Health, Work
-from drivers.cups.admin import doctor_checks  # noqa: F401 - appliance.runtime.doctor looks it up here
 from drivers.cups.batch import Batcher
 from drivers.cups.ipp import (
     FINAL_STATES,
@@ -41,6 +38,7 @@ from drivers.cups.ipp import (
     job_event,
     reasons_of,
 )
+from drivers.cups.jobs import Tracked
 from drivers.cups.match import NamesHidden, incomplete_jobs, match_jobs
 from drivers.cups.session import (
     NOT_FOUND,
@@ -59,21 +57,6 @@ PRINTER_ATTRS = ["printer-state", "printer-state-reasons", "printer-is-accepting
                  "printer-state-message", "queued-job-count", "device-uri"]
 GET_JOBS_PAGE = 500  # cupsd's own cap on one Get-Jobs answer that needs job attributes
 EVENTS = ["job-state-changed", "job-progress", "printer-state-changed"]
-
-
-@dataclass
-class Tracked:
-    job_id: int
-    letter_id: str
-    pages: int
-    sheets: int
-    state: int = PENDING
-    reasons: tuple[str, ...] = ()
-    impressions: int = 0
-    last_change: float = 0.0
-    started: bool = False  # reached processing: the device may have paper out already
-    stalled: bool = False
-    batch: Any = None  # cups_batch.BatchJob when this job carries a batch of letters
 
 
 def _choice(name: str, settings: dict, key: str, allowed: tuple[str, ...]) -> str:
@@ -129,7 +112,7 @@ class CupsPrinter(Driver):
         self._next_seq = 1
         self._renew_at = 0.0
         self._poll_now = True
-        self._io: CupsSession | None = None
+        self.io: CupsSession | None = None
         self._watch: CupsSession | None = None
         self.batcher = _batcher(self, settings)
 
@@ -141,10 +124,10 @@ class CupsPrinter(Driver):
 
     async def start(self) -> None:
         import_cups()  # one-line UserError if pycups is missing
-        self._io = CupsSession(self.server, f"{self.name}-io")
+        self.io = CupsSession(self.server, f"{self.name}-io")
         self._watch = CupsSession(self.server, f"{self.name}-watch")
         await self._refresh_printer()
-        self._publish()
+        self.publish()
         self.spawn("watch", self._watch_loop)
         if self.batcher:
             self.batcher.start()
@@ -161,23 +144,23 @@ class CupsPrinter(Driver):
                 pass
             self._sub = None
             self._remember_subscription(None)
-        for session in (self._io, self._watch):
+        for session in (self.io, self._watch):
             if session:
                 session.close()
 
     # --- alerts and state -------------------------------------------------------------
 
-    def _alert(self, key: str, message: str, letter_id: str | None = None) -> None:
+    def alert(self, key: str, message: str, letter_id: str | None = None) -> None:
         """One alert per condition until it clears (``_clear``)."""
         if key in self._alerted:
             return
         self._alerted.add(key)
         self.emit("device.alert", letter_id, message=f"{self.where}: {message}")
 
-    def _clear(self, prefix: str) -> None:
+    def clear_alerts(self, prefix: str) -> None:
         self._alerted = {k for k in self._alerted if not k.startswith(prefix)}
 
-    def _publish(self) -> None:
+    def publish(self) -> None:
         state, detail = device_state(reachable=self.reachable, exists=self.exists, paused=self.paused,
                                      stalled=self.stalled, busy=bool(self.jobs), facts=self.facts)
         if state == self.state:
@@ -186,9 +169,9 @@ class CupsPrinter(Driver):
         old, self.state, self.detail = self.state, state, detail
         self.emit("device.state", state=state, detail=detail, queue=self.queue)
         if state in ("stopped", "offline"):
-            self._alert(f"state:{state}:{detail}", f"printer {state}: {detail}; no new letters go here")
+            self.alert(f"state:{state}:{detail}", f"printer {state}: {detail}; no new letters go here")
         elif old in ("stopped", "offline"):
-            self._clear("state:")
+            self.clear_alerts("state:")
 
     # --- submit -----------------------------------------------------------------------
 
@@ -198,11 +181,11 @@ class CupsPrinter(Driver):
         opts = ipp_options(work.pack)
         queue, pdf, name = self.queue, str(work.pdf), work.letter_id
         try:
-            job_id = await self._io(lambda c: c.printFile(queue, pdf, name, opts))
+            job_id = await self.io(lambda c: c.printFile(queue, pdf, name, opts))
         except (CupsUnavailable, CupsRefused) as e:
             if isinstance(e, CupsUnavailable):
                 self.reachable = False
-                self._publish()
+                self.publish()
             self.counters["aborted"] += 1
             self.emit("job.aborted", work.letter_id, None, reason=f"CUPS did not take the job: {e}")
             return ""
@@ -212,11 +195,15 @@ class CupsPrinter(Driver):
         self.jobs[job_id] = t
         self.counters["submitted"] += 1
         self.emit("job.queued", work.letter_id, str(job_id), queue=self.queue, options=opts)
+        self.job_submitted(job_id)
+        return str(job_id)
+
+    def job_submitted(self, job_id: int) -> None:
+        """A job CUPS took: apply what its events said before printFile returned."""
         early = self._orphans.pop(job_id, None)
         if early and early[0] != HELD:  # held while printFile was still sending: not news
             self._apply_job(job_id, *early)
-        self._publish()
-        return str(job_id)
+        self.publish()
 
     # --- tracking ---------------------------------------------------------------------
 
@@ -251,7 +238,7 @@ class CupsPrinter(Driver):
                     self._poll_now = True
             except Exception as e:  # a tracker that dies silently would strand letters
                 log.exception("%s: tracking error", self.name)
-                self._alert(f"bug:{type(e).__name__}", f"tracking error: {e}")
+                self.alert(f"bug:{type(e).__name__}", f"tracking error: {e}")
             up = self.reachable and self.exists
             await asyncio.sleep(self.notify_seconds if up else max(self.poll_seconds, 0.5))
 
@@ -259,8 +246,8 @@ class CupsPrinter(Driver):
         self._sub = None
         if self.reachable:
             self.reachable = False
-            self._alert("unreachable", f"CUPS does not answer ({why}); letters wait")
-            self._publish()
+            self.alert("unreachable", f"CUPS does not answer ({why}); letters wait")
+            self.publish()
 
     async def _refresh_printer(self) -> None:
         queue = self.queue
@@ -274,17 +261,17 @@ class CupsPrinter(Driver):
             self.reachable = True
             if e.status == NOT_FOUND:
                 self.exists = False
-                self._alert("missing", f"queue not found; create it with lpadmin -p {self.queue} -E "
+                self.alert("missing", f"queue not found; create it with lpadmin -p {self.queue} -E "
                                        f"-v ipp://PRINTER/ipp/print -m everywhere")
             else:
-                self._alert("refused", f"CUPS refused printer query: {e}")
-            self._publish()
+                self.alert("refused", f"CUPS refused printer query: {e}")
+            self.publish()
             return
         if not (self.reachable and self.exists):
             self._poll_now = True
         self.reachable = self.exists = True
-        self._clear("unreachable")
-        self._clear("missing")
+        self.clear_alerts("unreachable")
+        self.clear_alerts("missing")
         await self._apply_printer(attrs)
 
     async def _subscribe(self) -> None:
@@ -294,7 +281,7 @@ class CupsPrinter(Driver):
         try:
             self._sub = await self._watch(lambda c: c.createSubscription(uri, events=EVENTS, lease_duration=lease))
         except CupsRefused as e:  # e.g. a server that refuses subscriptions: polling only
-            self._alert("nosub", f"no CUPS subscription ({e}); falling back to polling")
+            self.alert("nosub", f"no CUPS subscription ({e}); falling back to polling")
             return
         self._next_seq = 1
         self._remember_subscription(self._sub)
@@ -373,16 +360,16 @@ class CupsPrinter(Driver):
                     t = self.jobs.pop(job_id)
                     if t.batch:
                         letters = ", ".join(s.letter_id for s in t.batch.slots[t.batch.reported:])
-                        self._alert(f"vanished:{job_id}", f"batch job {job_id} ({t.batch.name}) vanished from "
+                        self.alert(f"vanished:{job_id}", f"batch job {job_id} ({t.batch.name}) vanished from "
                                                           f"CUPS; fate of letters {letters} unknown, check the "
                                                           "printer output")
                         continue
-                    self._alert(f"vanished:{job_id}", f"job {job_id} vanished from CUPS; fate of the letter "
+                    self.alert(f"vanished:{job_id}", f"job {job_id} vanished from CUPS; fate of the letter "
                                                       "unknown, check the printer output", t.letter_id)
                 continue
             self._apply_job(job_id, a.get("job-state", 0), reasons_of(a.get("job-state-reasons")),
                             a.get("job-impressions-completed", 0))
-        self._publish()
+        self.publish()
 
     async def _apply_printer(self, a: dict) -> None:
         old = self.facts
@@ -396,12 +383,12 @@ class CupsPrinter(Driver):
             self.batcher.learn_device_uri(str(a.get("device-uri", "")))
         worthy = alert_worthy(self.facts.reasons)
         for reason in worthy:
-            self._alert(f"reason:{reason}", f"printer reports {reason}"
+            self.alert(f"reason:{reason}", f"printer reports {reason}"
                                             + (f": {self.facts.message}" if self.facts.message else ""))
         self._alerted = {k for k in self._alerted if not k.startswith("reason:") or k[7:] in worthy}
         if old.state == PRINTER_STOPPED and self.facts.state != PRINTER_STOPPED and self.stalled:
-            self._clear_stall()  # an operator cycled the queue: try it again
-        self._publish()
+            self.clear_stall()  # an operator cycled the queue: try it again
+        self.publish()
         await self._apply_stop_policy()
 
     def _apply_job(self, job_id: int, state: int, reasons: tuple[str, ...], impressions: int = 0) -> None:
@@ -414,7 +401,7 @@ class CupsPrinter(Driver):
         if (state, reasons, impressions) != (t.state, t.reasons, t.impressions):
             t.last_change = time.monotonic()
             if t.stalled:
-                self._clear_stall()
+                self.clear_stall()
         changed = state != t.state
         t.state, t.reasons, t.impressions = state, reasons, impressions
         if not changed:
@@ -439,20 +426,20 @@ class CupsPrinter(Driver):
             else:
                 detail["reason"] = f"CUPS job {job_id} {describe_job(state, reasons)}"
         elif state in (HELD, STOPPED):
-            self._alert(f"job:{job_id}:{state}", f"job {job_id} is {describe_job(state, reasons)}", t.letter_id)
+            self.alert(f"job:{job_id}:{state}", f"job {job_id} is {describe_job(state, reasons)}", t.letter_id)
         self.emit(kind, t.letter_id, str(job_id), **detail)
         if state in FINAL_STATES:
-            self._publish()
+            self.publish()
 
     # --- stalls and stops -------------------------------------------------------------
 
-    def _clear_stall(self) -> None:
+    def clear_stall(self) -> None:
         self.stalled = False
         for t in self.jobs.values():
             t.stalled = False
             t.last_change = time.monotonic()
-        self._clear("stall:")
-        self._publish()
+        self.clear_alerts("stall:")
+        self.publish()
 
     async def _check_stalls(self) -> None:
         now = time.monotonic()
@@ -473,12 +460,12 @@ class CupsPrinter(Driver):
         t.stalled = self.stalled = True
         self.counters["stalled"] += 1
         policy = "cancelling it and rerouting" if self.on_stall == "reroute" else "waiting"
-        self._alert(f"stall:{t.job_id}",
+        self.alert(f"stall:{t.job_id}",
                     f"job {t.job_id} made no progress for {self.stall_seconds:g}s "
                     f"({describe_job(t.state, t.reasons)}); device not answering? {policy}", t.letter_id)
-        self._publish()
+        self.publish()
         if self.on_stall == "reroute":
-            await self._cancel_and_reroute(t, f"no progress for {self.stall_seconds:g}s on {self.queue}")
+            await self.cancel_and_reroute(t, f"no progress for {self.stall_seconds:g}s on {self.queue}")
 
     async def _orphaned(self, t: Tracked) -> None:
         """A job cupsd was sending when it restarted comes back "pending, job-printing" and is
@@ -489,11 +476,11 @@ class CupsPrinter(Driver):
         t.stalled = True
         self.counters["stalled"] += 1
         policy = "cancelling it and printing it again" if self.on_stall == "reroute" else "waiting for a person"
-        self._alert(f"stall:{t.job_id}",
+        self.alert(f"stall:{t.job_id}",
                     f"job {t.job_id} stuck pending since CUPS restarted mid-job (printer idle; pages may "
                     f"or may not have printed); {policy}", t.letter_id)
         if self.on_stall == "reroute":
-            await self._cancel_and_reroute(t, f"stuck in CUPS after a restart on {self.queue}")
+            await self.cancel_and_reroute(t, f"stuck in CUPS after a restart on {self.queue}")
 
     async def _apply_stop_policy(self) -> None:
         if self.on_stop != "reroute" or self.paused:
@@ -505,16 +492,16 @@ class CupsPrinter(Driver):
     async def _reroute_unstarted(self, why: str) -> None:
         """Jobs that never reached the device can safely print elsewhere."""
         for t in [t for t in self.jobs.values() if t.state in (PENDING, HELD) and not t.started]:
-            await self._cancel_and_reroute(t, why)
+            await self.cancel_and_reroute(t, why)
         if self.batcher:
             self.batcher.abort_open(why)
 
-    async def _cancel_and_reroute(self, t: Tracked, why: str) -> None:
+    async def cancel_and_reroute(self, t: Tracked, why: str) -> None:
         job_id = t.job_id
         try:
-            await self._io(lambda c: c.cancelJob(job_id))
+            await self.io(lambda c: c.cancelJob(job_id))
         except CupsUnavailable as e:
-            self._alert(f"cancel:{job_id}", f"could not cancel job {job_id} ({e}); will retry", t.letter_id)
+            self.alert(f"cancel:{job_id}", f"could not cancel job {job_id} ({e}); will retry", t.letter_id)
             return
         except CupsRefused as e:
             log.info("%s: cancel %s: %s", self.name, job_id, e)  # already final: the poll tells
@@ -527,7 +514,7 @@ class CupsPrinter(Driver):
             await self.batcher.fail(t, "job.aborted", f"cancelled CUPS job {job_id}: {why}")
             return
         self.emit("job.aborted", t.letter_id, str(job_id), reason=f"cancelled CUPS job {job_id}: {why}")
-        self._publish()
+        self.publish()
 
     # --- operator actions -------------------------------------------------------------
 
@@ -543,20 +530,20 @@ class CupsPrinter(Driver):
             return f"job {t.job_id} is already {describe_job(t.state, t.reasons)} on {self.queue}"
         job_id = t.job_id
         try:
-            await self._io(lambda c: c.cancelJob(job_id))
+            await self.io(lambda c: c.cancelJob(job_id))
         except (CupsUnavailable, CupsRefused) as e:
             return f"could not cancel job {job_id} on {self.queue}: {e}"
         self.jobs.pop(job_id, None)
         self.counters["canceled"] += 1
-        self._publish()
+        self.publish()
         return None
 
     async def pause(self) -> None:
         """Take no new letters; with pause_mode = "queue" CUPS also holds its queue."""
         self.paused = True
         if self.pause_mode == "queue":
-            await self._io(lambda c: c.disablePrinter(self.queue, reason="paused by the appliance"))
-        self._publish()
+            await self.io(lambda c: c.disablePrinter(self.queue, reason="paused by the appliance"))
+        self.publish()
 
     async def drain(self) -> None:
         """Take no new letters but let CUPS finish what it has (part-filled batches go now)."""
@@ -564,16 +551,16 @@ class CupsPrinter(Driver):
         if self.batcher:
             for pack_id in list(self.batcher.open):
                 await self.batcher.flush(pack_id)
-        self._publish()
+        self.publish()
 
     async def resume(self) -> None:
         if self.pause_mode == "queue":
-            await self._io(lambda c: c.enablePrinter(self.queue))
+            await self.io(lambda c: c.enablePrinter(self.queue))
         self.paused = False
-        self._clear_stall()
+        self.clear_stall()
         await self._refresh_printer()  # what CUPS says now, not what it said while paused
         self._poll_now = True
-        self._publish()
+        self.publish()
 
     # --- restart ----------------------------------------------------------------------
 
@@ -588,7 +575,7 @@ class CupsPrinter(Driver):
         try:
             jobs = await self._all_jobs()
         except (CupsUnavailable, CupsRefused) as e:
-            self._alert("reconcile", f"cannot reconcile {len(letter_ids)} letter(s) after restart: {e}")
+            self.alert("reconcile", f"cannot reconcile {len(letter_ids)} letter(s) after restart: {e}")
             return {}
         try:
             match_jobs(jobs, self.queue, [])  # raises NamesHidden before any batch is matched
@@ -598,7 +585,7 @@ class CupsPrinter(Driver):
             found, active = match_jobs(jobs, self.queue, letter_ids)
             found.update(batched)
         except NamesHidden:
-            self._alert("private", "CUPS hides job names from this client, so a restart cannot match "
+            self.alert("private", "CUPS hides job names from this client, so a restart cannot match "
                                    "jobs to letters; set 'JobPrivateValues none' in cupsd.conf")
             return {}
         for job_id in incomplete_jobs(jobs, self.queue):
@@ -607,15 +594,15 @@ class CupsPrinter(Driver):
             self.jobs[a.job_id] = Tracked(a.job_id, a.letter_id, 0, 0, a.state, a.reasons, a.impressions,
                                           time.monotonic(), started=a.state in (PROCESSING, STOPPED))
         self._poll_now = True
-        self._publish()
+        self.publish()
         return found
 
     async def _cancel_incomplete(self, job_id: int) -> None:
         """Cancel a job an earlier run died submitting (its letter is sent again whole)."""
         try:
-            await self._io(lambda c: c.cancelJob(job_id))
+            await self.io(lambda c: c.cancelJob(job_id))
         except (CupsUnavailable, CupsRefused) as e:
-            self._alert(f"incomplete:{job_id}", f"could not cancel half-submitted job {job_id}: {e}; "
+            self.alert(f"incomplete:{job_id}", f"could not cancel half-submitted job {job_id}: {e}; "
                                                 f"cancel it with: cancel {job_id}")
             return
         self.counters["incomplete_cancelled"] = self.counters.get("incomplete_cancelled", 0) + 1

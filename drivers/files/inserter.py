@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import drivers
 from appliance.core.errors import ConfigError
 from appliance.store.journal import fsync_dir, open_private, private_dir, write_private
 from drivers.base import Driver, Health, Work
@@ -100,9 +101,8 @@ class FileInserter(Driver):
             if not code.strip() or not isinstance(text, str) or not text.strip():
                 raise ConfigError(f"{where} reasons: {code!r} = {text!r}: write CODE = \"reason text\"")
         if settings.get("simulate"):
-            from drivers.sim.file_inserter import SimOptions
             try:
-                SimOptions.parse(settings.get("sim_options") or [])
+                drivers.simulator("files-options").parse(settings.get("sim_options") or [])
             except ValueError as e:
                 raise ConfigError(f"{where} sim_options: {e}") from None
 
@@ -142,9 +142,7 @@ class FileInserter(Driver):
     async def start(self) -> None:
         await asyncio.to_thread(self._finish_run_files)
         if self.simulate:
-            from drivers.sim.file_inserter import FileInserterSim, SimOptions
-            self.sim = FileInserterSim(self.outbox, self.results, SimOptions.parse(self.cfg["sim_options"]))
-            self.sim.start()
+            self.sim = drivers.simulator("files")(self.outbox, self.results, list(self.cfg["sim_options"]))
         self._publish()
         self.spawn("files", self._run)
 
@@ -452,7 +450,7 @@ def _move(f: Path, folder: Path) -> None:
 
 def doctor_checks(profile, config=None) -> list:
     """``appliance doctor``: both folders of each file-driven inserter exist and are writable."""
-    from appliance.runtime.doctor import Check
+    from appliance.core.checks import Check
 
     out = []
     for spec in profile.inserters:

@@ -38,9 +38,8 @@ def probe_device(spec, timeout: float | None = None) -> Probe:
         sim = None
         port = drv.port
         if port.startswith("sim:"):
-            from drivers.sim.serial_devices import start_simulator
             try:
-                sim = start_simulator(port[4:] or drv.protocol.name, Path(tmp) / "tty",
+                sim = drivers.simulator("serial")(port[4:] or drv.protocol.name, Path(tmp) / "tty",
                                       list(spec.settings.get("sim_options") or []), drv.protocol.framing)
             except ValueError as e:
                 return Probe(False, port, str(e), drv.protocol.name)
@@ -86,7 +85,7 @@ def _ask(drv, port: str, timeout: float) -> Probe:
 
 
 def doctor_checks(profile, config=None) -> list:
-    from appliance.runtime.doctor import Check
+    from appliance.core.checks import Check
 
     out = []
     for spec in profile.inserters + profile.frankers:

@@ -27,6 +27,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import drivers
 from appliance.core.errors import ConfigError
 from appliance.core.readback import Verdict, hand_pulled, judge
 from appliance.store.journal import Journal, private_dir, write_private
@@ -140,10 +141,9 @@ class SerialFinisher(Driver):
         loop = asyncio.get_running_loop()
         port = self.port
         if port.startswith("sim:"):
-            from drivers.sim.serial_devices import start_simulator
             kind = port[4:] or self.protocol.name
             try:
-                self.sim = await asyncio.to_thread(start_simulator, kind, self.device_dir / "tty",
+                self.sim = await asyncio.to_thread(drivers.simulator("serial"), kind, self.device_dir / "tty",
                                                    list(self.settings.get("sim_options") or []),
                                                    self.protocol.framing)
             except ValueError as e:
@@ -662,6 +662,5 @@ class SerialFranker(SerialFinisher):
             self._done(piece, "tray.complete", **detail)
 
 
-from drivers.serial.doctor import doctor_checks  # noqa: E402  (appliance doctor's entry point)
 
-__all__ = ["SerialInserter", "SerialFranker", "doctor_checks", "protocol_path"]
+__all__ = ["SerialInserter", "SerialFranker", "protocol_path"]

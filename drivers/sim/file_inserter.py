@@ -190,3 +190,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())
+
+
+def start_simulator(runs: Path, results: Path, options: list[str]) -> FileInserterSim:
+    """A simulated hot-folder inserter on these folders, started (``drivers.simulator``)."""
+    return FileInserterSim(runs, results, SimOptions.parse(options)).start()
