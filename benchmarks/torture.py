@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from appliance.config.profile import load_profile  # noqa: E402
-from appliance.control.server import call  # noqa: E402
+from appliance.control.client import call  # noqa: E402
 from appliance.runtime.cups_demo import cups_profile_text  # noqa: E402
 from appliance.sandbox import SandboxOptions, run_in_thread  # noqa: E402
 from appliance.store.store import Store  # noqa: E402

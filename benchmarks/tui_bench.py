@@ -47,7 +47,8 @@ from daemon_bench import build_history, start_sandbox  # noqa: E402
 from ingest_bench import FAST_FLOOR  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
-from appliance.control.server import ControlClient, DaemonNotRunning, _dumps  # noqa: E402
+from appliance.control.client import ControlClient, DaemonNotRunning  # noqa: E402
+from appliance.control.protocol import dumps
 from tui.app import ConsoleApp  # noqa: E402
 from tui.screens.dashboard import DashboardScreen  # noqa: E402
 from tui.screens.detail import LetterDetailScreen  # noqa: E402
@@ -210,7 +211,7 @@ async def listing_costs(client: ControlClient, known: int, repeat: int = 5) -> d
             t0 = time.perf_counter()
             res = await client.call("letters", limit=PAGE, **extra)
             times.append((time.perf_counter() - t0) * 1000)
-            size = len(_dumps(res))
+            size = len(dumps(res))
         out[name] = {"median_ms": round(statistics.median(times), 1), "max_ms": round(max(times), 1),
                      "bytes": size, "rows": len(res["letters"]), "total": res["total"]}
     return out

@@ -14,7 +14,8 @@ from appliance.api.client import SupplierClient
 from appliance.cli.main import main as cli_main
 from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
-from appliance.control.server import ControlClient, ControlServer
+from appliance.control.client import ControlClient
+from appliance.control.server import ControlServer
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.sandbox import Sandbox, SandboxOptions

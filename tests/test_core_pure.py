@@ -4,9 +4,8 @@ import hashlib
 
 import pytest
 
-from appliance.core.routing import PrinterCaps
 from appliance.core.packs import load_packs, pack_from_upstream
-from appliance.core.routing import PrinterView, choose_printer, waiting_for_room, why_not
+from appliance.core.routing import PrinterCaps, PrinterView, choose_printer, waiting_for_room, why_not
 from appliance.core.status import (
     RETURN_REASONS,
     Status,

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from appliance.control.server import call
+from appliance.control.client import call
 from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import SandboxOptions, run_in_thread
 from appliance.sandbox.pdfgen import make_pdf

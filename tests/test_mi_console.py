@@ -12,7 +12,8 @@ from appliance.api.client import SupplierClient
 from appliance.cli.main import main as cli_main
 from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
-from appliance.control.server import ControlClient, ControlError, ControlServer
+from appliance.control.client import ControlClient, ControlError
+from appliance.control.server import ControlServer
 from appliance.core.packs import load_packs
 from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings

@@ -10,9 +10,9 @@ from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
+from appliance.core.reprint import ReprintPolicy, decide, stale_run, wants_reprint
 from appliance.core.status import Status
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.core.reprint import ReprintPolicy, decide, stale_run, wants_reprint
 from appliance.store.store import Store
 from drivers.base import DeviceEvent
 

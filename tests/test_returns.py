@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from appliance.cli.main import main as cli_main
-from appliance.control.server import ControlClient, ControlError
+from appliance.control.client import ControlClient, ControlError
 from appliance.core.returns import parse_returns, parse_tracking_csv
 from appliance.store.store import Store
 from tests.test_control import daemon, sock_dir  # noqa: F401  (fixtures)

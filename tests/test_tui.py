@@ -130,7 +130,7 @@ async def test_help_and_log_screens(daemon):
         await pilot.pause(0.2)
         while len(server._subscribers) < 1:
             await pilot.pause(0.05)
-        async with __import__("appliance.control.server", fromlist=["ControlClient"]).ControlClient(path) as c:
+        async with __import__("appliance.control.client", fromlist=["ControlClient"]).ControlClient(path) as c:
             await c.call("pause", device="audio-cd")
         for _ in range(40):
             await pilot.pause(0.05)

@@ -8,7 +8,7 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import Binding
 
-from appliance.control.server import ControlClient, ControlError, DaemonNotRunning
+from appliance.control.client import ControlClient, ControlError, DaemonNotRunning
 from tui.screens.audit import AuditScreen
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from appliance.control.server import DEFAULT_SOCKET, ControlClient
+from appliance.control.client import DEFAULT_SOCKET, ControlClient
 
 
 def register(sub) -> None:

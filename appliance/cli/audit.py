@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from appliance.control.server import DEFAULT_SOCKET, call
+from appliance.control.client import DEFAULT_SOCKET, call
 from appliance.core.errors import UserError
 from appliance.pipeline.audit import AuditLog, to_csv
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from appliance.config.settings import DEFAULT_CONFIG_PATH
-from appliance.control.server import DEFAULT_SOCKET, DaemonNotRunning, call
+from appliance.control.client import DEFAULT_SOCKET, DaemonNotRunning, call
 from appliance.core.errors import UserError
 
 DEFAULT_CONFIG = DEFAULT_CONFIG_PATH

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 
-from appliance.control.server import DEFAULT_SOCKET, call
+from appliance.control.client import DEFAULT_SOCKET, call
 from appliance.core.errors import UserError
 from appliance.core.status import RETURN_REASONS, TransitionError, return_reason
 

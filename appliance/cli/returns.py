@@ -14,7 +14,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from appliance.config.settings import DEFAULT_CONFIG_PATH
-from appliance.control.server import DEFAULT_SOCKET, DaemonNotRunning, call
+from appliance.control.client import DEFAULT_SOCKET, DaemonNotRunning, call
 from appliance.core.errors import UserError
 from appliance.core.returns import Parsed, apply_rows, parse_returns, parse_tracking_csv, summary
 from appliance.core.status import RETURN_REASONS

@@ -1,59 +1,4 @@
-"""The control socket: how consoles (CLI, TUI) talk to the running daemon.
-
-A local Unix socket (mode 0660, optionally chgrp'd to an operators' group) carrying
-newline-delimited JSON, one object per line, UTF-8.
-
-Request::
-
-    {"id": 7, "cmd": "letters", "args": {"status": "ACCEPTED", "limit": 50}}
-
-Response (same ``id``)::
-
-    {"id": 7, "ok": true, "result": ...}
-    {"id": 7, "ok": false, "error": "one line saying why and what to do"}
-
-Commands (``args`` in brackets):
-
-``status`` []
-    counts by status, devices (state, load, queue depth, counters), held, outbox,
-    recent alerts, counters, api_ok, throughput (letters reaching a final status per
-    minute, last 10 minutes, oldest first).
-``letters`` [q, group, specification, status, device, stage, min_age, limit=100, offset=0]
-    ``{"total": N, "letters": [brief...]}``.  ``q`` is an id substring.  Hot (in-flight)
-    letters carry full fields, newest first; archived letters follow with id and status
-    only, most recently archived first (group/specification/device/stage/min_age filters
-    exclude them: the archive index does not know those).  A page costs what it holds,
-    not the archive's size, so the listing stays cheap with 100 000 letters.
-``letter`` [id]
-    the full record with ``history`` (the timeline: listed, verified, device events,
-    every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
-``pause`` / ``resume`` / ``drain`` [device]
-``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason?, code?] / ``return`` [id, reason]
-``retry`` [id]
-    fetch again a letter held at intake (its PDF could not be fetched within the retry
-    budget; it is still PENDING at Notify).
-``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
-    operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
-    the profile's ``[failure_reasons]`` when the profile has that table.
-``bulk_status`` [rows: [{line, letter_id, status, reason_code?}]]
-    RETURNED (R01-R10) / DELIVERED / FORWARDED for many letters, archived ones too, one
-    durable commit; ``{"results": [{line, letter_id, status, ok, message}]}``.
-``failure_reasons`` []
-    the profile's agreed FAILED codes ``{code: text}``.
-``mi_report`` [date] / ``mi_submit`` [date, partial?, allow_default_names?] /
-``mi_resolve`` [key, mi_id?, not_sent?]
-    management information (see appliance.mi.service); refused when the daemon records
-    no MI (``ControlServer.mi`` is None).
-``audit`` [device?, limit=200]
-    ``{"rows": [...]}``: one row per inserter batch, newest first, with pieces expected,
-    enclosed, diverted (incl. read-back suspects), reprinted, held and outstanding, and
-    the first/last fact time (see appliance.pipeline.audit).
-``subscribe`` []
-    answers ``{"ok": true}`` then streams ``{"event": kind, "data": {...}}`` lines on that
-    connection: kind is ``letter`` (brief), ``device`` ({name, state, ...}) or ``alert``
-    ({t, source, message, letter_id}).  A console that does not keep up is disconnected
-    (it may reconnect and ask ``status`` again); printing never waits for a console.
-"""
+"""The daemon's end of the control socket (protocol and commands: ``protocol``)."""
 
 from __future__ import annotations
 
@@ -67,29 +12,13 @@ import socket
 import time
 from collections import deque
 from pathlib import Path
-from typing import Any, AsyncIterator
 
 from appliance.control.listing import archived_page
-from appliance.core.errors import ControlError, DaemonNotRunning, UserError
+from appliance.control.protocol import EVENT_QUEUE, MAX_LINE, brief, dumps
+from appliance.core.errors import UserError
 from appliance.core.status import FINAL
 
 log = logging.getLogger("appliance.control.server")
-
-DEFAULT_SOCKET = "/run/appliance/control.sock"
-MAX_LINE = 1 << 20
-EVENT_QUEUE = 5000  # events buffered per console before it is dropped as too slow
-HOW_TO_START = "start it with 'appliance run --config PATH' or 'appliance demo --hold'"
-
-BRIEF_FIELDS = ("id", "status", "stage", "specification_id", "group_id", "device", "created",
-                "updated", "reason_code")
-
-
-def _brief(rec: dict[str, Any]) -> dict[str, Any]:
-    return {k: rec.get(k) for k in BRIEF_FIELDS}
-
-
-def _dumps(obj: Any) -> bytes:
-    return (json.dumps(obj, default=str, separators=(",", ":")) + "\n").encode()
 
 
 class Throughput:
@@ -173,7 +102,7 @@ class ControlServer:
         """Called synchronously by the pipeline: only queue, never wait."""
         if kind == "letter" and data.get("status") in FINAL and data.get("stage") in ("done", None):
             self.throughput.add()
-        line = _dumps({"event": kind, "data": data})
+        line = dumps({"event": kind, "data": data})
         for writer, q in list(self._subscribers.items()):
             try:
                 q.put_nowait(line)
@@ -203,7 +132,7 @@ class ControlServer:
                 log.warning("control socket: %d clients connected, refusing more (%d refused)",
                             self.max_clients, self.refused)
             with contextlib.suppress(Exception):
-                writer.write(_dumps({"id": None, "ok": False,
+                writer.write(dumps({"id": None, "ok": False,
                                      "error": f"too many consoles connected ({self.max_clients}); "
                                               "close one and try again"}))
                 writer.close()
@@ -216,12 +145,12 @@ class ControlServer:
                 try:
                     raw = await reader.readline()
                 except (ValueError, asyncio.LimitOverrunError):
-                    writer.write(_dumps({"id": None, "ok": False, "error": "request line too long"}))
+                    writer.write(dumps({"id": None, "ok": False, "error": "request line too long"}))
                     break
                 if not raw:
                     break
                 reply = await self._answer(raw)
-                writer.write(_dumps(reply))
+                writer.write(dumps(reply))
                 await writer.drain()
                 if reply.get("result") == {"subscribed": True} and pump is None:
                     q: asyncio.Queue = asyncio.Queue(maxsize=EVENT_QUEUE)
@@ -281,7 +210,7 @@ class ControlServer:
         ]
         hot.sort(key=lambda r: r.get("updated") or 0, reverse=True)
         limit, offset = max(0, min(int(limit), 5000)), max(0, int(offset))
-        page = [_brief(r) for r in hot[offset:offset + limit]]
+        page = [brief(r) for r in hot[offset:offset + limit]]
         archived_total = 0
         if not (group or specification or device or stage or min_age):
             archived_total, more = archived_page(
@@ -379,83 +308,3 @@ def _someone_listening(path: Path) -> bool:
         s.close()
 
 
-# --- client ---------------------------------------------------------------------------
-
-
-class ControlClient:
-    """One connection to the daemon.  ``async with ControlClient(path) as c: await c.call(...)``.
-
-    Use a separate client for ``events()`` (a subscribed connection carries the stream).
-    """
-
-    def __init__(self, path: str | os.PathLike = DEFAULT_SOCKET):
-        self.path = str(path)
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._next_id = 0
-        self._lock = asyncio.Lock()
-
-    async def connect(self) -> "ControlClient":
-        try:
-            self._reader, self._writer = await asyncio.open_unix_connection(self.path, limit=64 * MAX_LINE)
-        except (FileNotFoundError, ConnectionRefusedError):
-            raise DaemonNotRunning(f"the appliance daemon is not running (no control socket at "
-                                   f"{self.path}); {HOW_TO_START}") from None
-        except PermissionError:
-            raise DaemonNotRunning(f"no permission to open {self.path}; join the socket's group "
-                                   "or run as its owner") from None
-        return self
-
-    async def close(self) -> None:
-        if self._writer:
-            self._writer.close()
-            with contextlib.suppress(Exception):
-                await self._writer.wait_closed()
-            self._writer = None
-
-    async def __aenter__(self) -> "ControlClient":
-        return await self.connect()
-
-    async def __aexit__(self, *exc) -> None:
-        await self.close()
-
-    async def call(self, cmd: str, **args: Any) -> Any:
-        """Send one request; the result, or ControlError with the daemon's one-line reason."""
-        if self._writer is None:
-            await self.connect()
-        async with self._lock:
-            self._next_id += 1
-            rid = self._next_id
-            self._writer.write(_dumps({"id": rid, "cmd": cmd, "args": args}))
-            await self._writer.drain()
-            while True:
-                line = await self._reader.readline()
-                if not line:
-                    raise DaemonNotRunning(f"the daemon closed the control connection; {HOW_TO_START}")
-                msg = json.loads(line)
-                if msg.get("id") == rid:
-                    break
-        if not msg.get("ok"):
-            raise ControlError(msg.get("error") or "request refused")
-        return msg.get("result")
-
-    async def events(self) -> AsyncIterator[dict]:
-        """Subscribe and yield ``{"event", "data"}`` dicts until the connection ends."""
-        await self.call("subscribe")
-        while True:
-            line = await self._reader.readline()
-            if not line:
-                return
-            msg = json.loads(line)
-            if "event" in msg:
-                yield msg
-
-
-def call(path: str | os.PathLike, cmd: str, **args: Any) -> Any:
-    """Synchronous one-shot request for the CLI."""
-
-    async def once():
-        async with ControlClient(path) as c:
-            return await c.call(cmd, **args)
-
-    return asyncio.run(once())

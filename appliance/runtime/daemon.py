@@ -15,7 +15,7 @@ from appliance.api.auth import load_private_key
 from appliance.api.client import SupplierClient
 from appliance.config.profile import load_profile
 from appliance.config.settings import DEFAULT_CONFIG_PATH, load_config
-from appliance.control.server import DEFAULT_SOCKET
+from appliance.control.client import DEFAULT_SOCKET
 from appliance.core.packs import load_packs
 from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings

@@ -21,7 +21,8 @@ from pathlib import Path
 from appliance.api.client import SupplierClient
 from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
-from appliance.control.server import DEFAULT_SOCKET, ControlServer
+from appliance.control.client import DEFAULT_SOCKET
+from appliance.control.server import ControlServer
 from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
 from appliance.core.status import Status

@@ -1,0 +1,79 @@
+"""The control socket's wire protocol: how consoles (CLI, TUI) talk to the running daemon.
+
+A local Unix socket (mode 0660, optionally chgrp'd to an operators' group) carrying
+newline-delimited JSON, one object per line, UTF-8.
+
+Request::
+
+    {"id": 7, "cmd": "letters", "args": {"status": "ACCEPTED", "limit": 50}}
+
+Response (same ``id``)::
+
+    {"id": 7, "ok": true, "result": ...}
+    {"id": 7, "ok": false, "error": "one line saying why and what to do"}
+
+Commands (``args`` in brackets):
+
+``status`` []
+    counts by status, devices (state, load, queue depth, counters), held, outbox,
+    recent alerts, counters, api_ok, throughput (letters reaching a final status per
+    minute, last 10 minutes, oldest first).
+``letters`` [q, group, specification, status, device, stage, min_age, limit=100, offset=0]
+    ``{"total": N, "letters": [brief...]}``.  ``q`` is an id substring.  Hot (in-flight)
+    letters carry full fields, newest first; archived letters follow with id and status
+    only, most recently archived first (group/specification/device/stage/min_age filters
+    exclude them: the archive index does not know those).  A page costs what it holds,
+    not the archive's size, so the listing stays cheap with 100 000 letters.
+``letter`` [id]
+    the full record with ``history`` (the timeline: listed, verified, device events,
+    every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
+``pause`` / ``resume`` / ``drain`` [device]
+``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason?, code?] / ``return`` [id, reason]
+``retry`` [id]
+    fetch again a letter held at intake (its PDF could not be fetched within the retry
+    budget; it is still PENDING at Notify).
+``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
+    operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
+    the profile's ``[failure_reasons]`` when the profile has that table.
+``bulk_status`` [rows: [{line, letter_id, status, reason_code?}]]
+    RETURNED (R01-R10) / DELIVERED / FORWARDED for many letters, archived ones too, one
+    durable commit; ``{"results": [{line, letter_id, status, ok, message}]}``.
+``failure_reasons`` []
+    the profile's agreed FAILED codes ``{code: text}``.
+``mi_report`` [date] / ``mi_submit`` [date, partial?, allow_default_names?] /
+``mi_resolve`` [key, mi_id?, not_sent?]
+    management information (see appliance.mi.service); refused when the daemon records
+    no MI (``ControlServer.mi`` is None).
+``audit`` [device?, limit=200]
+    ``{"rows": [...]}``: one row per inserter batch, newest first, with pieces expected,
+    enclosed, diverted (incl. read-back suspects), reprinted, held and outstanding, and
+    the first/last fact time (see appliance.pipeline.audit).
+``subscribe`` []
+    answers ``{"ok": true}`` then streams ``{"event": kind, "data": {...}}`` lines on that
+    connection: kind is ``letter`` (brief), ``device`` ({name, state, ...}) or ``alert``
+    ({t, source, message, letter_id}).  A console that does not keep up is disconnected
+    (it may reconnect and ask ``status`` again); printing never waits for a console.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+DEFAULT_SOCKET = "/run/appliance/control.sock"
+MAX_LINE = 1 << 20
+EVENT_QUEUE = 5000  # events buffered per console before it is dropped as too slow
+HOW_TO_START = "start it with 'appliance run --config PATH' or 'appliance demo --hold'"
+
+BRIEF_FIELDS = ("id", "status", "stage", "specification_id", "group_id", "device", "created",
+                "updated", "reason_code")
+
+
+def brief(rec: dict[str, Any]) -> dict[str, Any]:
+    return {k: rec.get(k) for k in BRIEF_FIELDS}
+
+
+def dumps(obj: Any) -> bytes:
+    return (json.dumps(obj, default=str, separators=(",", ":")) + "\n").encode()
+
+
