@@ -22,6 +22,7 @@ MAX_LINES = 400
 THIRD_PARTY_PRIVATE = {
     "_data",  # pypdf StreamObject: the encoded bytes (get_data() decodes them, unbounded)
     "_pool_manager",  # pebble: where its worker processes are (for worker_pids)
+    "_add_object",  # pypdf PdfWriter: no public way to add an indirect object (marks overlay)
     "_getframe",
     "_exit",
     "_replace",  # namedtuple

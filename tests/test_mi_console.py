@@ -37,8 +37,7 @@ async def mi_daemon(tmp_path):
                     client, store, profile, load_packs(), state_dir=state)
     mi = MiService(state, profile.mi, load_packs(), mi_client(sandbox_api(sb.base_url)))
     pipe.listeners.append(mi.journal)
-    server = ControlServer(pipe, sock / "c.sock")
-    server.mi = mi
+    server = ControlServer(pipe, sock / "c.sock", mi=mi)
     await pipe.start()
     await server.start()
     try:

@@ -441,7 +441,7 @@ def test_cli_registers_sandbox_command():
 
     args = build_parser().parse_args(["sandbox", "--port", "0", "--letters", "3",
                                       "--rate-limit-every", "4", "--log", "x.jsonl"])
-    from appliance.sandbox.cli import options_from_args
+    from appliance.cli.sandbox import options_from_args
 
     opts = options_from_args(args)
     assert (opts.letters, opts.rate_limit_every, opts.log_path) == (3, 4, "x.jsonl")

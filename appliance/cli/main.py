@@ -16,18 +16,18 @@ from appliance.core.errors import UserError
 
 #: Modules that contribute sub-commands, in the order ``--help`` lists them.
 COMMAND_MODULES = [
-    "appliance.sandbox.cli",
+    "appliance.cli.sandbox",
     "appliance.cli.api",
-    "appliance.runtime.demo",
-    "appliance.runtime.daemon",
+    "appliance.cli.demo",
+    "appliance.cli.run",
     "appliance.cli.printers",
     "appliance.cli.devices",
-    "appliance.runtime.doctor",
+    "appliance.cli.doctor",
     "appliance.cli.operate",
     "appliance.cli.mi",
     "appliance.cli.returns",
     "appliance.cli.audit",
-    "tui.cli",
+    "appliance.cli.console",
 ]
 
 

@@ -70,12 +70,11 @@ def _direct(args, need_client: bool):
     from appliance.config.profile import load_profile
     from appliance.config.settings import load_config
     from appliance.core.packs import load_packs
-    from appliance.mi.service import MiService, mi_client
+    from appliance.runtime.assemble import offline_mi
 
     cfg = load_config(args.config)
     profile = load_profile(cfg.profile)
-    client = mi_client(cfg.api) if need_client else None
-    return MiService(cfg.state_dir, profile.mi, load_packs(cfg.packs_dir), client)
+    return offline_mi(cfg, profile, load_packs(cfg.packs_dir), with_client=need_client)
 
 
 def _run(args, cmd: str, **kw):

@@ -46,7 +46,7 @@ class ControlServer:
     """Serves the protocol above for one pipeline; ``start()`` / ``stop()``."""
 
     def __init__(self, pipeline, path: str | os.PathLike, *, group: str | None = None, operator=None,
-                 max_clients: int = 32):
+                 max_clients: int = 32, mi=None):
         from appliance.pipeline.operator import Operator  # the pipeline side only; clients never import this
 
         self.p = pipeline
@@ -54,7 +54,7 @@ class ControlServer:
         self.group = group
         self.op = operator or Operator(pipeline)
         self.throughput = Throughput()
-        self.mi = None  # MiService, set by the daemon that records MI
+        self.mi = mi  # the MiService of a daemon that records MI (None: MI commands refused)
         self._server: asyncio.AbstractServer | None = None
         self._subscribers: dict[asyncio.StreamWriter, asyncio.Queue] = {}
         self._conn_tasks: set[asyncio.Task] = set()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import shutil
 import signal
 import sys
@@ -18,47 +17,16 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from appliance.api.client import SupplierClient
 from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.control.client import DEFAULT_SOCKET
-from appliance.control.server import ControlServer
 from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
 from appliance.core.status import Status
-from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
-from appliance.runtime.logs import quiet_http_logs
-from appliance.store.store import Store
+from appliance.runtime.assemble import build
 
 FINAL_ORDER = [s.value for s in Status]
-
-
-def register(sub) -> None:
-    p = sub.add_parser("demo", help="run letters end to end against the built-in sandbox (no hardware)",
-                       description="Start the local sandbox and the pipeline on the embedded demo "
-                                   "floor; exit 0 once every letter has a final status.")
-    p.add_argument("--letters", type=int, default=200, help="letters the sandbox offers (default 200)")
-    p.add_argument("--bad-ratio", type=float, default=0.1,
-                   help="share of letters with a bad PDF (default 0.1)")
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--profile", metavar="TOML",
-                   help="hardware profile (default: file printers + serial inserter and franking "
-                        "machine simulated on ptys)")
-    p.add_argument("--state-dir", metavar="DIR", help="keep state here (default: a temporary folder)")
-    p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
-    p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
-    p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
-    p.add_argument("--quiet", action="store_true", help="no live progress line")
-    p.add_argument("--cups", action="store_true",
-                   help="print through a real private cupsd with emulated IPP printers "
-                        "(needs cups + cups-ipp-utils; about 1 s per job per printer)")
-    p.add_argument("--socket", metavar="PATH",
-                   help=f"serve the control socket here (default with --hold: {DEFAULT_SOCKET})")
-    p.add_argument("--hold", action="store_true",
-                   help="keep running after every letter is final, until SIGINT/SIGTERM "
-                        "(so a console can attach)")
-    p.set_defaults(func=cmd_demo)
 
 
 def demo_profile_path() -> Path:
@@ -83,7 +51,7 @@ def _progress_line(pipe: Pipeline, started: float, total: int) -> str:
     return f"\r{done}/{total} final  {rate:6.1f} letters/s  {parts}  outbox={len(pipe.store.outbox_pending())}   "
 
 
-async def _demo(args) -> int:
+async def run_demo(args) -> int:
     from appliance.sandbox import Sandbox, SandboxOptions
 
     if args.letters < 0:
@@ -105,27 +73,18 @@ async def _demo(args) -> int:
         floor, cups_profile = await asyncio.to_thread(
             start_emulated_floor, Path(tempfile.mkdtemp(prefix="appliance-cups-")), profile)
         profile = load_profile(cups_profile)
-    store = Store(state_dir)
-    client = SupplierClient(sandbox_api(sandbox.base_url))
     # Letters move in seconds on the demo floor: one stuck for two minutes is worth an alert.
     settings = PipelineSettings(spool_dir=state_dir / "spool", poll_interval=0.2, limit=2500,
                                 batch_size=500, stage_deadline=120.0, sweep_interval=5.0)
-    packs = load_packs()
-    pipe = Pipeline(settings, client, store, profile, packs, state_dir=state_dir)
     # MI is counted in the demo too, so `appliance mi preview` and the console's MI screen
     # show real figures; it is submitted only when someone asks.
-    mi = MiService(state_dir, profile.mi, packs, mi_client(sandbox_api(sandbox.base_url)), alert=pipe.alert)
-    pipe.listeners.append(mi.journal)
+    app = build(settings, sandbox_api(sandbox.base_url), profile, load_packs(), state_dir=state_dir)
+    pipe, store, client = app.pipeline, app.store, app.client
     started = time.monotonic()
     finished = False
     socket_path = args.socket or (DEFAULT_SOCKET if args.hold else None)
-    control = None
     try:
-        await pipe.start()
-        if socket_path:
-            control = await _start_control(pipe, socket_path)
-            if control:
-                control.mi = mi
+        await app.start(socket_path)
         if not args.quiet:
             print(f"sandbox at {sandbox.base_url}; {args.letters} letters; state in {state_dir}",
                   file=sys.stderr)
@@ -143,16 +102,12 @@ async def _demo(args) -> int:
                       file=sys.stderr)
             await _wait_for_signal()
     finally:
-        if control:
-            await control.stop()
-        await pipe.stop()
-        mi.close()
-        await mi.client.aclose()
-        await client.aclose()
+        summary_counts = store.counts()
+        await app.stop()
         elapsed = time.monotonic() - started
         summary = {
             "letters": args.letters,
-            "final_statuses": {s: n for s, n in store.counts().items() if s != "PENDING"},
+            "final_statuses": {s: n for s, n in summary_counts.items() if s != "PENDING"},
             "api_calls": {k: client.stats.get(k, 0) for k in ("list", "data", "patch", "post_letters")}
             | {k: v for k, v in client.stats.items()},
             "seconds": round(elapsed, 3),
@@ -160,7 +115,6 @@ async def _demo(args) -> int:
             "alerts": len(pipe.alerts),
             "finished": finished,
         }
-        store.close()
         await sandbox.stop()
         if floor:
             await asyncio.to_thread(floor.stop)
@@ -176,20 +130,6 @@ async def _demo(args) -> int:
               "raise --timeout or look at the alerts above", file=sys.stderr)
         return 1
     return 0
-
-
-async def _start_control(pipe: Pipeline, path: str, group: str | None = None,
-                         max_clients: int = 32) -> ControlServer | None:
-    """Serve consoles; a socket that cannot be opened must not stop printing."""
-    control = ControlServer(pipe, path, group=group, max_clients=max_clients)
-    try:
-        await control.start()
-    except (OSError, UserError) as e:
-        logging.getLogger("appliance").error("control socket %s not available: %s", path, e)
-        print(f"appliance: control socket {path} not available ({e}); consoles cannot attach",
-              file=sys.stderr)
-        return None
-    return control
 
 
 async def _wait_for_signal() -> None:
@@ -213,10 +153,3 @@ def _final_table(summary: dict) -> str:
     for k, n in summary["api_calls"].items():
         lines.append(f"  {k:<14} {n:>7}")
     return "\n".join(lines)
-
-
-def cmd_demo(args) -> int:
-    # Warnings (alerts) are counted in the summary; keep the progress line readable.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    quiet_http_logs()
-    return asyncio.run(_demo(args))

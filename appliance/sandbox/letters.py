@@ -58,6 +58,11 @@ class SandboxLetter:
         (a replayed update is harmless): what tests and the torture run check paths against."""
         return squeeze([s for s, _ in self.history if s != "PENDING"])
 
+    def serve(self, pdf: bytes, sha256: str | None = None) -> None:
+        """Serve exactly these bytes, listed with ``sha256`` (default: their real hash)."""
+        self._pdf = pdf
+        self._sha256 = sha256 if sha256 is not None else hashlib.sha256(pdf).hexdigest()
+
     @property
     def pdf(self) -> bytes:
         if self._pdf is None:

@@ -1,8 +1,10 @@
-"""Run a Sandbox on its own thread and event loop, for synchronous callers."""
+"""Run a Sandbox: on its own thread and event loop (for synchronous callers), or in
+the foreground until a signal (``appliance sandbox``)."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from contextlib import contextmanager
 from typing import Iterator
@@ -48,3 +50,17 @@ def run_in_thread(opts: SandboxOptions | None = None, host: str = "127.0.0.1",
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
+
+
+async def serve(opts: SandboxOptions, host: str, port: int) -> None:
+    sb = Sandbox(opts)
+    await sb.start(host, port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"sandbox listening on {sb.base_url} ({len(sb.letters)} letters)", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await sb.stop()

@@ -94,8 +94,7 @@ class Sandbox:
                                pages=pages, kind=kind, listing=listing, location=location,
                                storage_faults=list(storage_faults or ()),
                                data_faults=list(data_faults or ()))
-        letter._pdf = body
-        letter._sha256 = sha256 if sha256 is not None else hashlib.sha256(body).hexdigest()
+        letter.serve(body, sha256)
         letter.history.append(("PENDING", time.time()))
         self.letters[lid] = letter
         self.pending[lid] = letter

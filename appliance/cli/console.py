@@ -1,4 +1,4 @@
-"""``appliance tui``: the operator console."""
+"""``appliance tui``: the operator console (``tui.app``), attached to the running daemon."""
 
 from __future__ import annotations
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 
 from appliance.sandbox.model import SandboxOptions
-from appliance.sandbox.server import Sandbox
+from appliance.sandbox.runner import serve
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub) -> None:
     p = sub.add_parser("sandbox", help="run a strict, stateful local Notify Supplier API sandbox")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=9000, help="port (default 9000; 0 picks a free one)")
@@ -38,20 +37,6 @@ def options_from_args(args: argparse.Namespace) -> SandboxOptions:
         error_ratio=args.error_ratio, latency_ms=args.latency_ms, drop_ratio=args.drop_ratio,
         log_path=args.log_path,
     )
-
-
-async def serve(opts: SandboxOptions, host: str, port: int) -> None:
-    sb = Sandbox(opts)
-    await sb.start(host, port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    print(f"sandbox listening on {sb.base_url} ({len(sb.letters)} letters)", flush=True)
-    try:
-        await stop.wait()
-    finally:
-        await sb.stop()
 
 
 def run(args: argparse.Namespace) -> int:

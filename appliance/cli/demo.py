@@ -1,0 +1,44 @@
+"""``appliance demo``: letters end to end on the embedded floor (``appliance.runtime.demo``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from appliance.control.protocol import DEFAULT_SOCKET
+from appliance.runtime.demo import run_demo
+from appliance.runtime.logs import quiet_http_logs
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="run letters end to end against the built-in sandbox (no hardware)",
+                       description="Start the local sandbox and the pipeline on the embedded demo "
+                                   "floor; exit 0 once every letter has a final status.")
+    p.add_argument("--letters", type=int, default=200, help="letters the sandbox offers (default 200)")
+    p.add_argument("--bad-ratio", type=float, default=0.1,
+                   help="share of letters with a bad PDF (default 0.1)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--profile", metavar="TOML",
+                   help="hardware profile (default: file printers + serial inserter and franking "
+                        "machine simulated on ptys)")
+    p.add_argument("--state-dir", metavar="DIR", help="keep state here (default: a temporary folder)")
+    p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
+    p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
+    p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--cups", action="store_true",
+                   help="print through a real private cupsd with emulated IPP printers "
+                        "(needs cups + cups-ipp-utils; about 1 s per job per printer)")
+    p.add_argument("--socket", metavar="PATH",
+                   help=f"serve the control socket here (default with --hold: {DEFAULT_SOCKET})")
+    p.add_argument("--hold", action="store_true",
+                   help="keep running after every letter is final, until SIGINT/SIGTERM "
+                        "(so a console can attach)")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    # Warnings (alerts) are counted in the summary; keep the progress line readable.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    quiet_http_logs()
+    return asyncio.run(run_demo(args))
