@@ -16,7 +16,6 @@ from appliance.api.client import (
     ApiError,
     ApiUnavailable,
     NotFound,
-    RateLimited,
     ServerError,
     StatusUpdate,
     SupplierClient,
@@ -26,6 +25,7 @@ from appliance.api.client import (
 )
 from appliance.api.ratelimit import RateLimiter, max_in_window
 from appliance.config.settings import sandbox_api
+from appliance.core.errors import RateLimited
 from appliance.sandbox import Sandbox, SandboxOptions
 
 JSONAPI = "application/vnd.api+json"

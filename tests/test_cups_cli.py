@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from appliance.cli import doctor
 from appliance.cli import printers as printers_cli
 from appliance.config.profile import load_profile
-from appliance.cli import doctor
 
 pytestmark = pytest.mark.cups
 

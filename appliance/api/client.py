@@ -20,13 +20,9 @@ import collections
 import json
 import logging
 import random
-import re
 import ssl
-import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,15 +31,26 @@ import httpx
 from appliance.api.auth import TokenProvider
 from appliance.api.limits import (
     MAX_ERROR_BODY,
-    MAX_FIELD_CHARS,
     MAX_JSON_BODY,
     MAX_LIST_BODY,
-    is_safe_id,
     parse_json,
     read_capped,
     shown,
 )
 from appliance.api.ratelimit import RateLimiter
+from appliance.api.resources import (
+    Download,
+    LetterRef,
+    StatusUpdate,
+    chunk_updates,
+    error_from_response,
+    json_body,
+    letter_from,
+    letter_item,
+    mi_record,
+    parse_retry_after,
+    path_id,
+)
 from appliance.config.settings import ApiConfig
 from appliance.core.errors import (
     ApiError,
@@ -51,16 +58,14 @@ from appliance.core.errors import (
     BadJson,
     BodyTooLarge,
     FetchFault,
-    InvalidId,
     NotFound,
     PdfTooLarge,
-    RateLimited,
     ResponseTooLarge,
     ServerError,
     TokenError,
     TooLarge,
 )
-from appliance.core.status import ALL_STATUSES, Status
+from appliance.core.status import Status
 
 log = logging.getLogger("appliance.api.client")
 
@@ -71,177 +76,6 @@ JSON_API = "application/vnd.api+json"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Longest Retry-After we will sit through before trying again.
 MAX_RETRY_AFTER = 120.0
-
-
-@dataclass(frozen=True)
-class LetterRef:
-    id: str
-    specification_id: str
-    group_id: str
-    status: str
-    sha256: str
-    reason_code: str | None = None
-    reason_text: str | None = None
-
-
-@dataclass(frozen=True)
-class StatusUpdate:
-    letter_id: str
-    status: str
-    reason_code: str | None = None
-    reason_text: str | None = None
-
-
-@dataclass(frozen=True)
-class Download:
-    path: Path
-    sha256: str
-    size: int
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta seconds or an HTTP-date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def error_from_response(resp: httpx.Response) -> ApiError:
-    """A typed ApiError carrying the server's errors[0].detail/code when there is one."""
-    detail, code = None, None
-    try:
-        body = parse_json(resp.content)
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        errors = body.get("errors")
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            first = errors[0]
-            detail = first.get("detail") or first.get("title")
-            code = first.get("code") if isinstance(first.get("code"), str) else None
-        elif isinstance(body.get("message"), str):  # API gateway errors (429, 502)
-            detail = body["message"]
-    if not isinstance(detail, str) or not detail:
-        s3 = re.search(r"<Message>(.*?)</Message>", resp.text, re.S)  # storage (S3) errors are XML
-        detail = s3.group(1) if s3 else resp.text.strip()[:200]
-        detail = " ".join((detail or resp.reason_phrase or "no detail").split())
-    detail = re.sub(r"[^ -~]", "?", detail)[:300]  # one printable line, whatever the server sent
-    kind = ApiError
-    if resp.status_code == 404:
-        kind = NotFound
-    elif resp.status_code == 429:
-        kind = RateLimited
-    elif resp.status_code >= 500:
-        kind = ServerError
-    return kind(resp.status_code, detail, code)
-
-
-def _json(resp: httpx.Response, what: str) -> dict:
-    try:
-        body = parse_json(resp.content)
-    except BadJson as e:
-        raise ApiError(resp.status_code, f"{what}: response is {e}") from None
-    if not isinstance(body, dict):
-        raise ApiError(resp.status_code, f"{what}: response is not a JSON object")
-    if "data" not in body and "errors" in body:  # an error wearing a success status
-        err = error_from_response(resp)
-        raise ApiError(resp.status_code, f"{what}: {resp.status_code} answer carries errors: "
-                                         f"{err.detail[:200]}", err.code)
-    return body
-
-
-def _letter(item: Any, what: str, *, need_hash: bool) -> LetterRef:
-    """One letter resource, checked against the contract; ApiError names what is wrong."""
-    if not isinstance(item, dict) or not isinstance(item.get("attributes"), dict):
-        raise ApiError(200, f"{what}: letter without attributes in response")
-    attrs = item["attributes"]
-    lid = item.get("id")
-    required = ["specificationId", "status"] + (["sha256Hash"] if need_hash else [])
-    missing = [k for k in required if not isinstance(attrs.get(k), str) or not attrs[k]]
-    if not isinstance(lid, str) or not lid:
-        missing.insert(0, "id")
-    if missing:
-        raise ApiError(200, f"{what}: letter {shown(lid)} is missing {', '.join(missing)} "
-                            "(or has the wrong type)")
-    if not is_safe_id(lid):
-        raise InvalidId(what, lid)
-    for key in ("specificationId", "groupId", "sha256Hash", "reasonCode"):
-        value = attrs.get(key)
-        if value is not None and (not isinstance(value, str) or len(value) > MAX_FIELD_CHARS):
-            raise ApiError(200, f"{what}: letter {lid} has a bad {key} {shown(value)}")
-    if attrs["status"] not in ALL_STATUSES:
-        raise ApiError(200, f"{what}: letter {lid} has unknown status {shown(attrs['status'])}")
-    text = attrs.get("reasonText")
-    return LetterRef(
-        id=lid,
-        specification_id=attrs["specificationId"],
-        group_id=attrs.get("groupId") or "",
-        status=attrs["status"],
-        sha256=(attrs.get("sha256Hash") or "").lower(),
-        reason_code=attrs.get("reasonCode"),
-        reason_text=text[:MAX_FIELD_CHARS] if isinstance(text, str) else None,
-    )
-
-
-def _mi_record(body: dict, what: str) -> dict:
-    data = body.get("data")
-    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
-        raise ApiError(200, f"{what}: response has no data.id")
-    attrs = data.get("attributes") if isinstance(data.get("attributes"), dict) else {}
-    return {"id": data["id"], **attrs}
-
-
-def _letter_item(letter_id: str, status: str, reason_code, reason_text) -> dict:
-    attrs = {"status": str(status)}
-    if reason_code is not None:
-        attrs["reasonCode"] = reason_code
-    if reason_text is not None:
-        attrs["reasonText"] = reason_text
-    return {"type": "Letter", "id": letter_id, "attributes": attrs}
-
-
-def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[StatusUpdate]]:
-    """Pack updates into as few requests of <= batch_size as the rules allow.
-
-    Rules: no letter id twice in one request, and a letter's k-th update goes in a later
-    request than its (k-1)-th (requests are sent one after another, so per-letter order
-    holds).  First fit: each update joins the earliest request after its letter's
-    previous one that has room, so letters moving quickly through several statuses do not
-    each force a new request.
-    """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    chunks: list[list[StatusUpdate]] = []
-    last: dict[str, int] = {}
-    first_open = 0  # every chunk before this one is full
-    for u in updates:
-        i = max(last.get(u.letter_id, -1) + 1, first_open)
-        while i < len(chunks) and len(chunks[i]) >= batch_size:
-            i += 1
-        if i == len(chunks):
-            chunks.append([])
-        chunks[i].append(u)
-        last[u.letter_id] = i
-        while first_open < len(chunks) and len(chunks[first_open]) >= batch_size:
-            first_open += 1
-    return chunks
-
-
-def _path_id(value: Any, what: str) -> str:
-    if not is_safe_id(value):
-        raise InvalidId(what, value)
-    return value
 
 
 class SupplierClient:
@@ -395,7 +229,7 @@ class SupplierClient:
         rest of the list still gets printed."""
         resp = await self._request("list", "GET", "/letters", params={"limit": limit},
                                    cap=MAX_LIST_BODY)
-        data = _json(resp, "GET /letters").get("data")
+        data = json_body(resp, "GET /letters").get("data")
         if not isinstance(data, list):
             raise ApiError(resp.status_code, "GET /letters: response has no data list")
         if len(data) > limit:
@@ -404,7 +238,7 @@ class SupplierClient:
         refs, seen = [], set()
         for item in data[:limit]:
             try:
-                ref = _letter(item, "GET /letters", need_hash=True)
+                ref = letter_from(item, "GET /letters", need_hash=True)
             except ApiError as e:
                 self._malformed(f"{e.detail}; letter skipped")
                 continue
@@ -420,17 +254,17 @@ class SupplierClient:
         return refs
 
     async def get_letter(self, letter_id: str) -> LetterRef:
-        path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}')}"
+        path = f"/letters/{path_id(letter_id, 'GET /letters/{id}')}"
         resp = await self._request("get", "GET", path, correlation_id=letter_id)
-        ref = _letter(_json(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
+        ref = letter_from(json_body(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
         if ref.id != letter_id:
             raise ApiError(resp.status_code, f"GET {path}: answered with letter {ref.id}")
         return ref
 
     async def patch_letter(self, letter_id: str, status: str, reason_code: str | None = None,
                            reason_text: str | None = None) -> None:
-        _path_id(letter_id, "PATCH /letters/{id}")
-        body = {"data": _letter_item(letter_id, status, reason_code, reason_text)}
+        path_id(letter_id, "PATCH /letters/{id}")
+        body = {"data": letter_item(letter_id, status, reason_code, reason_text)}
         await self._request("patch", "PATCH", f"/letters/{letter_id}", expect=(200, 202),
                             body=body, correlation_id=letter_id)
 
@@ -438,7 +272,7 @@ class SupplierClient:
         """Send updates in order; returns the number of requests made."""
         chunks = chunk_updates(list(updates), batch_size)
         for chunk in chunks:
-            body = {"data": [_letter_item(u.letter_id, u.status, u.reason_code, u.reason_text)
+            body = {"data": [letter_item(u.letter_id, u.status, u.reason_code, u.reason_text)
                              for u in chunk]}
             await self._request("post_letters", "POST", "/letters", expect=(200, 202), body=body)
         return len(chunks)
@@ -489,7 +323,7 @@ class SupplierClient:
         """GET /letters/{id}/data: the 303's pre-signed Location, made absolute.  Only an
         http(s) URL is returned, and never plain http when the API itself is https; whether
         its host may be fetched is the intake's host policy (``[api] presigned_hosts``)."""
-        path = f"/letters/{_path_id(letter_id, 'GET /letters/{id}/data')}/data"
+        path = f"/letters/{path_id(letter_id, 'GET /letters/{id}/data')}/data"
         resp = await self._request("data", "GET", path, expect=(303,),
                                    correlation_id=correlation_id or letter_id)
         location = resp.headers.get("location")
@@ -523,11 +357,11 @@ class SupplierClient:
                 attrs[key] = value
         body = {"data": {"type": "ManagementInformation", "attributes": attrs}}
         resp = await self._request("mi_post", "POST", "/mi", expect=(200, 201), body=body)
-        return _mi_record(_json(resp, "POST /mi"), "POST /mi")
+        return mi_record(json_body(resp, "POST /mi"), "POST /mi")
 
     async def get_mi(self, mi_id: str) -> dict:
-        resp = await self._request("mi_get", "GET", f"/mi/{_path_id(mi_id, 'GET /mi/{id}')}")
-        return _mi_record(_json(resp, f"GET /mi/{mi_id}"), f"GET /mi/{mi_id}")
+        resp = await self._request("mi_get", "GET", f"/mi/{path_id(mi_id, 'GET /mi/{id}')}")
+        return mi_record(json_body(resp, f"GET /mi/{mi_id}"), f"GET /mi/{mi_id}")
 
     async def status(self) -> dict:
         """GET /_status: the service's own answer, or {"status": "ok"} for an empty 200."""

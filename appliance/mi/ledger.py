@@ -35,8 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.api.client import ApiError, RateLimited
-from appliance.core.errors import SubmissionBusy, UserError
+from appliance.api.client import ApiError
+from appliance.core.errors import RateLimited, SubmissionBusy, UserError
 from appliance.mi.journal import DayReport, MiLine
 from appliance.store.storage import atomic_write_bytes
 

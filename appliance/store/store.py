@@ -21,6 +21,9 @@ One process owns a state directory (``store.lock``, flock); ``Store(dir, readonl
 reads without the lock and refuses to flush (for CLI inspection while the daemon runs).
 """
 
+# Size: one class on purpose: every mutation keeps the same invariants (rev bumped, outbox
+# counted, archive queued, dirty set) and a crash-safety argument is easier to check in one place.
+
 from __future__ import annotations
 
 import fcntl

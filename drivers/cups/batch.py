@@ -17,6 +17,9 @@ every letter left is PRINTED when CUPS says the job completed.  If the job fails
 get ``job.aborted``/``job.canceled``, so the pipeline reprints just those elsewhere.
 """
 
+# Size: batch jobs: merge, manifest (crash safety), per-letter progress from the printer's own
+# counter and partial failure: one mechanism, kept together so its restart argument reads in order.
+
 from __future__ import annotations
 
 import asyncio

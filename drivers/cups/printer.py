@@ -10,6 +10,10 @@ and, with ``on_stall = "reroute"``, is cancelled and handed back for another pri
 With ``batch_letters`` > 1, letters of one pack share one CUPS job (``drivers/cups_batch.py``).
 """
 
+# Size: one CUPS queue's whole life (submit, subscription + polling, stalls, orphans, restart
+# reconciliation) works on one table of tracked jobs; IPP vocabulary, matching, the session
+# thread and batching live in their own modules.
+
 from __future__ import annotations
 
 import asyncio

@@ -27,6 +27,9 @@ any piece event is emitted, so after kill -9 ``reconcile()`` answers for every l
 a result file read again settles nothing twice.
 """
 
+# Size: the hot-folder inserter's protocol (run files out, result files in, the book that makes
+# it restart-safe); its file formats and book are in format.py and book.py.
+
 from __future__ import annotations
 
 import asyncio

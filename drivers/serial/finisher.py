@@ -16,6 +16,10 @@ Profile keys are in ``SETTINGS``; the machine's language is in the protocol file
 ``protocol`` (see docs/serial-devices.md).
 """
 
+# Size: the serial driver's state machine (announce, track, resync after a link loss, journal,
+# counters) shares one piece tracker and one journal; its pure parts are already apart
+# (protocol.py, tracker.py, link.py).
+
 from __future__ import annotations
 
 import asyncio

@@ -8,6 +8,9 @@ new machine by writing such a file; nothing here knows any vendor.
 Every mistake in a file is one ConfigError line naming the file, the key and the fix.
 """
 
+# Size: the whole TOML-driven protocol engine (pure, no I/O: framing, checksums, messages,
+# validation with one-line errors), like Klipper's msgproto.py.
+
 from __future__ import annotations
 
 import re

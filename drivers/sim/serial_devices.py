@@ -17,6 +17,9 @@ duplicate, unreadable or stale-run sheet, or a piece pulled off the line by hand
     python -m drivers.sim.serial_devices --protocol lf3000-ascii --link /tmp/ttyINS0
 """
 
+# Size: two simulated machines (LF-3000, FM-200) on one pty base, with every fault the tests
+# inject; a test tool, not a driver.
+
 from __future__ import annotations
 
 import argparse
