@@ -11,6 +11,7 @@ import json
 import time
 from pathlib import Path
 
+from appliance.cli.common import floor_args
 from appliance.config.profile import floor_from_args
 
 FRESH_SECONDS = 10.0
@@ -19,9 +20,7 @@ FRESH_SECONDS = 10.0
 def register(sub) -> None:
     p = sub.add_parser("devices", help="list inserters and franking machines: link, counters, stock",
                        description="List the finishing machines of a floor with link state, counters and stock.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="PATH", help="appliance.toml (default /etc/appliance/appliance.toml)")
-    src.add_argument("--profile", metavar="TOML", help="a hardware profile (asks each machine directly)")
+    floor_args(p, "appliance.toml (default /etc/appliance/appliance.toml)", "a hardware profile (asks each machine directly)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_devices)
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from appliance.cli.common import floor_args
 from appliance.config.profile import floor_from_args
 from appliance.core.errors import UserError
 from appliance.runtime.doctor import run_checks
@@ -11,9 +12,7 @@ from appliance.runtime.doctor import run_checks
 def register(sub) -> None:
     p = sub.add_parser("doctor", help="check configuration, API settings, CUPS queues and serial ports",
                        description="Check that the configured floor can print; one line per problem.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="PATH", help="appliance.toml (checks it and its profile)")
-    src.add_argument("--profile", metavar="TOML", help="only check this hardware profile")
+    floor_args(p, "appliance.toml (checks it and its profile)", "only check this hardware profile")
     p.set_defaults(func=cmd_doctor)
 
 

@@ -10,24 +10,20 @@ from __future__ import annotations
 import json
 import time
 
-from appliance.control.client import DEFAULT_SOCKET, call
+from appliance.cli.common import socket_arg
+from appliance.control.client import call
 from appliance.core.errors import UserError
 from appliance.core.status import RETURN_REASONS, TransitionError, return_reason
 
 
-def _sock(p) -> None:
-    p.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
-                   help=f"daemon control socket (default {DEFAULT_SOCKET})")
-
-
 def register(sub) -> None:
     p = sub.add_parser("status", help="devices, counts and alerts of the running daemon")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("--json", action="store_true", help="print the raw status as JSON")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("letters", help="list letters known to the running daemon")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("q", nargs="?", default="", help="part of a letter id")
     for flag in ("group", "specification", "status", "device", "stage"):
         p.add_argument(f"--{flag}")
@@ -40,42 +36,42 @@ def register(sub) -> None:
                        ("resume", "let a paused or drained device take work again"),
                        ("drain", "let a device finish its queue but give it nothing new")):
         p = sub.add_parser(name, help=what)
-        _sock(p)
+        socket_arg(p)
         p.add_argument("device")
         p.set_defaults(func=cmd_device, action=name)
 
     p = sub.add_parser("reprint", help="print an ACCEPTED or PRINTED letter again")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("id")
     p.set_defaults(func=lambda a: _act(a, "reprint", id=a.id))
 
     p = sub.add_parser("retry", help="fetch again a letter held at intake (its PDF could not be fetched)")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("id")
     p.set_defaults(func=lambda a: _act(a, "retry", id=a.id))
 
     p = sub.add_parser("cancel", help="cancel a letter that has not been enclosed")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("id")
     p.add_argument("--reason", default=None)
     p.set_defaults(func=lambda a: _act(a, "cancel", id=a.id, reason=a.reason))
 
     p = sub.add_parser("fail", help="mark a letter FAILED (agreed --code if the profile lists them)")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("id")
     p.add_argument("--code", help="an agreed reason code from the profile's [failure_reasons]")
     p.add_argument("--reason", help="reason text (default: the agreed text for --code)")
     p.set_defaults(func=cmd_fail)
 
     p = sub.add_parser("return", help="record a returned letter (RETURNED with R01-R10)")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("id")
     p.add_argument("--reason", required=True, metavar="R01..R10",
                    help="; ".join(f"{k} {v}" for k, v in RETURN_REASONS.items()))
     p.set_defaults(func=cmd_return)
 
     p = sub.add_parser("resolve", help="settle a piece on operator hold")
-    _sock(p)
+    socket_arg(p)
     p.add_argument("id")
     p.add_argument("outcome", choices=["enclosed", "dispatched", "reprint", "fail"])
     p.set_defaults(func=lambda a: _act(a, "resolve", id=a.id, outcome=a.outcome))

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 
+from appliance.cli.common import floor_args
 from appliance.config.profile import floor_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("printers", help="list the printers in the profile with live state and queue depth",
                        description="List the fleet: state, queue depth and capabilities of every printer.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--config", metavar="PATH", help="appliance.toml (default /etc/appliance/appliance.toml)")
-    src.add_argument("--profile", metavar="TOML", help="a hardware profile")
+    floor_args(p, "appliance.toml (default /etc/appliance/appliance.toml)", "a hardware profile")
     p.add_argument("--json", action="store_true", help="one JSON object per printer")
     p.set_defaults(func=cmd_printers)
 

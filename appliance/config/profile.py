@@ -20,6 +20,7 @@ from appliance.core.packs import load_packs
 from appliance.core.reprint import ReprintPolicy
 from appliance.core.routing import PrinterCaps, why_not
 from appliance.core.status import DEFAULT_EVENT_MAP, SETTABLE
+from appliance.core.tables import known_keys, table, typed, typed_table
 from appliance.core.verify import VerifyPolicy
 from appliance.marks.zones import MarksSettings, parse_marks
 from appliance.mi.settings import MiSettings, parse_failure_reasons, parse_mi
@@ -67,23 +68,9 @@ _PRINTER_CAPS = {"paper_sizes": list, "paper_ids": list, "max_weight_gsm": int, 
 #: busy, few enough that a stalled or restarted printer strands little and reroutes cheaply.
 DEFAULT_MAX_QUEUED = 50
 _ACCEPTS = {"inserter": "envelopes", "franker": "postage"}
-_TYPE_NAMES = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-               list: "a list", dict: "a table"}
 _EVENT_ACTIONS = {"reroute", "hold", "ignore", "reprint"}
 #: Device names become folder names (output, journals): no paths, nothing empty.
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-
-
-def _check_type(where: str, key: str, value: Any, want: type) -> Any:
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, want) or (want is int and isinstance(value, bool)):
-        raise ConfigError(f"{where} {key}: expected {_TYPE_NAMES[want]}, got {value!r}; fix the value")
-    if want is list and not all(isinstance(x, str) for x in value):
-        raise ConfigError(f"{where} {key}: expected a list of strings, got {value!r}")
-    if want is dict and not all(isinstance(v, str) for v in value.values()):
-        raise ConfigError(f"{where} {key}: expected a table of strings (CODE = \"text\"), got {value!r}")
-    return value
 
 
 def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> DeviceSpec:
@@ -93,7 +80,7 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
     for key in _COMMON:
         if key not in table:
             raise ConfigError(f"{where} {key}: missing; add {key} = \"...\"")
-        _check_type(where, key, table[key], str)
+        typed(where, key, table[key], str)
     name, kind = table["name"], table["driver"]
     if not SAFE_NAME.fullmatch(name):
         raise ConfigError(f"{where} name: {name[:40]!r} is not a plain device name; use letters, digits, "
@@ -117,9 +104,9 @@ def _device(path: Path, family: str, i: int, table: Any, seen: set[str]) -> Devi
         if key in _COMMON:
             continue
         if key in extra:
-            given_extra[key] = _check_type(where, key, value, extra[key])
+            given_extra[key] = typed(where, key, value, extra[key])
         elif key in known:
-            settings[key] = _check_type(where, key, value, known[key][0])
+            settings[key] = typed(where, key, value, known[key][0])
         else:
             allowed = ", ".join(sorted([*_COMMON, *extra, *known]))
             raise ConfigError(f"{where} {key}: unknown key for a {kind} {family}; expected one of {allowed}")
@@ -162,10 +149,7 @@ def load_profile(path: str | Path) -> Profile:
     head = data.get("profile", {})
     if not isinstance(head, dict):
         raise ConfigError(f"{path}: profile must be a [profile] table; write [profile] then its keys")
-    for key, value in head.items():
-        if key not in _PROFILE_KEYS:
-            raise ConfigError(f"{path}: [profile] {key}: unknown key; expected one of {', '.join(_PROFILE_KEYS)}")
-        _check_type(f"{path}: [profile]", key, value, _PROFILE_KEYS[key])
+    typed_table(f"{path}: [profile]", head, _PROFILE_KEYS)
     on_no = head.get("on_no_printer", "hold")
     if on_no not in ("hold", "reject"):
         raise ConfigError(f'{path}: [profile] on_no_printer: must be "hold" or "reject", got {on_no!r}')
@@ -226,12 +210,7 @@ def _verify(path: Path, data: Any) -> VerifyPolicy:
     if data is None:
         return VerifyPolicy()
     where = f"{path}: [verify]"
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: verify must be a table: [verify]")
-    for key, value in data.items():
-        if key not in _VERIFY_KEYS:
-            raise ConfigError(f"{where} {key}: unknown key; expected one of {', '.join(_VERIFY_KEYS)}")
-        data = {**data, key: _check_type(where, key, value, _VERIFY_KEYS[key])}
+    data = typed_table(where, table(where, data, "write [verify] then its keys"), _VERIFY_KEYS)
     tol = data.get("page_tolerance_mm", 3.0)
     if not 0 <= tol <= 50:
         raise ConfigError(f"{where} page_tolerance_mm: must be between 0 and 50 (millimetres), got {tol:g}")
@@ -270,19 +249,17 @@ def floor_from_args(config: str | None, profile: str | None) -> tuple[Profile, C
     return load_profile(cfg.profile), cfg
 
 
-def parse_reprint(path: Path, table: Any, printer_names: set[str]) -> ReprintPolicy:
-    if table is None:
+def parse_reprint(path: Path, data: Any, printer_names: set[str]) -> ReprintPolicy:
+    if data is None:
         return ReprintPolicy()
     where = f"{path}: [reprint]"
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: reprint must be a table: write [reprint] then tries = 1")
-    for key in table:
-        if key not in ("tries", "printer"):
-            raise ConfigError(f"{where} {key}: unknown key; expected tries or printer")
-    tries = table.get("tries", 1)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: reprint must be a data: write [reprint] then tries = 1")
+    known_keys(where, data, ("tries", "printer"), "tries or printer")
+    tries = data.get("tries", 1)
     if not isinstance(tries, int) or isinstance(tries, bool) or not 0 <= tries <= 10:
         raise ConfigError(f"{where} tries: expected a whole number 0-10 (0 = never reprint), got {tries!r}")
-    printer = table.get("printer", "")
+    printer = data.get("printer", "")
     if not isinstance(printer, str):
         raise ConfigError(f"{where} printer: expected a printer name or \"\", got {printer!r}")
     if printer and printer not in printer_names:

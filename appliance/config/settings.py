@@ -14,6 +14,7 @@ from typing import Any, Callable
 from urllib.parse import urlparse
 
 from appliance.core.errors import ConfigError
+from appliance.core.tables import known_keys, typed
 from appliance.intake.faults import RetryPolicy
 from appliance.intake.hosts import DEFAULT_PRESIGNED_HOSTS, parse_rule
 from appliance.intake.settings import IntakeSettings, default_workers
@@ -160,20 +161,6 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
 }
 
 
-def _typed(where: str, key: str, value: Any, want: type) -> Any:
-    if want is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if want is not list and isinstance(value, want) and not (want is int and isinstance(value, bool)):
-        return value
-    if want is list and isinstance(value, list):
-        if all(isinstance(x, str) for x in value):
-            return value
-        raise ConfigError(f"{where} {key}: expected a list of strings, got {value!r}; fix the value")
-    names = {str: "a string", int: "a whole number", float: "a number", bool: "true or false",
-             list: "a list of strings"}
-    raise ConfigError(f"{where} {key}: expected {names[want]}, got {value!r}; fix the value")
-
-
 def read_toml(path: Path, what: str) -> dict:
     """Parse a TOML file, turning every failure into a one-line ConfigError."""
     try:
@@ -205,11 +192,7 @@ def validate_sections(path: Path, data: dict, schema: dict) -> dict[str, dict[st
     for section, keys in schema.items():
         given = data.get(section, {})
         where = f"{path}: [{section}]"
-        for key in given:
-            if key not in keys:
-                raise ConfigError(
-                    f"{where} {key}: unknown key; expected one of {', '.join(keys)}"
-                )
+        known_keys(where, given, keys)
         vals = {}
         for key, (want, default, check) in keys.items():
             if key not in given:
@@ -217,7 +200,7 @@ def validate_sections(path: Path, data: dict, schema: dict) -> dict[str, dict[st
                     raise ConfigError(f"{where} {key}: missing; add {key} = ... to [{section}]")
                 vals[key] = default
                 continue
-            v = _typed(where, key, given[key], want)
+            v = typed(where, key, given[key], want)
             if check and (problem := check(v)):
                 raise ConfigError(f"{where} {key}: {problem}")
             vals[key] = v

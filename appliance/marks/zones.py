@@ -26,6 +26,7 @@ from typing import Any
 import segno
 
 from appliance.core.errors import ConfigError
+from appliance.core.tables import known_keys
 
 MIN_MODULE_MM = 0.33
 QUIET_MODULES = 4  # the QR standard's quiet zone, drawn white inside the clear zone
@@ -158,9 +159,7 @@ def overlay_ops(matrix: list[bytearray], x: float, y: float, side: float) -> byt
 def _zone(where: str, value: Any) -> ClearZone:
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: must be a table like {{ x_mm = 5, y_mm = 250, size_mm = 14 }}")
-    for key in value:
-        if key not in _ZONE_KEYS:
-            raise ConfigError(f"{where} {key}: unknown key; expected x_mm, y_mm and size_mm")
+    known_keys(where, value, _ZONE_KEYS, "x_mm, y_mm and size_mm")
     nums = {}
     for key in _ZONE_KEYS:
         if key not in value:
@@ -195,9 +194,7 @@ def parse_marks(path: Path, data: Any, pack_papers: dict[str, str] | None = None
     where = f"{path}: [marks]"
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: must be a table; write [marks] then default = {{ ... }}")
-    for key in data:
-        if key not in ("default", "zone"):
-            raise ConfigError(f"{where} {key}: unknown key; expected default or zone")
+    known_keys(where, data, ("default", "zone"), "default or zone")
     papers = pack_papers or {}
     default = None
     if "default" in data:

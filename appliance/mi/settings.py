@@ -36,6 +36,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from appliance.core.errors import ConfigError
+from appliance.core.tables import known_keys
 
 #: kinds of counted use and the default line item pattern for each
 KINDS = ("sheets", "envelope", "insert", "postage")
@@ -134,9 +135,7 @@ def parse_mi(path: Path, data: Any) -> MiSettings:
         return MiSettings()
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: mi must be a table: write [mi]")
-    for key in data:
-        if key not in _KEYS:
-            raise ConfigError(f"{path}: [mi] {key}: unknown key; expected one of {', '.join(sorted(_KEYS))}")
+    known_keys(f"{path}: [mi]", data, sorted(_KEYS))
     tz = data.get("timezone", "Europe/London")
     try:
         if not isinstance(tz, str):

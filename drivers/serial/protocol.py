@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.core.errors import ConfigError
+from appliance.core.tables import typed_table
 
 # --- checksums -------------------------------------------------------------------------
 
@@ -303,15 +304,7 @@ def _table(path: Path, data: dict, name: str, required: bool = False) -> dict:
 
 
 def _keys(where: str, table: dict, allowed: dict[str, type]) -> None:
-    for key, value in table.items():
-        if key not in allowed:
-            raise ConfigError(f"{where} {key}: unknown key; expected one of {', '.join(allowed)}")
-        want = allowed[key]
-        ok = isinstance(value, want) and not (want is int and isinstance(value, bool))
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            ok = True
-        if not ok:
-            raise ConfigError(f"{where} {key}: expected {want.__name__}, got {value!r}; fix the value")
+    typed_table(where, table, allowed)
 
 
 def _choice(where: str, key: str, value: Any, options) -> Any:
