@@ -180,7 +180,7 @@ def part_ingest(a) -> dict:
 
 def _bombs(quick: bool) -> list[bytes]:
     sys.path.insert(0, str(ROOT))
-    from tests import hostile_pdfs as h
+    from tests.fixtures import hostile_pdfs as h
 
     if quick:
         return [h.content_bomb(decoded_mb=300), h.objstm_bomb(streams=4, inflated_mb=30),

@@ -14,7 +14,7 @@ when a day is aggregated, so a naming fix applies to every day not yet submitted
 with ``stockRemaining``: the last level an inserter reported for that item that day, or
 else a profile-declared level minus the use counted since it was declared.
 
-This module never touches the store's hot.json; submission lives in mi_ledger.py.
+This module never touches the store's hot.json; submission lives in appliance.mi.ledger.
 """
 
 from __future__ import annotations

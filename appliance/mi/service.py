@@ -34,7 +34,7 @@ CATCH_UP_DAYS = 7
 
 def mi_client(api: ApiConfig) -> SupplierClient:
     """A client that makes exactly one attempt per request: a POST /mi whose answer was
-    lost must not be repeated behind our back (see mi_ledger)."""
+    lost must not be repeated behind our back (see appliance.mi.ledger)."""
     return SupplierClient(dataclasses.replace(api, max_retries=0))
 
 

@@ -11,7 +11,7 @@ manifest on disk, then sent as ONE CUPS job named ``batch-<first letter>-<n>-<se
 
 A letter is PRINTED (``job.completed``) once the printer's own
 ``job-impressions-completed`` (or ``job-media-sheets-completed``) covers all its sides,
-read from the device over IPP (see ``drivers/ipp_device.py`` for why not from CUPS), and
+read from the device over IPP (see ``drivers/cups/device.py`` for why not from CUPS), and
 every letter left is PRINTED when CUPS says the job completed.  If the job fails
 (aborted, cancelled, stalled), letters already covered stay PRINTED and only the others
 get ``job.aborted``/``job.canceled``, so the pipeline reprints just those elsewhere.

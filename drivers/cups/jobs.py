@@ -20,4 +20,4 @@ class Tracked:
     last_change: float = 0.0
     started: bool = False  # reached processing: the device may have paper out already
     stalled: bool = False
-    batch: Any = None  # cups_batch.BatchJob when this job carries a batch of letters
+    batch: Any = None  # drivers.cups.batch.BatchJob when this job carries a batch of letters

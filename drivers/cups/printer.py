@@ -7,7 +7,7 @@ fallback that also repairs any gap in the notifications.  A job is PRINTED only 
 says ``completed`` with no failure reason; a job that makes no progress for
 ``stall_seconds`` (device gone: CUPS then shows "processing" forever) raises an alert
 and, with ``on_stall = "reroute"``, is cancelled and handed back for another printer.
-With ``batch_letters`` > 1, letters of one pack share one CUPS job (``drivers/cups_batch.py``).
+With ``batch_letters`` > 1, letters of one pack share one CUPS job (``drivers/cups/batch.py``).
 """
 
 # Size: one CUPS queue's whole life (submit, subscription + polling, stalls, orphans, restart

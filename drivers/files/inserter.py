@@ -6,7 +6,7 @@ and write what happened to each piece into a result folder.  This driver collect
 pieces handed to it into a batch; the batch closes when it holds ``batch_size`` pieces or
 nothing new came for ``batch_idle`` seconds, and is written as ``<batch>.run.csv`` into
 ``outbox_dir`` (written to ``.<batch>.run.csv.tmp``, fsynced, then renamed, so the machine
-never sees half a file).  Formats: drivers/file_inserter_format.py.
+never sees half a file).  Formats: drivers/files/format.py.
 
 Results: every ``*.result.csv`` in ``results_dir`` is read, oldest first.  The machine
 must write each one under another name (e.g. ``<batch>.result.csv.tmp`` or a dot-name)

@@ -13,7 +13,7 @@ what was heard lets a restarted driver carry on with the open batch (the same co
 proof) and ``reconcile()`` answer for every letter.
 
 Profile keys are in ``SETTINGS``; the machine's language is in the protocol file named by
-``protocol`` (see docs/serial-devices.md).
+``protocol`` (see README "Writing a protocol file").
 """
 
 # Size: the serial driver's state machine (announce, track, resync after a link loss, journal,

@@ -297,7 +297,7 @@ def _byte(where: str, key: str, value: Any) -> int:
 def _table(path: Path, data: dict, name: str, required: bool = False) -> dict:
     value = data.get(name, {})
     if name not in data and required:
-        raise ConfigError(f"{path}: missing [{name}] table; add it (see docs/serial-devices.md)")
+        raise ConfigError(f"{path}: missing [{name}] table; add it (see README: Writing a protocol file)")
     if not isinstance(value, dict):
         raise ConfigError(f"{path}: {name} must be a table: write [{name}]")
     return value
