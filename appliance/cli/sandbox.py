@@ -1,12 +1,31 @@
-"""``appliance sandbox``: run the local Notify Supplier API sandbox until interrupted."""
+"""``appliance sandbox``: run the local Notify Supplier API sandbox until interrupted.
+
+It starts as the deployed server behaves (``model.FAITHFUL``: visibility timeout, updates
+applied after the 202, 60 s data URLs, 300 TPS); ``--faithful-off`` or a flag's 0 turns
+each off.  ``SandboxOptions()`` in Python keeps the off values for now.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from appliance.sandbox.model import SandboxOptions
+from appliance.sandbox.model import FAITHFUL, SandboxOptions
 from appliance.sandbox.runner import serve
+
+#: flag dest -> (type, help).  Default None = FAITHFUL's value (or off with --faithful-off).
+_FAITHFUL_FLAGS = {
+    "visibility_timeout": (float, ("seconds a listed letter stays hidden from every client "
+                                   "(real server: 300; 0 = lists it again at once)")),
+    "apply_delay": (float, ("seconds before an accepted PATCH/POST applies; the 202 comes "
+                            "first (real server: about 1, a queue worker; 0 = before the 202)")),
+    "drop_updates": (float, ("share of accepted updates silently never applied (real server: "
+                             "an enqueue failure is only logged; default 0)")),
+    "tps_limit": (int, ("API requests served per second, beyond which 429 with Retry-After: 1 "
+                        "(real server: 300 per API app; 0 = no limit)")),
+    "presign_ttl": (int, ("seconds a pre-signed data URL lives before 403 'Request has "
+                          "expired' (real server: 60; with --faithful-off 300)")),
+}
 
 
 def register(sub) -> None:
@@ -27,15 +46,31 @@ def register(sub) -> None:
                    help="share of API requests whose connection is closed unanswered")
     p.add_argument("--log", dest="log_path", default=None,
                    help="append one JSON line per request to this file")
+    p.add_argument("--faithful-off", action="store_true",
+                   help="behave as the OpenAPI document alone: nothing hidden after listing, "
+                        "updates applied before the 202, 300 s data URLs, no TPS limit")
+    for dest, (kind, text) in _FAITHFUL_FLAGS.items():
+        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=kind, default=None, help=text)
     p.set_defaults(func=run)
 
 
 def options_from_args(args: argparse.Namespace) -> SandboxOptions:
+    """The options a command line asks for: FAITHFUL unless --faithful-off, then the flags."""
+    off = SandboxOptions()
+    faithful = {}
+    for dest in _FAITHFUL_FLAGS:
+        given = getattr(args, dest)
+        if given is not None:
+            faithful[dest] = given
+        elif args.faithful_off or dest not in FAITHFUL:
+            faithful[dest] = getattr(off, dest)
+        else:
+            faithful[dest] = FAITHFUL[dest]
     return SandboxOptions(
         letters=args.letters, bad_ratio=args.bad_ratio, seed=args.seed,
         rate_limit_every=args.rate_limit_every, retry_after=args.retry_after,
         error_ratio=args.error_ratio, latency_ms=args.latency_ms, drop_ratio=args.drop_ratio,
-        log_path=args.log_path,
+        log_path=args.log_path, **faithful,
     )
 
 

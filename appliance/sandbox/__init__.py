@@ -1,9 +1,9 @@
 """A strict, stateful local stand-in for the NHS Notify Supplier API (see server.py)."""
 
 from appliance.sandbox.letters import SandboxLetter
-from appliance.sandbox.model import Faults, RequestRecord, SandboxOptions
+from appliance.sandbox.model import FAITHFUL, Faults, RequestRecord, SandboxOptions, UpdateRecord
 from appliance.sandbox.runner import run_in_thread
 from appliance.sandbox.server import Sandbox
 
 __all__ = ["Sandbox", "SandboxOptions", "RequestRecord", "SandboxLetter", "Faults",
-           "run_in_thread"]
+           "UpdateRecord", "FAITHFUL", "run_in_thread"]

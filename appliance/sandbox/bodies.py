@@ -28,6 +28,9 @@ ERROR_KINDS: dict[int, tuple[str, str, str]] = {
     413: ("NOTIFY_INVALID_REQUEST", "Invalid request", "The request body is too large"),
     415: ("NOTIFY_UNSUPPORTED_MEDIA_TYPE", "Unsupported media type",
           "Content-Type must be application/vnd.api+json or application/json"),
+    # Not in the upstream examples: for Sandbox.refuse_updates (a status the letter cannot take).
+    422: ("NOTIFY_UNPROCESSABLE_ENTITY", "Unprocessable entity",
+          "The request could not be processed"),
     500: ("NOTIFY_INTERNAL_SERVER_ERROR", "Internal Server Error",
           "An unexpected error occurred, please contact support"),
 }

@@ -4,6 +4,9 @@ A share of them are deliberately bad so a client's checks can be exercised:
 ``hash`` (listed sha256Hash does not match the bytes), ``corrupt`` (not a parseable PDF,
 hash matches) and ``sheets`` (valid PDF with more sheets than the pack allows).  PDF
 bytes are made lazily on first use; they are cheap (tens of microseconds each).
+
+Like the deployed server's letters they carry a queue priority (lower is listed first,
+default 10); about one in five made here is urgent (5), so a client sees order matter.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ SPREAD = (
 )
 BAD_KINDS = ("hash", "corrupt", "sheets")
 GOOD_MAX_PAGES = 8  # keep PDFs small even where the pack allows many sides
+DEFAULT_PRIORITY = 10  # the deployed server's default
+URGENT_PRIORITY = 5
 
 
 def squeeze(seq: list[str]) -> list[str]:
@@ -41,7 +46,11 @@ class SandboxLetter:
     status: str = "PENDING"
     reason_code: str | None = None
     reason_text: str | None = None
-    history: list[tuple[str, float]] = field(default_factory=list)
+    history: list[tuple[str, float]] = field(default_factory=list)  # applied statuses only
+    #: Queue priority (lower first); never shown by the API, only its effect on order.
+    priority: int = DEFAULT_PRIORITY
+    #: When GET /letters returned this letter (so tests can check visibility hiding).
+    listed: list[float] = field(default_factory=list)
     #: Hostile overrides (Sandbox.add_letter): the exact JSON shown for this letter in the
     #: list and by GET /letters/{id}; the 303's Location ("" = no header at all).
     listing: Any = None
@@ -82,21 +91,24 @@ class SandboxLetter:
             self._sha256 = digest
         return self._sha256
 
-    def attributes(self) -> dict:
+    def attributes(self, update: tuple[str, str | None, str | None] | None = None) -> dict:
+        """The API attributes; ``update`` (status, reasonCode, reasonText) shows those
+        instead of the applied ones (a 202 echoes what was sent, not yet applied)."""
+        status, code, text = update or (self.status, self.reason_code, self.reason_text)
         attrs = {
             "specificationId": self.specification_id,
             "groupId": self.group_id,
-            "status": self.status,
+            "status": status,
             "sha256Hash": self.sha256,
         }
-        if self.reason_code is not None:
-            attrs["reasonCode"] = self.reason_code
-        if self.reason_text is not None:
-            attrs["reasonText"] = self.reason_text
+        if code is not None:
+            attrs["reasonCode"] = code
+        if text is not None:
+            attrs["reasonText"] = text
         return attrs
 
-    def resource(self) -> dict:
-        return {"id": self.id, "type": "Letter", "attributes": self.attributes()}
+    def resource(self, update: tuple[str, str | None, str | None] | None = None) -> dict:
+        return {"id": self.id, "type": "Letter", "attributes": self.attributes(update)}
 
     def shown(self) -> Any:
         """What GET /letters and GET /letters/{id} show for this letter."""
@@ -129,7 +141,10 @@ class LetterFactory:
         self.made = 0
         self.bad_made = 0
 
-    def make(self, n: int, bad_ratio: float) -> list[SandboxLetter]:
+    def make(self, n: int, bad_ratio: float, priority: int | None = None) -> list[SandboxLetter]:
+        """``n`` letters; ``priority`` None = the factory's spread (2 in 9 urgent: 9 shares
+        no factor with the pack spread or the bad-letter spacing, so urgent letters come in
+        every pack and kind), else that priority for all of them."""
         out = []
         for _ in range(n):
             self.made += 1
@@ -146,5 +161,7 @@ class LetterFactory:
             out.append(SandboxLetter(
                 id=letter_id, specification_id=spec, group_id=self.rng.choice(self.groups),
                 pages=pages, kind=kind,
+                priority=(priority if priority is not None else
+                          URGENT_PRIORITY if self.made % 9 in (2, 6) else DEFAULT_PRIORITY),
             ))
         return out

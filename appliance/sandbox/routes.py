@@ -6,7 +6,11 @@ every API request goes through first (faults, auth, X-Request-ID) are in server.
 Choices where the upstream contract leaves room (documented here, tested in tests/):
 - ``POST /letters`` with an unknown letter id answers **400** (the OpenAPI document lists
   no 404 for that operation) and applies none of the updates.
-- ``PATCH`` and ``POST`` answer 202: PATCH with the letter resource, POST with no body.
+- ``PATCH`` and ``POST`` answer 202: PATCH with the letter resource showing the update as
+  sent, POST with no body.  As on the deployed server the updates are queued and applied
+  later (``updates.py``); GET shows only applied state.
+- ``Sandbox.refuse_updates`` (tests) makes updates for given letters answer 400/404/422;
+  a POST holding any of them is refused whole.
 - ``POST /mi`` with a ``specificationId`` that is not a known pack answers 404, like the
   upstream "unknown specification" sandbox scenario.
 - Status moves are not checked against the transition model: the API records what the
@@ -90,6 +94,18 @@ def _json_body(sb: Server, req: Request):
         return sb.api_error(req, 400, "The request body is not valid JSON")
 
 
+def _refusal(sb: Server, req: Request, wanted: list[tuple[str, str]]) -> Response | None:
+    """The error for (letter id, status) pairs ``sb.refuse_updates`` names, or None.  The
+    first refused letter's status is the answer's; the detail names every refused one."""
+    refused = [(i, s) for i, s in wanted if i in sb.refuse_updates]
+    if not refused:
+        return None
+    status = sb.refuse_updates[refused[0][0]]
+    why = [f"letter {i} is not known to this supplier" if sb.refuse_updates[i] == 404
+           else f"letter {i} cannot take status {s}" for i, s in refused[:10]]
+    return sb.api_error(req, status, "; ".join(why))
+
+
 # --- handlers ------------------------------------------------------------------------
 
 async def list_letters(sb: Server, req: Request, params: dict) -> Response:
@@ -102,7 +118,7 @@ async def list_letters(sb: Server, req: Request, params: dict) -> Response:
         if len(names) > 1 or not _DIGITS.match(raw) or not 1 <= int(raw) <= MAX_LIMIT:
             return sb.api_error(req, 400, bodies.LIMIT_INVALID)
         limit = int(raw)
-    chosen = list(sb.pending.values())[:limit]
+    chosen = sb.list_letters(limit)
     return sb.json_response(req, 200, {"data": [
         {"id": l.id, "type": "Letter", "attributes": {
             "specificationId": l.specification_id, "groupId": l.group_id,
@@ -160,11 +176,14 @@ async def patch_letter(sb: Server, req: Request, params: dict) -> Response:
         return sb.api_error(req, 400, f"{bodies.INVALID_BODY}: {e}")
     if letter_id != params["id"]:
         return sb.api_error(req, 400, f"{bodies.INVALID_BODY}: body id does not match the path id")
+    refused = _refusal(sb, req, [(letter_id, status)])
+    if refused is not None:
+        return refused
     letter = sb.letters.get(letter_id)
     if letter is None:
         return sb.api_error(req, 404)
-    sb.set_status(letter, status, code, text)
-    return sb.json_response(req, 202, {"data": letter.resource()})
+    sb.accept_updates([(letter_id, status, code, text)])
+    return sb.json_response(req, 202, {"data": letter.resource((status, code, text))})
 
 
 async def post_letters(sb: Server, req: Request, params: dict) -> Response:
@@ -175,12 +194,14 @@ async def post_letters(sb: Server, req: Request, params: dict) -> Response:
         updates = validation.post_letters_body(doc)
     except validation.Invalid as e:
         return sb.api_error(req, 400, f"{bodies.INVALID_BODY}: {e}")
+    refused = _refusal(sb, req, [(u[0], u[1]) for u in updates])
+    if refused is not None:
+        return refused
     unknown = [u[0] for u in updates if u[0] not in sb.letters]
     if unknown:
         return sb.api_error(req, 400, f"{bodies.INVALID_BODY}: unknown letter id(s): "
                                       f"{', '.join(unknown[:10])}")
-    for letter_id, status, code, text in updates:
-        sb.set_status(sb.letters[letter_id], status, code, text)
+    sb.accept_updates(updates)
     return Response(202, b"", sb.echo_headers(req))
 
 

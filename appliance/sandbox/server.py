@@ -1,15 +1,16 @@
 """The stateful local Notify Supplier API sandbox: state, lifecycle, faults and request log.
 
 Route handlers live in ``routes.py``; this module decides what every request goes through
-first (routing, fault injection, auth, X-Request-ID) and records what arrived.
+first (routing, the TPS limit, fault injection, auth, X-Request-ID) and records what
+arrived.  The deployed server's queues are their own modules: ``queue.py`` (the PENDING
+letters GET /letters serves, with visibility timeout) and ``updates.py`` (status updates
+applied after the 202).
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
-import hmac
 import json
 import logging
 import random
@@ -17,18 +18,19 @@ import secrets
 import ssl
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
-from urllib.parse import urlencode
 
 from appliance.core.errors import UserError
 from appliance.sandbox import bodies, hostile, routes
 from appliance.sandbox.auth import TokenIssuer
 from appliance.sandbox.httpserver import Request, Response, serve_connection
-from appliance.sandbox.letters import LetterFactory, SandboxLetter
-from appliance.sandbox.model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions
+from appliance.sandbox.letters import DEFAULT_PRIORITY, LetterFactory, SandboxLetter
+from appliance.sandbox.model import ALL_KINDS, API_KINDS, Faults, RequestRecord, SandboxOptions, UpdateRecord
 from appliance.sandbox.pdfgen import make_pdf
+from appliance.sandbox.presign import Presigner
+from appliance.sandbox.queue import LetterQueue
+from appliance.sandbox.throttle import SlidingWindow
+from appliance.sandbox.updates import UpdateQueue
 
-AMZ_DATE = "%Y%m%dT%H%M%SZ"
 log = logging.getLogger(__name__)
 
 
@@ -39,16 +41,24 @@ class Sandbox:
         self.opts = replace(opts or SandboxOptions(), **overrides)
         self.faults = Faults.from_options(self.opts)
         self.letters: dict[str, SandboxLetter] = {}
-        self.pending: dict[str, SandboxLetter] = {}  # insertion-ordered PENDING letters
+        self.pending = LetterQueue()  # PENDING letters, in the order GET /letters serves
         self.mi: dict[str, dict] = {}
         self.log: list[RequestRecord] = []
+        #: letter id -> HTTP status (400, 404 or 422) its updates are refused with, until
+        #: the entry is deleted; a refused update is not accepted, so not in ``updates``.
+        self.refuse_updates: dict[str, int] = {}
+        self._applier = UpdateQueue(lambda: self.faults, self.opts.seed + 2,
+                                    self._apply_update)
+        self.updates: list[UpdateRecord] = self._applier.records  # given 202, arrival order
+        self._tps = SlidingWindow()
+        self._applier_task: asyncio.Task | None = None
         self.base_url = ""
         self.token_url = ""
         self.issuer: TokenIssuer | None = None
         self._counts = dict.fromkeys(ALL_KINDS, 0)
         self._factory = LetterFactory(self.opts.seed)
         self._rng = random.Random(self.opts.seed + 1)
-        self._presign_key = secrets.token_bytes(32)
+        self._presigner = Presigner()
         self._api_calls = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -62,22 +72,28 @@ class Sandbox:
     def auth_mode(self) -> bool:
         return self.opts.auth_keys is not None
 
-    def add_letters(self, n: int, bad_ratio: float | None = None) -> list[str]:
-        """Make ``n`` more PENDING letters; returns their ids."""
+    def add_letters(self, n: int, bad_ratio: float | None = None,
+                    priority: int | None = None) -> list[str]:
+        """Make ``n`` more PENDING letters; returns their ids.  ``priority`` None = the
+        factory's mix (about one in five urgent), else that priority for all of them."""
         ratio = self.opts.bad_ratio if bad_ratio is None else bad_ratio
         now = time.time()
-        made = self._factory.make(n, ratio)
+        made = self._factory.make(n, ratio, priority)
         for letter in made:
-            letter.history.append(("PENDING", now))
-            self.letters[letter.id] = letter
-            self.pending[letter.id] = letter
+            self._queue(letter, now)
         return [letter.id for letter in made]
+
+    def _queue(self, letter: SandboxLetter, now: float) -> None:
+        letter.history.append(("PENDING", now))
+        self.letters[letter.id] = letter
+        self.pending.add(letter, now)
 
     def add_letter(self, pdf: bytes | None = None, *, letter_id: str | None = None,
                    specification_id: str = "notify-c5", pages: int = 2, sha256: str | None = None,
                    group_id: str = "hostile-tests", listing=None, location: str | None = None,
                    kind: str = "given", storage_faults: list[str] | None = None,
-                   data_faults: list[str] | None = None) -> str:
+                   data_faults: list[str] | None = None,
+                   priority: int = DEFAULT_PRIORITY) -> str:
         """One PENDING letter made to order, for bad-input tests.
 
         ``pdf``: the exact bytes the pre-signed URL serves (default: a valid ``pages``-page
@@ -86,26 +102,51 @@ class Sandbox:
         for it (missing fields, wrong types...); ``location``: the 303's Location header
         ("" = none); ``storage_faults`` / ``data_faults``: how its next pre-signed and
         /data requests fail (``storage.STORAGE_FAULTS``; /data: an HTTP status such as
-        "404", or "deep-error"), one per request.  Returns the id.
+        "404", or "deep-error"), one per request; ``priority``: its place in the queue
+        (lower is listed first).  Returns the id.
         """
         lid = letter_id if letter_id is not None else secrets.token_hex(16)
         body = make_pdf(lid, pages, (f"Specification {specification_id}",)) if pdf is None else pdf
         letter = SandboxLetter(id=lid, specification_id=specification_id, group_id=group_id,
                                pages=pages, kind=kind, listing=listing, location=location,
                                storage_faults=list(storage_faults or ()),
-                               data_faults=list(data_faults or ()))
+                               data_faults=list(data_faults or ()), priority=priority)
         letter.serve(body, sha256)
-        letter.history.append(("PENDING", time.time()))
-        self.letters[lid] = letter
-        self.pending[lid] = letter
+        self._queue(letter, time.time())
         return lid
 
     def set_status(self, letter: SandboxLetter, status: str, code: str | None,
                    text: str | None) -> None:
+        """Apply a status (no transition check, as the real server's worker)."""
         letter.status, letter.reason_code, letter.reason_text = status, code, text
         letter.history.append((status, time.time()))
         if status != "PENDING":
             self.pending.pop(letter.id, None)
+
+    def _apply_update(self, rec: UpdateRecord) -> None:
+        self.set_status(self.letters[rec.letter_id], rec.status, rec.reason_code,
+                        rec.reason_text)
+
+    def list_letters(self, limit: int) -> list[SandboxLetter]:
+        """The next ``limit`` visible PENDING letters, hidden for the visibility timeout."""
+        return self.pending.take(limit, time.time(), self.faults.visibility_timeout)
+
+    def accept_updates(self, updates: list[tuple[str, str, str | None, str | None]]) -> None:
+        """Queue checked (id, status, reasonCode, reasonText) updates a 202 is given for."""
+        self._applier.accept(updates, time.time())
+
+    def applied_status(self, letter_id: str) -> str:
+        """The letter's status as applied (what GET /letters/{id} shows)."""
+        return self.letters[letter_id].status
+
+    def quiescent(self) -> bool:
+        """True when no accepted update is still waiting to be applied."""
+        return self._applier.waiting() == 0
+
+    @property
+    def throttled(self) -> int:
+        """How many API requests the TPS limit answered 429."""
+        return self._tps.refused
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)
@@ -116,39 +157,16 @@ class Sandbox:
 
     # --- pre-signed URLs -------------------------------------------------------------
 
-    def _signature(self, letter_id: str, amz_date: str, expires: str) -> str:
-        msg = f"{letter_id}\n{amz_date}\n{expires}".encode()
-        return hmac.new(self._presign_key, msg, hashlib.sha256).hexdigest()
-
     def presigned_url(self, letter_id: str, expires: int | None = None,
                       issued_at: float | None = None) -> str:
         """A pre-signed-style URL for the letter's PDF (what the 303 points at)."""
-        ttl = str(self.opts.presign_ttl if expires is None else expires)
-        when = datetime.fromtimestamp(time.time() if issued_at is None else issued_at,
-                                      tz=timezone.utc).strftime(AMZ_DATE)
-        query = urlencode({
-            "X-Amz-Algorithm": "AWS4-HMAC-SHA256", "X-Amz-Date": when, "X-Amz-Expires": ttl,
-            "X-Amz-SignedHeaders": "host",
-            "X-Amz-Signature": self._signature(letter_id, when, ttl),
-        })
-        return f"{self.base_url}/_presigned/letters/{letter_id}.pdf?{query}"
+        return self._presigner.url(self.base_url, letter_id,
+                                   self.opts.presign_ttl if expires is None else expires,
+                                   time.time() if issued_at is None else issued_at)
 
     def presign_problem(self, letter_id: str, query: dict[str, str]) -> str | None:
         """Why a pre-signed request is refused, or None if signature and expiry are good."""
-        when, ttl, sig = (query.get("X-Amz-Date"), query.get("X-Amz-Expires"),
-                          query.get("X-Amz-Signature"))
-        if not (when and ttl and sig):
-            return "Query-string authentication requires the X-Amz-Date, X-Amz-Expires and X-Amz-Signature parameters"
-        if not hmac.compare_digest(sig, self._signature(letter_id, when, ttl)):
-            return "The request signature we calculated does not match the signature you provided"
-        try:
-            issued = datetime.strptime(when, AMZ_DATE).replace(tzinfo=timezone.utc).timestamp()
-            expiry = issued + int(ttl)
-        except ValueError:
-            return "X-Amz-Date or X-Amz-Expires is malformed"
-        if time.time() > expiry:
-            return "Request has expired"
-        return None
+        return self._presigner.problem(letter_id, query, time.time())
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -173,8 +191,14 @@ class Sandbox:
                                       self.token_url, self.opts.token_ttl)
         if self.opts.log_path:
             self._log_file = open(self.opts.log_path, "a", encoding="utf-8")
+        self._applier_task = asyncio.create_task(self._applier.run(), name="sandbox-updates")
+        self._applier_task.add_done_callback(_log_death)
 
     async def stop(self) -> None:
+        if self._applier_task is not None:
+            self._applier_task.cancel()
+            await asyncio.gather(self._applier_task, return_exceptions=True)
+            self._applier_task = None
         if self._server is not None:
             self._server.close()
             for writer in list(self._writers):
@@ -216,7 +240,10 @@ class Sandbox:
         self._counts[kind] += 1
         received = time.time()
         try:
-            resp = await self._answer(req, kind, params, allowed)
+            if kind in API_KINDS and not self._tps.admit(received, self.faults.tps_limit):
+                resp = self._too_many(req, 1)
+            else:
+                resp = await self._answer(req, kind, params, allowed)
         except Exception:  # a sandbox bug must still answer, and be visible
             log.exception("sandbox: unexpected error answering %s %s", req.method, req.path)
             resp = self._api_error(req, 500)
@@ -258,10 +285,7 @@ class Sandbox:
         elif f.rate_limit_every and self._api_calls % f.rate_limit_every == 0:
             limited = True
         if limited:
-            retry = f.retry_after
-            shown = str(int(retry)) if float(retry).is_integer() else str(retry)
-            return Response(429, bodies.too_many_requests_body(self.request_id(req), retry),
-                            self.echo_headers(req, bodies.JSON) + [("Retry-After", shown)])
+            return self._too_many(req, f.retry_after)
         if f.error_ratio and self._rng.random() < f.error_ratio:
             if self._rng.random() < 0.5:
                 return self._api_error(req, 500)
@@ -283,6 +307,11 @@ class Sandbox:
         headers.append(("X-Correlation-ID", req.headers.get("x-correlation-id")
                         or secrets.token_hex(16)))
         return headers
+
+    def _too_many(self, req: Request, retry: float) -> Response:
+        shown = str(int(retry)) if float(retry).is_integer() else str(retry)
+        return Response(429, bodies.too_many_requests_body(self.request_id(req), retry),
+                        self.echo_headers(req, bodies.JSON) + [("Retry-After", shown)])
 
     def _api_error(self, req: Request, status: int, detail: str | None = None) -> Response:
         return Response(status, bodies.error_body(status, self.request_id(req), detail),
@@ -308,3 +337,9 @@ class Sandbox:
                 "body": rec.body.decode("utf-8", "replace"), "status": status,
             }) + "\n")
             self._log_file.flush()
+
+
+def _log_death(task: asyncio.Task) -> None:
+    """The update worker ends only by cancellation; anything else must be seen."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("sandbox: update worker died", exc_info=task.exception())
