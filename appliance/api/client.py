@@ -3,7 +3,9 @@
 Every API call goes through one rate limiter, carries a fresh ``X-Request-ID`` and, when
 auth is "jwt", a bearer token (one transparent retry after a 401).  429, 5xx, timeouts and
 connection failures are retried with capped exponential backoff and full jitter, honouring
-``Retry-After``.  Other 4xx answers are not retried: they raise ``ApiError`` with the
+``Retry-After``.  Each answer also adjusts the shared limiter (a 429 halves its rate, other
+answers let it climb back to ``rate_limit``), so boxes sharing one API app find their shares
+(see ``ratelimit.py``).  Other 4xx answers are not retried: they raise ``ApiError`` with the
 server's own detail.  PDFs come from a pre-signed URL fetched by a separate client that
 never carries the bearer token; no client follows redirects.
 
@@ -12,6 +14,9 @@ items that break the contract are skipped one by one (logged, counted, handed to
 ``on_malformed``) so one bad letter cannot block the others, and letter ids are checked
 before they go into a URL.
 """
+
+# Size: one class on purpose: every endpoint goes through ``_request`` (limiter, retries,
+# token refresh, error mapping), and reading them side by side shows they all do.
 
 from __future__ import annotations
 
@@ -168,14 +173,21 @@ class SupplierClient:
     async def _request(
         self, kind: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
         params: dict | None = None, body: Any = None, correlation_id: str | None = None,
-        cap: int = MAX_JSON_BODY,
+        cap: int = MAX_JSON_BODY, prepaid: bool = False, retries: int | None = None,
     ) -> httpx.Response:
+        """``prepaid``: the caller already took the first attempt's token; ``retries``
+        overrides ``[api] max_retries``.  Every answer tells the limiter how the shared
+        budget is doing: a 429 penalises it, anything else rewards it (AIMD)."""
         content = None if body is None else json.dumps(body).encode()
+        max_retries = self.api.max_retries if retries is None else retries
         attempt = 0
         reauthorised = False
         url = f"{self.api.base_url}{path}"
         while True:
-            await self.limiter.acquire()
+            if prepaid:
+                prepaid = False
+            else:
+                await self.limiter.acquire()
             self.stats[kind] += 1
             headers = {"X-Request-ID": str(uuid.uuid4()), "Accept": JSON_API}
             if correlation_id:
@@ -200,6 +212,11 @@ class SupplierClient:
                     raise tls from None
                 failure = e
             else:
+                if resp.status_code == 429:
+                    retry_after = parse_retry_after(resp.headers.get("retry-after"))
+                    self.limiter.penalise(retry_after)
+                else:
+                    self.limiter.reward()
                 if resp.status_code in expect:
                     return resp
                 if resp.status_code == 401 and self.tokens is not None and not reauthorised:
@@ -209,10 +226,8 @@ class SupplierClient:
                 if resp.status_code not in RETRY_STATUSES:
                     raise error_from_response(resp)
                 failure = error_from_response(resp)
-                if resp.status_code == 429:
-                    retry_after = parse_retry_after(resp.headers.get("retry-after"))
             attempt += 1
-            if attempt > self.api.max_retries:
+            if attempt > max_retries:
                 if isinstance(failure, (ApiError, TokenError)):
                     raise failure
                 raise self._unavailable(url, attempt, type(failure).__name__) from None
@@ -254,27 +269,45 @@ class SupplierClient:
         return refs
 
     async def get_letter(self, letter_id: str) -> LetterRef:
+        return await self._get_letter("get", letter_id)
+
+    async def read_back(self, letter_id: str) -> LetterRef | None:
+        """GET /letters/{id} from spare rate budget only, for the prover: None at once when
+        the limiter has no token to spare (someone is waiting, the bucket is empty or a
+        Retry-After runs), so intake never waits for it; otherwise one attempt, no retries,
+        raising what ``get_letter`` raises."""
+        path_id(letter_id, "GET /letters/{id}")  # a bad id is refused before a token is spent
+        if not self.limiter.try_acquire():
+            return None
+        return await self._get_letter("read_back", letter_id, prepaid=True, retries=0)
+
+    async def _get_letter(self, kind: str, letter_id: str, **options: Any) -> LetterRef:
         path = f"/letters/{path_id(letter_id, 'GET /letters/{id}')}"
-        resp = await self._request("get", "GET", path, correlation_id=letter_id)
+        resp = await self._request(kind, "GET", path, correlation_id=letter_id, **options)
         ref = letter_from(json_body(resp, f"GET {path}").get("data"), f"GET {path}", need_hash=False)
         if ref.id != letter_id:
             raise ApiError(resp.status_code, f"GET {path}: answered with letter {ref.id}")
         return ref
 
     async def patch_letter(self, letter_id: str, status: str, reason_code: str | None = None,
-                           reason_text: str | None = None) -> None:
+                           reason_text: str | None = None, *, retries: int | None = None) -> None:
+        """``retries`` overrides ``[api] max_retries`` (the outbox makes one attempt and
+        keeps its own retry schedule, durable across restarts)."""
         path_id(letter_id, "PATCH /letters/{id}")
         body = {"data": letter_item(letter_id, status, reason_code, reason_text)}
         await self._request("patch", "PATCH", f"/letters/{letter_id}", expect=(200, 202),
-                            body=body, correlation_id=letter_id)
+                            body=body, correlation_id=letter_id, retries=retries)
 
-    async def post_letters(self, updates: list[StatusUpdate], *, batch_size: int = 500) -> int:
-        """Send updates in order; returns the number of requests made."""
+    async def post_letters(self, updates: list[StatusUpdate], *, batch_size: int = 500,
+                           retries: int | None = None) -> int:
+        """Send updates in order; returns the number of requests made.  ``retries`` as for
+        ``patch_letter``."""
         chunks = chunk_updates(list(updates), batch_size)
         for chunk in chunks:
             body = {"data": [letter_item(u.letter_id, u.status, u.reason_code, u.reason_text)
                              for u in chunk]}
-            await self._request("post_letters", "POST", "/letters", expect=(200, 202), body=body)
+            await self._request("post_letters", "POST", "/letters", expect=(200, 202), body=body,
+                                retries=retries)
         return len(chunks)
 
     # --- PDF download -------------------------------------------------------------------

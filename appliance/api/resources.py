@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import httpx
 
@@ -157,14 +157,16 @@ def letter_item(letter_id: str, status: str, reason_code, reason_text) -> dict:
     return {"type": "Letter", "id": letter_id, "attributes": attrs}
 
 
-def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[StatusUpdate]]:
+def chunk_updates(updates: list, batch_size: int,
+                  key: Callable[[Any], str] = lambda u: u.letter_id) -> list[list]:
     """Pack updates into as few requests of <= batch_size as the rules allow.
 
     Rules: no letter id twice in one request, and a letter's k-th update goes in a later
     request than its (k-1)-th (requests are sent one after another, so per-letter order
     holds).  First fit: each update joins the earliest request after its letter's
     previous one that has room, so letters moving quickly through several statuses do not
-    each force a new request.
+    each force a new request.  ``key`` gives an item's letter id (items need not be
+    StatusUpdates: the outbox packs its own entries).
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -172,13 +174,14 @@ def chunk_updates(updates: list[StatusUpdate], batch_size: int) -> list[list[Sta
     last: dict[str, int] = {}
     first_open = 0  # every chunk before this one is full
     for u in updates:
-        i = max(last.get(u.letter_id, -1) + 1, first_open)
+        letter_id = key(u)
+        i = max(last.get(letter_id, -1) + 1, first_open)
         while i < len(chunks) and len(chunks[i]) >= batch_size:
             i += 1
         if i == len(chunks):
             chunks.append([])
         chunks[i].append(u)
-        last[u.letter_id] = i
+        last[letter_id] = i
         while first_open < len(chunks) and len(chunks[first_open]) >= batch_size:
             first_open += 1
     return chunks
