@@ -51,6 +51,7 @@ from appliance.core.status import (
     validate_reason,
 )
 from appliance.store.journal import private_dir
+from appliance.store.outbox import OutboxBook
 from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path
 
 log = logging.getLogger(__name__)
@@ -87,8 +88,7 @@ class Store:
 
         self._letters: dict[str, dict[str, Any]] = {}      # hot letters by id
         self._doc_ids: dict[str, int] = {}                  # id -> tinydb doc id in hot.json
-        self._outbox: dict[int, dict[str, Any]] = {}        # seq -> entry, in seq order
-        self._pending_by_letter: Counter[str] = Counter()  # id -> unacked outbox entries
+        self._book = OutboxBook()                           # status updates until proven
         self._to_archive: dict[str, dict[str, Any]] = {}    # finished, not yet appended
         self._archived: dict[str, str] = {}                 # id -> status (on disk or queued)
         self._archived_counts: Counter[str] = Counter()
@@ -173,9 +173,10 @@ class Store:
             self._letters[rec["id"]] = rec
             self._doc_ids[rec["id"]] = int(doc_id)
             self._next_doc = max(self._next_doc, int(doc_id) + 1)
-        for seq, entry in sorted((doc.get("outbox") or {}).items(), key=lambda kv: int(kv[0])):
-            self._outbox[int(seq)] = entry
-            self._next_seq = max(self._next_seq, int(seq) + 1)
+        entries = list((doc.get("outbox") or {}).values())
+        self._book.load(entries)
+        for entry in entries:
+            self._next_seq = max(self._next_seq, int(entry["seq"]) + 1)
 
     def _load_archive_index(self) -> None:
         statuses, revs = self._archive.scan_index(want_rev=set(self._letters))
@@ -189,14 +190,12 @@ class Store:
             else:
                 del self._archived[letter_id]
         self._archived_counts = Counter(self._archived.values())
-        for entry in self._outbox.values():
-            self._pending_by_letter[entry["letter_id"]] += 1
 
     def _drop_hot(self, letter_id: str) -> None:
         self._letters.pop(letter_id, None)
         self._doc_ids.pop(letter_id, None)
-        for seq in [s for s, e in self._outbox.items() if e["letter_id"] == letter_id]:
-            del self._outbox[seq]
+        for entry in self._book.of_letter(letter_id):
+            self._book.remove(entry["seq"])
 
     # --- reading ------------------------------------------------------------------------
 
@@ -225,11 +224,14 @@ class Store:
         return _copy(rec) if rec is not None else None
 
     def in_flight(self) -> list[dict[str, Any]]:
-        return [_copy(r) for r in self._letters.values() if not is_final(r["status"])]
+        """Letters this appliance works on: not final, and not let go back to Notify."""
+        return [_copy(r) for r in self._letters.values()
+                if not is_final(r["status"]) and r["stage"] != "let-go"]
 
     def in_flight_ids(self) -> list[str]:
-        """Ids of letters not final yet, without copying their records (hot loops)."""
-        return [i for i, r in self._letters.items() if not is_final(r["status"])]
+        """Ids of ``in_flight`` letters, without copying their records (hot loops)."""
+        return [i for i, r in self._letters.items()
+                if not is_final(r["status"]) and r["stage"] != "let-go"]
 
     def letters(self, status: str | None = None, stage: str | None = None) -> list[dict[str, Any]]:
         return [_copy(r) for r in self._letters.values()
@@ -246,12 +248,33 @@ class Store:
         return {status: n for status, n in total.items() if n > 0}
 
     def outbox_pending(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Every update not yet proven applied (unsent, sent or refused), in order."""
         out = []
-        for entry in self._outbox.values():
+        for entry in self._book.entries.values():
             if limit is not None and len(out) >= limit:
                 break
             out.append(dict(entry))
         return out
+
+    def outbox_unsent(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """Updates ready to leave, in order (none of a letter with a refused update)."""
+        return [dict(e) for e in self._book.unsent(limit)]
+
+    def outbox_of(self, letter_id: str) -> list[dict[str, Any]]:
+        return [dict(e) for e in self._book.of_letter(letter_id)]
+
+    def outbox_settled(self, before: float, limit: int = 64) -> list[str]:
+        """Letters whose updates were all answered 202, the last at or before ``before``:
+        what the prover reads back, oldest first."""
+        return self._book.settled(before, limit)
+
+    def outbox_counts(self) -> dict[str, Any]:
+        """unsent / sent (202, not proven) / refused (letters) / total, and the age basis
+        of the oldest unproven update (``oldest_sent``, a clock value or None)."""
+        return {**self._book.counts(), "oldest_sent": self._book.oldest_sent()}
+
+    def refused_letters(self) -> list[str]:
+        return list(self._book.refused)
 
     # --- mutating -----------------------------------------------------------------------
 
@@ -259,8 +282,10 @@ class Store:
         return round(float(self.clock()), 3)
 
     def add_letter(self, letter_id: str, specification_id: str, group_id: str,
-                   sha256: str) -> bool:
-        """Record a newly listed letter; False (and no change) if it was ever seen before."""
+                   sha256: str, listed_at: float | None = None) -> bool:
+        """Record a newly listed letter; False (and no change) if it was ever seen before.
+        ``listed_at``: when the listing that showed it was asked for (its visibility
+        window at Notify starts no earlier)."""
         if not isinstance(letter_id, str) or not letter_id or any(c in letter_id for c in "\t\r\n"):
             raise ValueError(f"invalid letter id {letter_id!r}")
         if self.is_known(letter_id):
@@ -272,6 +297,7 @@ class Store:
             "job": None, "device": None, "reason_code": None, "reason_text": None, "pdf": None,
             "pages": None, "sheets": None, "attempts": 0, "created": now, "updated": now,
             "rev": 1, "history": [{"t": now, "event": "listed"}],
+            "listed_at": round(listed_at, 3) if listed_at is not None else now,
         }
         self._assign_doc(letter_id)
         self._dirty = True
@@ -323,11 +349,14 @@ class Store:
         return _copy(rec)
 
     def set_status(self, letter_id: str, status: str, reason_code: str | None = None,
-                   reason_text: str | None = None, *, event: str | None = None) -> bool:
+                   reason_text: str | None = None, *, event: str | None = None,
+                   deadline: float | None = None) -> bool:
         """Move the letter forward and queue the update for the API.
 
         Same status: False, nothing queued.  Backwards/unknown: TransitionError.  Statuses
         that need a reason get the standard text for a known code when none is given.
+        ``deadline``: the update must be answered 202 before then or be withdrawn (an
+        ACCEPTED within the listing's visibility window, see ``let_go``).
         """
         current = self.get_status(letter_id)
         if not check_transition(current, status):
@@ -344,14 +373,19 @@ class Store:
         if reason_code is not None:
             entry.update(reason_code=reason_code, reason_text=reason_text)
         rec["history"].append(entry)
-        seq = self._next_seq
-        self._next_seq += 1
-        self._outbox[seq] = {"seq": seq, "letter_id": letter_id, "status": str(status),
-                             "reason_code": reason_code, "reason_text": reason_text,
-                             "created": now}
-        self._pending_by_letter[letter_id] += 1
+        self._queue_update(letter_id, str(status), reason_code, reason_text, now, deadline)
         self._touch(rec, now)
         return True
+
+    def _queue_update(self, letter_id: str, status: str, code: str | None, text: str | None,
+                      now: float, deadline: float | None = None) -> None:
+        seq = self._next_seq
+        self._next_seq += 1
+        entry = {"seq": seq, "letter_id": letter_id, "status": status, "reason_code": code,
+                 "reason_text": text, "created": now}
+        if deadline is not None:
+            entry["deadline"] = round(deadline, 3)
+        self._book.add(entry)
 
     def next_print_run(self) -> int:
         """A new print-run number (printed in sheet marks): never reused, even across restarts,
@@ -369,24 +403,184 @@ class Store:
         raise UnknownLetter(letter_id)
 
     def outbox_ack(self, seqs: Iterable[int]) -> None:
-        """The API accepted these updates: log them, drop them, archive finished letters."""
+        """These updates are known applied at Notify (read back on a restart's replay, or in
+        tests): drop them at once, archiving letters left final with nothing to prove."""
         now = self._now()
         for seq in seqs:
-            entry = self._outbox.pop(int(seq), None)
-            if entry is None:
-                continue  # already acknowledged
+            entry = self._book.remove(int(seq))
+            if entry is not None:
+                self._proved(entry["letter_id"], [(entry, "proven")], now)
+
+    def outbox_tried(self, seqs: Iterable[int], *, clear: bool = False) -> None:
+        """A request carrying these updates is about to leave (an ACCEPTED tried and not
+        answered before its deadline may have reached Notify: see ``OutboxSender``);
+        ``clear``: it was answered with an error, so it did not reach Notify's queue."""
+        seqs = list(seqs)
+        if seqs:
+            self._book.mark_tried(seqs, None if clear else self._now())
             self._dirty = True
-            letter_id = entry["letter_id"]
-            self._pending_by_letter[letter_id] -= 1
-            if self._pending_by_letter[letter_id] <= 0:
-                del self._pending_by_letter[letter_id]
-            rec = self._letters.get(letter_id)
-            if rec is None:
-                continue
-            rec["history"].append({"t": now, "event": "acked", "status": entry["status"]})
-            self._touch(rec, now)
-            if is_final(rec["status"]) and letter_id not in self._pending_by_letter:
-                self._queue_archive(letter_id)
+
+    def outbox_sent(self, seqs: Iterable[int]) -> list[dict[str, Any]]:
+        """Notify answered 202 (queued, not applied): the entries now sent."""
+        now = self._now()
+        done = self._book.mark_sent(seqs, now)
+        for entry in done:
+            rec = self._letters.get(entry["letter_id"])
+            if rec is not None:
+                rec["history"].append({"t": now, "event": "sent", "status": entry["status"]})
+                self._touch(rec, now)
+        self._dirty = self._dirty or bool(done)
+        return [dict(e) for e in done]
+
+    def outbox_proven(self, letter_id: str, shown: str, upto: int) -> None:
+        """A read-back showed ``shown``: the update ``upto`` set it and is proven; older ones
+        of this letter are superseded (Notify's state no longer depends on them)."""
+        now = self._now()
+        done = []
+        for entry in self._book.of_letter(letter_id):
+            if entry["seq"] > upto:
+                break
+            self._book.remove(entry["seq"])
+            done.append((entry, "proven" if entry["seq"] == upto else "superseded"))
+        self._proved(letter_id, done, now, shown)
+
+    def _proved(self, letter_id: str, done: list[tuple[dict, str]], now: float,
+                shown: str | None = None) -> None:
+        if not done:
+            return
+        self._dirty = True
+        rec = self._letters.get(letter_id)
+        if rec is None:
+            return
+        for entry, how in done:
+            event = {"t": now, "event": how, "status": entry["status"]}
+            if how == "proven" and shown is not None:
+                event["at_notify"] = shown
+            rec["history"].append(event)
+        self._touch(rec, now)
+        self._archive_if_done(letter_id)
+
+    def _archive_if_done(self, letter_id: str) -> None:
+        rec = self._letters.get(letter_id)
+        if rec is not None and is_final(rec["status"]) and not self._book.has(letter_id):
+            self._queue_archive(letter_id)
+
+    def outbox_resend(self, letter_id: str, why: str) -> int:
+        """Notify lost updates of this letter: send again, in order, everything of it not
+        proven; if nothing is left to prove, its current status.  Returns how many.
+
+        A resent ACCEPTED loses its deadline: it was answered 202 once, so the letter went on
+        to be printed, and the correction must reach Notify however late it is."""
+        rec = self._hot(letter_id)
+        now = self._now()
+        entries = [e for e in self._book.of_letter(letter_id) if not e.get("refused")]
+        for entry in entries:
+            self._book.mark_unsent(entry["seq"])
+            entry.pop("deadline", None)
+        if not entries and rec["status"] != Status.PENDING and not self._book.has(letter_id):
+            self._queue_update(letter_id, rec["status"], rec.get("reason_code"),
+                               rec.get("reason_text"), now)
+            entries = self._book.of_letter(letter_id)
+        rec["history"].append({"t": now, "event": f"resend: {why}",
+                               "statuses": [e["status"] for e in entries]})
+        self._touch(rec, now)
+        return len(entries)
+
+    def outbox_undeadline(self, seq: int) -> None:
+        """Send this update whenever it can go, deadline or not (see ``OutboxSender._expire``)."""
+        entry = self._book.entries.get(seq)
+        if entry is not None:
+            entry.pop("deadline", None)
+            self._touch(self._hot(entry["letter_id"]), self._now())
+
+    def outbox_refuse(self, seq: int, http_status: int, detail: str) -> dict[str, Any] | None:
+        """Notify refused this update: it stays, marked, and holds back the letter's later
+        updates until an operator resolves it (``resolve_refused``)."""
+        if seq not in self._book.entries:
+            return None
+        now = self._now()
+        entry = self._book.mark_refused(seq, http_status, detail, now)
+        rec = self._hot(entry["letter_id"])
+        rec["refused"] = {"status": entry["status"], "http_status": http_status,
+                          "detail": detail, "at": now}
+        rec["history"].append({"t": now, "event": "refused by Notify", "status": entry["status"],
+                               "http_status": http_status, "detail": detail})
+        self._touch(rec, now)
+        return dict(entry)
+
+    def resolve_refused(self, letter_id: str, action: str, note: str = "") -> str:
+        """An operator's answer to a refused update: ``retry`` sends it again; ``handled``
+        drops it (the operator dealt with it at Notify) and lets later updates leave."""
+        seq = self._book.refused.get(letter_id)
+        if seq is None:
+            raise StateError(f"letter {letter_id} has no update refused by Notify")
+        if action not in ("retry", "handled"):
+            raise ValueError(f"unknown action {action!r}")
+        rec = self._hot(letter_id)
+        now = self._now()
+        status = self._book.entries[seq]["status"]
+        if action == "retry":
+            self._book.mark_unsent(seq)
+        else:
+            self._book.remove(seq)
+        rec["refused"] = None
+        rec["history"].append({"t": now, "event": f"refused update {action} by operator",
+                               "status": status, "note": note})
+        self._touch(rec, now)
+        if action == "handled":
+            self._archive_if_done(letter_id)
+        return status
+
+    def let_go(self, letter_id: str, why: str) -> dict[str, Any]:
+        """Give a listed letter back to Notify's queue: it was not ACCEPTED (answered 202)
+        within its visibility window, so another appliance may list it now.  Its unsent
+        updates are withdrawn; it is taken again only if this appliance lists it again."""
+        rec = self._hot(letter_id)
+        if any(e.get("sent") or e.get("tried") for e in self._book.of_letter(letter_id)):
+            raise StateError(f"letter {letter_id}: an update already left; cannot let it go")
+        for entry in self._book.of_letter(letter_id):
+            self._book.remove(entry["seq"])
+        now = self._now()
+        if rec.get("stage") != "let-go":
+            rec["stage_at"] = now
+        rec.update(status=Status.PENDING.value, stage="let-go", reason_code=None, reason_text=None,
+                   pdf=None, refused=None)
+        rec["history"].append({"t": now, "event": f"let go: {why}"})
+        self._touch(rec, now)
+        return _copy(rec)
+
+    def withdraw_unsure(self, letter_id: str) -> dict[str, Any]:
+        """An ACCEPTED left but was not answered before its deadline: withdraw it (never
+        sent again by itself) and put the letter before a person (stage accept-unsure)."""
+        rec = self._hot(letter_id)
+        for entry in self._book.of_letter(letter_id):
+            if not entry.get("sent"):
+                self._book.remove(entry["seq"])
+        now = self._now()
+        rec.update(stage="accept-unsure", stage_at=now)
+        rec["history"].append({"t": now, "event": "ACCEPTED unanswered before its deadline: "
+                                                 "Notify may or may not have it"})
+        self._touch(rec, now)
+        return _copy(rec)
+
+    def forget_let_go(self, older_than: float) -> int:
+        """Drop let-go letters untouched since ``older_than``: another appliance took them
+        (or Notify did), and nothing of theirs is ours to keep.  Returns how many."""
+        gone = [i for i, r in self._letters.items()
+                if r["stage"] == "let-go" and (r.get("stage_at") or r["updated"]) < older_than]
+        for letter_id in gone:
+            self._drop_hot(letter_id)
+        self._dirty = self._dirty or bool(gone)
+        return len(gone)
+
+    def retake(self, letter_id: str, listed_at: float) -> dict[str, Any]:
+        """This appliance listed a let-go letter again: it is ours for a new window."""
+        rec = self._hot(letter_id)
+        now = self._now()
+        rec.update(stage="new", stage_at=now, listed_at=round(listed_at, 3))
+        rec["history"].append({"t": now, "event": "listed again"})
+        self._touch(rec, now)
+        return _copy(rec)
 
     def _queue_archive(self, letter_id: str) -> None:
         rec = self._letters.pop(letter_id)
@@ -452,7 +646,7 @@ class Store:
             fragments[letter_id] = cached
             parts.append(f'"{self._doc_ids[letter_id]}":{cached[1]}')
         self._fragments = fragments
-        outbox = _dumps({str(seq): e for seq, e in self._outbox.items()})
+        outbox = _dumps({str(seq): e for seq, e in self._book.entries.items()})
         meta = _dumps({"1": {"schema": SCHEMA, "next_seq": self._next_seq,
                              "next_doc": self._next_doc, "next_run": self._next_run}})
         return '{"letters":{' + ",".join(parts) + '},"outbox":' + outbox + ',"meta":' + meta + "}"

@@ -190,13 +190,13 @@ def test_ack_removes_entries_and_archives_finished_letters(tmp_path, clock):
     hot = {r["id"] for r in s.letters()}
     assert hot == {"A", "C"}  # A not final; C final but one update not acknowledged
     assert {r["id"] for r in s.in_flight()} == {"A"}
-    assert s.get("B")["history"][-1]["event"] == "acked"
+    assert s.get("B")["history"][-1]["event"] == "proven"
     s.flush()
 
     archived = list(Archive(tmp_path / "archive").records())
     assert [r["id"] for r in archived] == ["B"]
     assert archived[0]["status"] == "REJECTED"
-    assert [h["event"] for h in archived[0]["history"]] == ["listed", "status", "acked"]
+    assert [h["event"] for h in archived[0]["history"]] == ["listed", "status", "proven"]
     assert {r["id"] for r in TinyDB(tmp_path / "hot.json").table("letters").all()} == {"A", "C"}
 
     s.outbox_ack([seq["C", "CANCELLED"]])
@@ -252,7 +252,7 @@ def test_late_status_on_archived_letter_brings_it_back(tmp_path, clock):
 
     s = open_store(tmp_path, clock)
     assert s.letters() == [] and s.counts() == {"RETURNED": 1}
-    assert s.get("A")["history"][-1] == {"t": s.get("A")["updated"], "event": "acked",
+    assert s.get("A")["history"][-1] == {"t": s.get("A")["updated"], "event": "proven",
                                          "status": "RETURNED"}
 
 
@@ -285,7 +285,7 @@ def test_every_flush_writes_the_current_records(tmp_path, clock):
     s.flush()
     on_disk = {r["id"]: dict(r) for r in TinyDB(tmp_path / "hot.json").table("letters").all()}
     assert on_disk == {r["id"]: r for r in s.letters()}
-    assert on_disk["A"]["stage"] == "verified" and on_disk["B"]["history"][-1]["event"] == "acked"
+    assert on_disk["A"]["stage"] == "verified" and on_disk["B"]["history"][-1]["event"] == "proven"
 
 
 def test_unflushed_changes_are_lost_but_last_flush_is_intact(tmp_path, clock):
@@ -504,7 +504,7 @@ def test_crash_while_appending_archive_at_every_byte(tmp_path, clock):
         s = open_store(case, clock)
         assert s.letters() == [] and s.counts() == {"REJECTED": 2}
         assert s.get("X")["status"] == "REJECTED"
-        assert s.get("X")["history"][-1]["event"] == "acked"
+        assert s.get("X")["history"][-1]["event"] == "proven"
         assert {r["id"] for r in Archive(arch).records()} == {"X", "Y"}
         s.close()
         shutil.rmtree(case)
