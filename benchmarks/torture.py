@@ -138,6 +138,14 @@ class Operator:
         return done
 
 
+def outbox_proven(sock: Path) -> bool:
+    """The daemon has read back every update it sent (proven applied at the API)."""
+    try:
+        return call(sock, "status")["outbox"] == 0
+    except (OSError, ValueError):
+        return False
+
+
 def run_torture(work: Path, letters: int = 100, kills: int = 10, seed: int = 1,
                 kill_after: tuple[float, float] = (0.8, 3.0), deadline: float = 600.0,
                 bad_ratio: float = 0.1) -> dict:
@@ -163,7 +171,7 @@ def run_torture(work: Path, letters: int = 100, kills: int = 10, seed: int = 1,
         with run_in_thread(SandboxOptions(letters=letters, bad_ratio=bad_ratio, seed=seed)) as sb:
             cfg = work / "appliance.toml"
             cfg.write_text(f'[api]\nbase_url = "{sb.base_url}"\nauth = "none"\n[poll]\ninterval = 0.2\n'
-                           f'[paths]\nstate_dir = "{work / "state"}"\nprofile = "{profile}"\n')
+                           f'[outbox]\nprove_after = 0.3\n[paths]\nstate_dir = "{work / "state"}"\nprofile = "{profile}"\n')
             cmd = [sys.executable, "-m", "appliance", "run", "--config", str(cfg), "--log-level", "WARNING",
                    "--socket", str(sock)]
             errlog = open(work / "daemon.err", "a")
@@ -185,10 +193,9 @@ def run_torture(work: Path, letters: int = 100, kills: int = 10, seed: int = 1,
             end = time.monotonic() + deadline
             while time.monotonic() < end:
                 operator.settle()
-                if all_final() and sock.exists():
+                if all_final() and sock.exists() and outbox_proven(sock):
                     break
                 time.sleep(0.3)
-            time.sleep(1.0)  # the last acknowledgements land in the store
             proc.send_signal(signal.SIGTERM)
             proc.wait(60)
             rc, proc = proc.returncode, None

@@ -26,6 +26,7 @@ import json
 import logging
 import random
 import ssl
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -66,6 +67,7 @@ from appliance.core.errors import (
     NotFound,
     PdfTooLarge,
     ResponseTooLarge,
+    SendTooLate,
     ServerError,
     TokenError,
     TooLarge,
@@ -174,10 +176,14 @@ class SupplierClient:
         self, kind: str, method: str, path: str, *, expect: tuple[int, ...] = (200,),
         params: dict | None = None, body: Any = None, correlation_id: str | None = None,
         cap: int = MAX_JSON_BODY, prepaid: bool = False, retries: int | None = None,
+        send_by: float | None = None, urgent: bool = False,
     ) -> httpx.Response:
         """``prepaid``: the caller already took the first attempt's token; ``retries``
-        overrides ``[api] max_retries``.  Every answer tells the limiter how the shared
-        budget is doing: a 429 penalises it, anything else rewards it (AIMD)."""
+        overrides ``[api] max_retries``; ``send_by`` (epoch seconds): raise SendTooLate,
+        sending nothing, if the first attempt's token comes after it (the limiter may have
+        waited out a Retry-After); ``urgent``: served before other calls by the limiter.
+        Every answer tells the limiter how the shared budget is doing: a 429 penalises it,
+        anything else rewards it (AIMD)."""
         content = None if body is None else json.dumps(body).encode()
         max_retries = self.api.max_retries if retries is None else retries
         attempt = 0
@@ -187,7 +193,9 @@ class SupplierClient:
             if prepaid:
                 prepaid = False
             else:
-                await self.limiter.acquire()
+                await self.limiter.acquire(urgent)
+            if send_by is not None and attempt == 0 and time.time() > send_by:
+                raise SendTooLate(f"{method} {path}: not sent, its deadline passed waiting for the rate limit")
             self.stats[kind] += 1
             headers = {"X-Request-ID": str(uuid.uuid4()), "Accept": JSON_API}
             if correlation_id:
@@ -290,24 +298,26 @@ class SupplierClient:
         return ref
 
     async def patch_letter(self, letter_id: str, status: str, reason_code: str | None = None,
-                           reason_text: str | None = None, *, retries: int | None = None) -> None:
+                           reason_text: str | None = None, *, retries: int | None = None,
+                           send_by: float | None = None) -> None:
         """``retries`` overrides ``[api] max_retries`` (the outbox makes one attempt and
-        keeps its own retry schedule, durable across restarts)."""
+        keeps its own retry schedule, durable across restarts); ``send_by``: see ``_request``."""
         path_id(letter_id, "PATCH /letters/{id}")
         body = {"data": letter_item(letter_id, status, reason_code, reason_text)}
         await self._request("patch", "PATCH", f"/letters/{letter_id}", expect=(200, 202),
-                            body=body, correlation_id=letter_id, retries=retries)
+                            body=body, correlation_id=letter_id, retries=retries, send_by=send_by,
+                            urgent=True)  # status updates go before downloads
 
     async def post_letters(self, updates: list[StatusUpdate], *, batch_size: int = 500,
-                           retries: int | None = None) -> int:
-        """Send updates in order; returns the number of requests made.  ``retries`` as for
-        ``patch_letter``."""
+                           retries: int | None = None, send_by: float | None = None) -> int:
+        """Send updates in order; returns the number of requests made.  ``retries`` and
+        ``send_by`` as for ``patch_letter``."""
         chunks = chunk_updates(list(updates), batch_size)
         for chunk in chunks:
             body = {"data": [letter_item(u.letter_id, u.status, u.reason_code, u.reason_text)
                              for u in chunk]}
             await self._request("post_letters", "POST", "/letters", expect=(200, 202), body=body,
-                                retries=retries)
+                                retries=retries, send_by=send_by, urgent=True)
         return len(chunks)
 
     # --- PDF download -------------------------------------------------------------------

@@ -9,7 +9,7 @@ cap per box.  A Retry-After pauses every call through the limiter until it has p
 
 A bucket of ``burst`` tokens refilled at ``current`` per second keeps any one-second window
 at or below ``current + burst`` calls (the burst shrinks with ``current``).  Waiters are
-served in arrival order (one lock); ``try_acquire`` takes only what nobody is waiting for,
+served in arrival order (one lock), urgent ones (status updates) first; ``try_acquire`` takes only what nobody is waiting for,
 so background work (read-back proving) uses spare budget and never slows the rest.
 """
 
@@ -76,6 +76,8 @@ class RateLimiter:
         self._settled_at = float("-inf")  # 429s before this belong to the last decrease
         self._waiting = 0
         self._lock = asyncio.Lock()
+        self._urgent_lock = asyncio.Lock()
+        self._urgent = 0  # urgent callers waiting (or taking) now
         #: acquisition times (clock values) when constructed with record=True
         self.times: list[float] | None = [] if record else None
         self.acquired = 0
@@ -111,19 +113,25 @@ class RateLimiter:
         if self.times is not None:
             self.times.append(now)  # the instant the token was taken
 
-    async def acquire(self) -> None:
-        """Wait until one call may go out."""
+    async def acquire(self, urgent: bool = False) -> None:
+        """Wait until one call may go out.  ``urgent`` calls (status updates: an ACCEPTED
+        has a deadline) wait in a line of their own that is served first whenever both
+        lines wait, so a crowd of downloads never makes an ACCEPTED late."""
         self._waiting += 1
+        self._urgent += urgent
         try:
-            async with self._lock:
+            async with self._urgent_lock if urgent else self._lock:
                 now = self._refill()
-                while self._tokens < 1 - 1e-9:  # tolerance: float refill may land just short of 1
+                # tolerance: float refill may land just short of 1
+                while self._tokens < 1 - 1e-9 or (not urgent and self._urgent):
                     # rate and pause are read afresh each time: a 429 may arrive meanwhile
-                    await self._sleep(max(0.0, self._last - now) + (1 - self._tokens) / self._current)
+                    wait = max(0.0, self._last - now) + max(0.0, 1 - self._tokens) / self._current
+                    await self._sleep(wait if wait > 0 else 1 / self._current)
                     now = self._refill()
                 self._take(now)
         finally:
             self._waiting -= 1
+            self._urgent -= urgent
 
     def try_acquire(self) -> bool:
         """Take a token only if it is spare: one is there now, nobody waits in ``acquire``

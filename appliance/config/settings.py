@@ -61,6 +61,9 @@ class Config:
     packs_dir: Path | None = None
     source: Path | None = None
     stale_after_hours: float = 24.0
+    visibility_timeout: float = 300.0  # Notify's LETTER_QUEUE_VISIBILITY_TIMEOUT
+    accept_margin: float = 60.0
+    prove_after: float = 5.0
     spool_retention_hours: float = 0.0  # 0: delete a spooled PDF once its letter is final
     intake: IntakeSettings = IntakeSettings()
     max_clients: int = 32  # control-socket connections at once
@@ -146,9 +149,15 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
         "limit": (int, MAX_LIST_LIMIT, _limit),
         # Before printing a letter older than this, ask the API whether it is still wanted.
         "stale_after_hours": (float, 24.0, _positive),
+        # Notify hides what it lists this long (seconds); a listed letter's ACCEPTED must be
+        # answered 202 accept_margin seconds before that, or the letter is let go.
+        "visibility_timeout": (float, 300.0, _positive),
+        "accept_margin": (float, 60.0, _positive),
     },
     "outbox": {
         "batch_size": (int, 500, _batch),
+        # Seconds after a 202 before a read-back may prove the update applied.
+        "prove_after": (float, 5.0, _positive),
     },
     "paths": {
         "state_dir": (str, "/var/lib/appliance", None),
@@ -232,6 +241,9 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(
             f"{path}: [api] verify_tls: may not be false against production; remove verify_tls"
         )
+    if v["poll"]["accept_margin"] >= v["poll"]["visibility_timeout"]:
+        raise ConfigError(f"{path}: [poll] accept_margin ({v['poll']['accept_margin']:g} s) must be "
+                          f"less than visibility_timeout ({v['poll']['visibility_timeout']:g} s)")
     private_key = _resolve(base, api["private_key"]) if api["private_key"] else None
     state_dir = _resolve(base, paths["state_dir"])
     return Config(
@@ -252,6 +264,9 @@ def load_config(path: str | Path) -> Config:
         poll_interval=v["poll"]["interval"],
         limit=v["poll"]["limit"],
         stale_after_hours=v["poll"]["stale_after_hours"],
+        visibility_timeout=v["poll"]["visibility_timeout"],
+        accept_margin=v["poll"]["accept_margin"],
+        prove_after=v["outbox"]["prove_after"],
         batch_size=v["outbox"]["batch_size"],
         state_dir=state_dir,
         spool_dir=_resolve(base, paths["spool_dir"]) if paths["spool_dir"] else state_dir / "spool",

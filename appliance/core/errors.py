@@ -123,6 +123,11 @@ class NotFound(ApiError):
     pass
 
 
+class SendTooLate(Exception):
+    """A request with a ``send_by`` time got its rate-limit token only after it: it was
+    not sent (an ACCEPTED must reach Notify inside the listing's visibility window)."""
+
+
 class RateLimited(ApiError):
     pass
 

@@ -105,6 +105,11 @@ class Intake:
     def waiting_retry(self) -> int:
         return len(self._waiting)
 
+    @property
+    def queued(self) -> int:
+        """Letters taken and due now: waiting for a slot, or being fetched and checked."""
+        return len(self._ready) + len(self._running)
+
     def stats(self) -> dict[str, Any]:
         return {"ready": len(self._ready), "waiting_retry": len(self._waiting),
                 "running": len(self._running), **self.pool.stats()}

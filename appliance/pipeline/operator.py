@@ -78,14 +78,55 @@ class Operator:
         return f"letter {letter_id} queued for reprint"
 
     async def retry(self, letter_id: str) -> str:
-        """Fetch again a letter intake held after its retry budget ran out."""
+        """Try again what is waiting for a person: a fetch intake gave up on, an update
+        Notify refused, or an ACCEPTED whose answer never came (print it here)."""
         rec = self._letter(letter_id)
+        if letter_id in self.p.store.refused_letters():
+            status = self.p.store.resolve_refused(letter_id, "retry")
+            self.p.outbox.wake()
+            await self._done(letter_id)
+            return f"letter {letter_id}: {status} will be sent to Notify again"
+        if rec["stage"] == "accept-unsure":
+            self.p.store.outbox_resend(letter_id, "operator: print it here")
+            self.p.store.update(letter_id, stage="verified", event="operator: print it here")
+            self.p.outbox.wake()
+            await self.p.route(letter_id)
+            await self._done(letter_id)
+            return f"letter {letter_id} ACCEPTED again and queued for printing here"
         if rec["stage"] != "intake-hold":
-            raise ActionRefused(f"letter {letter_id} is not held at intake (stage {rec['stage']}); "
-                                "only letters whose PDF could not be fetched are retried")
-        self.p.retry_intake(letter_id)
+            raise ActionRefused(f"letter {letter_id} has nothing to retry (stage {rec['stage']}); "
+                                "retry is for letters held at intake, updates refused by Notify "
+                                "and ACCEPTEDs left unanswered")
+        now = self.p.retry_intake(letter_id)
+        await self._done(letter_id)
+        if now:
+            return f"letter {letter_id} will be fetched again"
+        return f"letter {letter_id} will be fetched when Notify lists it again"
+
+    async def handled(self, letter_id: str, note: str) -> str:
+        """A person dealt with it at Notify: drop a refused update (later ones then leave),
+        or let an unanswered-ACCEPTED letter go (another floor has it)."""
+        rec = self._letter(letter_id)
+        note = (note or "").strip()
+        if not note:
+            raise ActionRefused("say what was done: --note TEXT (kept in the letter's timeline)")
+        if letter_id in self.p.store.refused_letters():
+            status = self.p.store.resolve_refused(letter_id, "handled", note)
+            if self.p.store.get(letter_id)["stage"] == "accepting":  # its ACCEPTED never took
+                self.p.let_go(letter_id, f"refused ACCEPTED handled by operator: {note}")
+            self.p.outbox.wake()
+            await self._done(letter_id)
+            return f"letter {letter_id}: refused {status} marked handled"
+        if rec["stage"] == "accept-unsure":
+            self.p.let_go(letter_id, f"operator: {note}")
+            await self._done(letter_id)
+            return f"letter {letter_id} let go (not printed here)"
+        raise ActionRefused(f"letter {letter_id} has nothing to mark handled (stage {rec['stage']}); "
+                            "handled is for updates refused by Notify and unanswered ACCEPTEDs")
+
+    async def _done(self, letter_id: str) -> None:
+        self.p.publish("letter", self.p.letter_brief(letter_id))
         await self.p.committer.durable()
-        return f"letter {letter_id} will be fetched again"
 
     async def cancel(self, letter_id: str, reason: str = "Cancelled by operator") -> str:
         rec = self._letter(letter_id)

@@ -26,6 +26,7 @@ from typing import Any
 import drivers
 from appliance.api.client import SupplierClient
 from appliance.config.profile import DeviceSpec, Profile
+from appliance.core.pacing import ListingWindow
 from appliance.core.packs import Pack
 from appliance.core.status import TransitionError
 from appliance.core.stuck import overdue
@@ -38,6 +39,7 @@ from appliance.pipeline.finishing import Finishing
 from appliance.pipeline.intake_side import IntakeSide
 from appliance.pipeline.outbox import OutboxSender
 from appliance.pipeline.printing import Printing
+from appliance.pipeline.prover import Prover
 from appliance.pipeline.recovery import recover
 from appliance.store.committer import Committer
 from appliance.store.spool import sweep
@@ -64,6 +66,10 @@ class PipelineSettings:
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     stage_deadline: float = 1800.0  # seconds a letter may stay in one working stage before an alert
     sweep_interval: float = 30.0  # how often stuck letters are looked for
+    visibility_timeout: float = 300.0  # seconds Notify hides what it lists (its LETTER_QUEUE_VISIBILITY_TIMEOUT)
+    accept_margin: float = 60.0  # an ACCEPTED must be answered 202 this long before the window ends
+    prove_after: float = 5.0  # seconds after a 202 before a read-back may prove the update applied
+    let_go_keep: float = 24 * 3600.0  # seconds a let-go letter is remembered (to be taken again)
 
 
 @dataclass
@@ -103,7 +109,12 @@ class Pipeline(IntakeSide, Printing, Finishing):
         self.committer = Committer(store, settings.commit_interval)
         self.outbox = OutboxSender(store, client, self.committer, batch_size=settings.batch_size,
                                    interval=settings.outbox_interval, alert=self.alert,
-                                   counters=self.counters)
+                                   counters=self.counters, events=self,
+                                   # half the margin, at most 10 s: a 202 takes well under that
+                                   answer_within=min(settings.accept_margin / 2, 10.0))
+        self.prover = Prover(store, client, prove_after=settings.prove_after, alert=self.alert,
+                             counters=self.counters, wake_outbox=self.outbox.wake)
+        self.listing_window = ListingWindow(floor=settings.intake.fetchers)
         self.supervisor = Supervisor(self.alert)
         self.pool = IntakePool(settings.intake)
         self.intake = Intake(store=store, client=client, pool=self.pool, packs=packs, policy=profile.verify,
@@ -139,10 +150,12 @@ class Pipeline(IntakeSide, Printing, Finishing):
         sv.spawn("committer", self.committer.run)
         sv.spawn("events", self._event_loop)
         sv.spawn("outbox", self.outbox.run)
+        sv.spawn("prover", self.prover.run)
         sv.spawn("dispatch", self._dispatch_loop)
         sv.spawn("intake", self.intake.run)
         await self.recover()
         sv.spawn("poll", self._poll_loop)
+        sv.spawn("window", self._window_loop)
         sv.spawn("spool-sweeper", self._spool_sweeper)
         sv.spawn("stuck-sweeper", self._stuck_sweeper)
 
@@ -186,7 +199,8 @@ class Pipeline(IntakeSide, Printing, Finishing):
     def letter_brief(self, letter_id: str) -> dict[str, Any]:
         rec = self.store.get(letter_id) or {"id": letter_id}
         return {k: rec.get(k) for k in ("id", "status", "stage", "specification_id", "group_id",
-                                        "device", "printer", "reason_code", "reason_text", "updated")}
+                                        "device", "printer", "reason_code", "reason_text", "updated",
+                                        "refused")}
 
     def alert(self, source: str, message: str, letter_id: str | None = None) -> None:
         a = Alert(time.time(), source, message, letter_id)
@@ -195,9 +209,11 @@ class Pipeline(IntakeSide, Printing, Finishing):
         log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
 
     def _set_status(self, letter_id: str, status: str, code: str | None = None,
-                    text: str | None = None, event: str | None = None) -> bool:
+                    text: str | None = None, event: str | None = None,
+                    deadline: float | None = None) -> bool:
         try:
-            changed = self.store.set_status(letter_id, status, code, text, event=event)
+            changed = self.store.set_status(letter_id, status, code, text, event=event,
+                                            deadline=deadline)
         except TransitionError as e:
             self.counters["ignored_transitions"] += 1
             log.info("letter %s: %s", letter_id, e)
@@ -277,6 +293,14 @@ class Pipeline(IntakeSide, Printing, Finishing):
 
     # --- read-only views --------------------------------------------------------------
 
+    def _updates_view(self) -> dict[str, Any]:
+        """Where status updates stand: unsent, sent (202) and not proven, refused letters,
+        and the age of the oldest unproven one (seconds)."""
+        c = self.store.outbox_counts()
+        oldest = c.pop("oldest_sent")
+        return {**c, "unproven_age": round(time.time() - oldest, 1) if oldest else 0.0,
+                "let_go": self.counters["let_go"], "accepted_lost": self.counters["accepted_lost"]}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "counts": self.store.counts(),
@@ -290,10 +314,11 @@ class Pipeline(IntakeSide, Printing, Finishing):
             "held": len(self.held),
             "waiting_for_printer": len(self._backlog),
             "outbox": len(self.store.outbox_pending()),
+            "updates": self._updates_view(),
             "alerts": [vars(a) for a in list(self.alerts)[-20:]],
             "counters": dict(self.counters),
-            "api_ok": self.api_ok and self.outbox.api_ok,
-            "intake": self.intake.stats(),
+            "api_ok": self.api_ok and self.outbox.api_ok and self.prover.api_ok,
+            "intake": {**self.intake.stats(), "listing_window": int(self.listing_window.size)},
             "tasks": self.supervisor.report(),
             "healthy": self.supervisor.healthy(),
         }

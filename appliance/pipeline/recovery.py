@@ -44,6 +44,11 @@ async def recover(p: Recoverable) -> None:
         by_stage.setdefault(rec["stage"], []).append(rec)
     for rec in by_stage.get("new", []):
         p.intake.take(rec["id"], at=rec.get("intake_retry_at"))
+    for rec in by_stage.get("accepting", []):  # printed only once Notify queued the ACCEPTED
+        accepted = [e for e in p.store.outbox_of(rec["id"]) if e["status"] == "ACCEPTED"]
+        if not accepted or accepted[0].get("sent"):
+            p.store.update(rec["id"], stage="verified", event="ACCEPTED was answered before the restart")
+            await p.route(rec["id"])
     for rec in by_stage.get("verified", []) + by_stage.get("held", []):
         await p.route(rec["id"])
     for stage in AT_DEVICE:

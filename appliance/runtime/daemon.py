@@ -49,6 +49,8 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
                                 max_pdf_bytes=cfg.api.max_pdf_bytes,
                                 stale_after=cfg.stale_after_hours * 3600,
                                 spool_retention=cfg.spool_retention_hours * 3600,
+                                visibility_timeout=cfg.visibility_timeout,
+                                accept_margin=cfg.accept_margin, prove_after=cfg.prove_after,
                                 intake=cfg.intake)
     app = build(settings, cfg.api, profile, load_packs(cfg.packs_dir), state_dir=cfg.state_dir)
     stop = asyncio.Event()

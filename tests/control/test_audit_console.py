@@ -32,7 +32,7 @@ async def floor(tmp_path, sock_dir):
     state = tmp_path / "state"
     store = Store(state)
     client = SupplierClient(sandbox_api(sb.base_url))
-    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1), client, store,
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1, prove_after=0.2), client, store,
                     load_profile(readback_profile(tmp_path, '"read_foreign_at=2"')), load_packs(), state_dir=state)
     server = ControlServer(pipe, sock_dir / "c.sock")
     await pipe.start()

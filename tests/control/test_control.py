@@ -43,8 +43,11 @@ async def test_letters_filters_and_letter_timeline(daemon):
         rec = await c.call("letter", id=good)
         events = [h["event"] for h in rec["history"]]
         assert events[0] == "listed" and "verified" in events
-        assert [h["status"] for h in rec["history"] if h["event"] == "acked"] == \
+        assert [h["status"] for h in rec["history"] if h["event"] == "sent"] == \
             ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
+        proofs = [h for h in rec["history"] if h["event"] in ("proven", "superseded")]
+        assert proofs[-1]["event"] == "proven" and proofs[-1]["status"] == "DISPATCHED"
+        assert not rec["outbox"]
         with pytest.raises(ControlError, match="not known"):
             await c.call("letter", id="nope")
         with pytest.raises(ControlError, match="unknown command"):

@@ -65,7 +65,7 @@ class Run:
         self.state = self.tmp_path / "state"
         self.store = Store(self.state)
         self.client = SupplierClient(sandbox_api(self.sb.base_url))
-        self.pipe = Pipeline(PipelineSettings(spool_dir=self.state / "spool", poll_interval=0.05,
+        self.pipe = Pipeline(PipelineSettings(spool_dir=self.state / "spool", poll_interval=0.05, prove_after=0.2,
                                               outbox_interval=0.02),
                              self.client, self.store, load_profile(self.profile), load_packs(), state_dir=self.state)
         await self.pipe.start()

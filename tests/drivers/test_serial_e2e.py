@@ -28,7 +28,7 @@ async def _run(tmp_path: Path, profile_path: Path, letters: int, done, timeout: 
     state = tmp_path / "state"
     store = Store(state)
     client = SupplierClient(sandbox_api(sb.base_url))
-    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1), client, store,
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1, prove_after=0.2), client, store,
                     load_profile(profile_path), load_packs(), state_dir=state)
     try:
         await pipe.start()

@@ -62,7 +62,7 @@ async def floor_run(tmp_path):
     client = SupplierClient(sandbox_api(sb.base_url))
     profile = load_profile(floor_profile(tmp_path))
     packs = load_packs()
-    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1),
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1, prove_after=0.2),
                     client, store, profile, packs, state_dir=state)
     mi = MiService(state, profile.mi, packs, mi_client(sandbox_api(sb.base_url)))
     pipe.listeners.append(mi.journal)

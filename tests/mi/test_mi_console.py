@@ -33,7 +33,7 @@ async def mi_daemon(tmp_path):
     store = Store(state)
     client = SupplierClient(sandbox_api(sb.base_url))
     profile = load_profile(floor_profile(tmp_path))
-    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1),
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1, prove_after=0.2),
                     client, store, profile, load_packs(), state_dir=state)
     mi = MiService(state, profile.mi, load_packs(), mi_client(sandbox_api(sb.base_url)))
     pipe.listeners.append(mi.journal)

@@ -15,6 +15,7 @@ import pytest
 from appliance.api.client import SupplierClient
 from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
+from appliance.control.client import call
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.runtime.demo import demo_profile_path
@@ -28,7 +29,7 @@ async def test_fifty_letters_end_to_end(tmp_path):
     await sb.start(host="127.0.0.1", port=0)
     store = Store(tmp_path / "state")
     client = SupplierClient(sandbox_api(sb.base_url))
-    pipe = Pipeline(PipelineSettings(spool_dir=tmp_path / "state" / "spool", poll_interval=0.1),
+    pipe = Pipeline(PipelineSettings(spool_dir=tmp_path / "state" / "spool", poll_interval=0.1, prove_after=0.2),
                     client, store, load_profile(demo_profile_path()), load_packs(),
                     state_dir=tmp_path / "state")
     try:
@@ -72,11 +73,21 @@ base_url = "{base_url}"
 auth = "none"
 [poll]
 interval = 0.2
+[outbox]
+prove_after = 0.3
 [paths]
 state_dir = "{tmp_path / 'state'}"
 profile = "{demo_profile_path()}"
 """)
     return cfg
+
+
+def outbox_proven(sock: Path) -> bool:
+    """The daemon has read every update it sent back from the API (proven applied)."""
+    try:
+        return call(sock, "status")["outbox"] == 0
+    except OSError:
+        return False
 
 
 def all_final(sb) -> bool:
@@ -106,9 +117,8 @@ def test_kill_9_mid_run_and_restart_loses_and_repeats_nothing(tmp_path):
             kills_mid_run += not all_final(sb)
         proc = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 90
-        while not (all_final(sb) and sock.exists()) and time.monotonic() < deadline:
+        while not (all_final(sb) and sock.exists() and outbox_proven(sock)) and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(0.5)  # let the last acknowledgements land in the store
         proc.send_signal(signal.SIGTERM)
         err = proc.communicate(timeout=30)[1]
         assert proc.returncode == 0, err

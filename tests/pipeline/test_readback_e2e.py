@@ -31,7 +31,7 @@ async def _run(tmp_path: Path, profile: Path, letters: int = 16, timeout: float 
     state = tmp_path / "state"
     store = Store(state)
     client = SupplierClient(sandbox_api(sb.base_url))
-    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1), client, store,
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.1, prove_after=0.2), client, store,
                     load_profile(profile), load_packs(), state_dir=state)
     try:
         await pipe.start()

@@ -69,7 +69,7 @@ def test_profile_reprint_mistakes_are_one_line(tmp_path, extra, words):
 async def pipe(tmp_path):
     store = Store(tmp_path / "state")
     client = SupplierClient(sandbox_api("http://127.0.0.1:9"))
-    p = Pipeline(PipelineSettings(spool_dir=tmp_path / "spool"), client, store, load_profile(FLOOR),
+    p = Pipeline(PipelineSettings(spool_dir=tmp_path / "spool", prove_after=0.2), client, store, load_profile(FLOOR),
                  load_packs(), state_dir=tmp_path / "state")
     yield p
     await client.aclose()
