@@ -27,6 +27,8 @@ def register(sub) -> None:
     p.add_argument("q", nargs="?", default="", help="part of a letter id")
     for flag in ("group", "specification", "status", "device", "stage"):
         p.add_argument(f"--{flag}")
+    p.add_argument("--refused", action="store_true",
+                   help="only letters with an update refused by Notify (resolve with retry/handled)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     p.add_argument("--json", action="store_true")
@@ -45,10 +47,18 @@ def register(sub) -> None:
     p.add_argument("id")
     p.set_defaults(func=lambda a: _act(a, "reprint", id=a.id))
 
-    p = sub.add_parser("retry", help="fetch again a letter held at intake (its PDF could not be fetched)")
+    p = sub.add_parser("retry", help="try again: a fetch held at intake, an update refused by "
+                                     "Notify, or an unanswered ACCEPTED (prints it here)")
     socket_arg(p)
     p.add_argument("id")
     p.set_defaults(func=lambda a: _act(a, "retry", id=a.id))
+
+    p = sub.add_parser("handled", help="a refused update (or an unanswered ACCEPTED) was dealt "
+                                       "with at Notify: drop it, with a note for the timeline")
+    socket_arg(p)
+    p.add_argument("id")
+    p.add_argument("--note", required=True, help="what was done (kept in the letter's timeline)")
+    p.set_defaults(func=lambda a: _act(a, "handled", id=a.id, note=a.note))
 
     p = sub.add_parser("cancel", help="cancel a letter that has not been enclosed")
     socket_arg(p)
@@ -105,10 +115,17 @@ def cmd_return(args) -> int:
 
 def format_status(s: dict) -> str:
     intake = s.get("intake") or {}
+    up = s.get("updates") or {}
     lines = [f"API {'ok' if s.get('api_ok') else 'UNREACHABLE'}   held {s.get('held', 0)}   "
              f"outbox {s.get('outbox', 0)}   intake: {intake.get('running', 0)} fetching, "
              f"{intake.get('waiting_retry', 0)} waiting to retry, "
-             f"{intake.get('worker_deaths', 0)} worker(s) replaced"]
+             f"{intake.get('worker_deaths', 0)} worker(s) replaced",
+             f"refused by Notify {up.get('refused', 0)}   updates: {up.get('unsent', 0)} to send, "
+             f"{up.get('sent', 0)} sent not yet proven (oldest {up.get('unproven_age', 0):.0f} s)   "
+             f"let go {up.get('let_go', 0)}   ACCEPTED lost {up.get('accepted_lost', 0)}"]
+    if up.get("refused"):
+        lines.append("  see them: appliance letters --refused; then appliance retry ID, or "
+                     "appliance handled ID --note TEXT")
     for t in s.get("tasks") or []:
         lines.append(f"TASK {t['name']} {t['state']} after {t['restarts']} failure(s): {t['last_error']}")
     counts = s.get("counts") or {}
@@ -136,6 +153,8 @@ def cmd_status(args) -> int:
 def cmd_letters(args) -> int:
     filt = {k: getattr(args, k) for k in ("group", "specification", "status", "device", "stage")
             if getattr(args, k)}
+    if args.refused:
+        filt["refused"] = True
     res = call(args.socket, "letters", q=args.q, limit=args.limit, offset=args.offset, **filt)
     if args.json:
         print(json.dumps(res, indent=2))
@@ -144,6 +163,10 @@ def cmd_letters(args) -> int:
     for r in res["letters"]:
         print(f"{r['id']:<40} {r.get('status') or '':<11} {r.get('stage') or '':<12} "
               f"{r.get('device') or '':<16} {r.get('specification_id') or ''}")
+        if r.get("refused"):
+            why = r["refused"]
+            print(f"    refused by Notify: {why.get('status')} -> {why.get('http_status')} "
+                  f"{str(why.get('detail'))[:100]}")
     shown = len(res["letters"])
     print(f"{shown} of {res['total']} shown" + (" (use --offset/--limit for more)" if shown < res["total"] else ""))
     return 0

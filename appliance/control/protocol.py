@@ -18,20 +18,27 @@ Commands (``args`` in brackets):
     counts by status, devices (state, load, queue depth, counters), held, outbox,
     recent alerts, counters, api_ok, throughput (letters reaching a final status per
     minute, last 10 minutes, oldest first).
-``letters`` [q, group, specification, status, device, stage, min_age, limit=100, offset=0]
+``letters`` [q, group, specification, status, device, stage, min_age, refused, limit=100, offset=0]
     ``{"total": N, "letters": [brief...]}``.  ``q`` is an id substring.  Hot (in-flight)
     letters carry full fields, newest first; archived letters follow with id and status
     only, most recently archived first (group/specification/device/stage/min_age filters
     exclude them: the archive index does not know those).  A page costs what it holds,
-    not the archive's size, so the listing stays cheap with 100 000 letters.
+    not the archive's size, so the listing stays cheap with 100 000 letters.  ``refused``:
+    only letters with an update refused by Notify (``brief["refused"]``: {status,
+    http_status, detail, at}).
 ``letter`` [id]
     the full record with ``history`` (the timeline: listed, verified, device events,
-    every status queued and every ``acked`` by the API) plus ``outbox`` (not yet acked).
+    every status queued, ``sent`` (202) and ``proven`` applied by a read-back) plus
+    ``outbox`` (updates not yet proven).
 ``pause`` / ``resume`` / ``drain`` [device]
 ``reprint`` / ``cancel`` [id, reason?] / ``fail`` [id, reason?, code?] / ``return`` [id, reason]
 ``retry`` [id]
-    fetch again a letter held at intake (its PDF could not be fetched within the retry
-    budget; it is still PENDING at Notify).
+    try again what waits for a person: a letter held at intake (fetched again, now or when
+    Notify lists it again), an update refused by Notify (sent again), an ACCEPTED left
+    unanswered before its deadline (printed here).
+``handled`` [id, note]
+    a person dealt with it at Notify: a refused update is dropped (later ones leave), an
+    unanswered-ACCEPTED letter is let go.
 ``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
     operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
     the profile's ``[failure_reasons]`` when the profile has that table.
@@ -66,7 +73,7 @@ EVENT_QUEUE = 5000  # events buffered per console before it is dropped as too sl
 HOW_TO_START = "start it with 'appliance run --config PATH' or 'appliance demo --hold'"
 
 BRIEF_FIELDS = ("id", "status", "stage", "specification_id", "group_id", "device", "created",
-                "updated", "reason_code")
+                "updated", "reason_code", "refused")
 
 
 def brief(rec: dict[str, Any]) -> dict[str, Any]:

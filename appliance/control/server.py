@@ -196,7 +196,8 @@ class ControlServer:
 
     async def cmd_letters(self, q: str = "", group: str | None = None, specification: str | None = None,
                           status: str | None = None, device: str | None = None, stage: str | None = None,
-                          min_age: float | None = None, limit: int = 100, offset: int = 0) -> dict:
+                          min_age: float | None = None, refused: bool = False, limit: int = 100,
+                          offset: int = 0) -> dict:
         store = self.p.store
         q = (q or "").strip()
         now = time.time()
@@ -207,12 +208,13 @@ class ControlServer:
             and (not specification or specification in (r.get("specification_id") or ""))
             and (not device or device == r.get("device") or device == r.get("printer"))
             and (min_age is None or now - (r.get("created") or now) >= min_age)
+            and (not refused or r.get("refused"))
         ]
         hot.sort(key=lambda r: r.get("updated") or 0, reverse=True)
         limit, offset = max(0, min(int(limit), 5000)), max(0, int(offset))
         page = [brief(r) for r in hot[offset:offset + limit]]
         archived_total = 0
-        if not (group or specification or device or stage or min_age):
+        if not (group or specification or device or stage or min_age or refused):
             archived_total, more = archived_page(
                 store.archived_statuses(), store.archived_counts(), q=q, status=status or None,
                 exclude={r["id"] for r in hot}, start=max(0, offset - len(hot)),
@@ -224,7 +226,7 @@ class ControlServer:
         rec = self.p.store.get(id)
         if rec is None:
             raise UserError(f"letter {id} is not known to this appliance; check the id")
-        rec["outbox"] = [e for e in self.p.store.outbox_pending() if e["letter_id"] == id]
+        rec["outbox"] = self.p.store.outbox_of(id)
         return rec
 
     async def cmd_pause(self, device: str) -> str:
@@ -241,6 +243,9 @@ class ControlServer:
 
     async def cmd_retry(self, id: str) -> str:
         return await self.op.retry(id)
+
+    async def cmd_handled(self, id: str, note: str = "") -> str:
+        return await self.op.handled(id, note)
 
     async def cmd_cancel(self, id: str, reason: str | None = None) -> str:
         return await self.op.cancel(id, reason or "Cancelled by operator")

@@ -104,7 +104,7 @@ async def test_letters_search_detail_timeline_and_fail(daemon):
         await pilot.pause(0.3)
         assert isinstance(app.screen, LetterDetailScreen)
         detail = text_of(app.screen.query_one("#detail", Static))
-        assert target in detail and "verified" in detail and "API acknowledged" in detail
+        assert target in detail and "verified" in detail and "applied at Notify" in detail
         await pilot.press("c", "y")  # DISPATCHED cannot be cancelled: the daemon says why
         await pilot.pause(0.3)
         assert pipe.store.get(target)["status"] == "DISPATCHED"

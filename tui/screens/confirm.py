@@ -1,4 +1,4 @@
-"""Modal dialogs: yes/no confirmation and pick-one-from-a-list."""
+"""Modal dialogs: yes/no confirmation, pick-one-from-a-list, and a one-line note."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label, OptionList
+from textual.widgets import Button, Input, Label, OptionList
 from textual.widgets.option_list import Option
 
 
@@ -53,6 +53,29 @@ class ChoiceScreen(ModalScreen[str | None]):
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         self.dismiss(event.option.id)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class NoteScreen(ModalScreen[str | None]):
+    """Ask for a one-line note (e.g. how a refused letter was handled); Enter gives it,
+    Esc cancels; an empty note is not accepted (the audit needs words)."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, question: str):
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.question)
+            yield Input(placeholder="what was done, by whom", id="note")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if event.value.strip():
+            self.dismiss(event.value.strip())
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -34,6 +34,8 @@ def summary_text(s: dict) -> Text:
     t.append(f"   outbox {outbox}", style="bold yellow" if outbox > 500 else "")
     held = s.get("held", 0)
     t.append(f"   held {held}", style="bold yellow" if held else "")
+    refused = (s.get("updates") or {}).get("refused", 0)  # always shown: each needs a person
+    t.append(f"   refused by Notify {refused}", style="bold red" if refused else "")
     tp = s.get("throughput") or []
     t.append(f"   final/min {tp[-1] if tp else 0} {sparkline(tp)}\n")
     t.append("  ".join(f"{k} {counts[k]}" for k in ORDER if counts.get(k)) or "no letters yet")

@@ -10,12 +10,21 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from tui.screens.confirm import ChoiceScreen, ConfirmScreen
+from tui.screens.confirm import ChoiceScreen, ConfirmScreen, NoteScreen
 from tui.widgets.labels import clock, letter_status
 
 FIELDS = ("status", "stage", "specification_id", "group_id", "printer", "device", "job", "pages",
           "sheets", "attempts", "reason_code", "reason_text", "hold_reason")
 SKIP_IN_EVENT = {"t", "event"}
+
+
+#: history event -> (label, style): what the API said about an update, told apart.
+EVENT_LABELS = {
+    "sent": ("sent to Notify (202)", ""),
+    "proven": ("applied at Notify", "green"),
+    "superseded": ("applied (superseded)", "green"),
+    "refused": ("refused by Notify", "bold red"),
+}
 
 
 def timeline_text(rec: dict) -> Text:
@@ -30,12 +39,20 @@ def timeline_text(rec: dict) -> Text:
     t.append("\nTimeline\n", style="bold underline")
     for h in rec.get("history") or []:
         extra = " ".join(f"{k}={v}" for k, v in h.items() if k not in SKIP_IN_EVENT and v is not None)
-        style = "green" if h.get("event") == "acked" else ""
-        label = "API acknowledged" if h.get("event") == "acked" else h.get("event", "")
+        label, style = EVENT_LABELS.get(h.get("event"), (h.get("event", ""), ""))
         t.append(f"  {clock(h.get('t'))}  {label:<22} {extra}\n", style=style)
     for e in rec.get("outbox") or []:
-        t.append(f"  {clock(e.get('created'))}  waiting for API        status={e['status']}\n",
-                 style="yellow")
+        if e.get("refused"):
+            label, style = "refused by Notify", "bold red"
+        elif e.get("sent"):
+            label, style = "sent, not yet proven", "yellow"
+        else:
+            label, style = "waiting for API", "yellow"
+        t.append(f"  {clock(e.get('created'))}  {label:<22} status={e['status']}\n", style=style)
+    if rec.get("refused"):
+        r = rec["refused"]
+        t.append(f"\nRefused by Notify ({r.get('http_status')}): {r.get('detail')}\n"
+                 "  s = send it again, n = mark handled (with a note)\n", style="bold red")
     return t
 
 
@@ -47,6 +64,8 @@ class LetterDetailScreen(Screen):
         Binding("x", "act('fail')", "Mark FAILED"),
         Binding("h", "resolve", "Resolve hold"),
         Binding("t", "returns", "Return"),
+        Binding("s", "act('retry')", "Send again"),
+        Binding("n", "handled", "Handled (note)"),
     ]
 
     def __init__(self, letter_id: str):
@@ -77,7 +96,8 @@ class LetterDetailScreen(Screen):
             self.run_worker(self.reload, group="reload", exclusive=True)
 
     def action_act(self, cmd: str) -> None:
-        words = {"reprint": "Reprint", "cancel": "Cancel (CANCELLED)", "fail": "Mark FAILED"}
+        words = {"reprint": "Reprint", "cancel": "Cancel (CANCELLED)", "fail": "Mark FAILED",
+                 "retry": "Send again (or retry intake) for"}
         args = {"id": self.letter_id}
         if cmd == "fail":
             args["reason"] = "Marked failed by operator"
@@ -107,6 +127,17 @@ class LetterDetailScreen(Screen):
                 self.app.push_screen(ConfirmScreen(f"Resolve {self.letter_id} as {outcome}?"), done)
 
         self.app.push_screen(ChoiceScreen("What happened to this piece?", choices), picked)
+
+    def action_handled(self) -> None:
+        """A letter refused by Notify, settled outside the appliance: say how."""
+        async def noted(note: str | None) -> None:
+            if note:
+                msg = await self.app.call("handled", id=self.letter_id, note=note)
+                if msg:
+                    self.notify(msg)
+                await self.reload()
+
+        self.app.push_screen(NoteScreen(f"How was {self.letter_id} handled at Notify?"), noted)
 
     def action_returns(self) -> None:
         self.app.pending_return_id = self.letter_id

@@ -18,11 +18,12 @@ KEY_MAP = """\
 [b]Dashboard[/b]  (arrow keys pick a device)
   p  pause     u  resume     d  drain (finish queue, take nothing new)
 [b]Letters[/b]
-  /  search by id   f  filter (status=… group=… spec=… device=… stage=…)
+  /  search by id   f  filter (status=… group=… spec=… device=… stage=… refused=yes)
   Enter  letter detail
 [b]Letter detail[/b]
   r  reprint   c  cancel   x  mark FAILED   h  resolve a held piece
   t  return (opens the returns desk)   Esc  back
+  s  send again (refused by Notify, held at intake)   n  mark handled, with a note
 [b]Returns desk[/b]
   scan or type the letter id, Enter; pick R01-R10, Enter; y to send RETURNED
 [b]Audit[/b]

@@ -1,4 +1,4 @@
-"""Letters: search by id, filter by status/group/specification/device/stage/age, page."""
+"""Letters: search by id, filter by status/group/specification/device/stage/age/refused, page."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tui.widgets.labels import letter_status
 
 FILTER_KEYS = {"status": "status", "group": "group", "spec": "specification",
                "specification": "specification", "device": "device", "stage": "stage",
-               "age": "min_age"}
+               "age": "min_age", "refused": "refused"}
 PAGE = 100  # rows per page: enough for any screen, cheap to lay out (tui_bench)
 
 
@@ -27,6 +27,8 @@ def parse_filters(text: str) -> dict:
             continue
         if name == "status":
             value = value.upper()
+        elif name == "refused":
+            value = value.lower() in ("1", "yes", "y", "true")
         elif name == "min_age":
             try:
                 value = float(value)
@@ -54,7 +56,7 @@ class LettersScreen(Screen):
         yield Header()
         with Horizontal(id="letters-filters"):
             yield Input(placeholder="/ id contains…", id="search")
-            yield Input(placeholder="f status=… group=… spec=… device=… age=s", id="filter")
+            yield Input(placeholder="f status=… group=… spec=… device=… age=s refused=yes", id="filter")
         table = DataTable(id="letters-table", cursor_type="row", zebra_stripes=True)
         for label, width in (("id", 32), ("status", 12), ("stage", 13), ("device", 16),
                              ("specification", 22)):
@@ -73,7 +75,9 @@ class LettersScreen(Screen):
                                   limit=PAGE, offset=self.page_start, **args)
         if res is None:
             return
-        rows = [(r["id"], r.get("status"), r.get("stage") or "", r.get("device") or "",
+        # a letter refused by Notify says so where its stage would be: it needs a person
+        rows = [(r["id"], r.get("status"), "REFUSED" if r.get("refused") else r.get("stage") or "",
+                 r.get("device") or "",
                  r.get("specification_id") or "") for r in res["letters"]]
         if rows != self.shown_rows:  # unchanged: keep the table (rebuilding 200 rows costs ~30 ms)
             self.shown_rows = rows
