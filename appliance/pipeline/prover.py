@@ -12,8 +12,9 @@ fast through its statuses is read once, at the end).  What the read shows decide
 - one of this letter's unproven statuses: proven up to it (older ones superseded);
   anything sent after it did not take and is sent again, in order;
 - PENDING, or a status before all of them: nothing took, or Notify's worker has not got
-  to it yet; read again ``prove_after`` later, and only if it still shows no change is
-  everything sent again (so a slow apply costs one more read, never a status sent twice);
+  to it yet; read again after doubling pauses, and only if it still shows no change at
+  least ``LOST_AFTER`` after the 202 is everything sent again (so a slow apply costs a
+  few more reads, never a status sent twice);
 - a status this appliance never sent from there: another writer (a second floor that
   also printed it, or Notify itself); alerted, not fought.
 """
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: Letters looked at per pass (the store is scanned once per pass).
 PASS = 64
+#: The least time after a 202 before an update not seen applied is called lost (seconds).
+LOST_AFTER = 3.0
 #: Oldest unproven update older than this (seconds): alert, proofs are falling behind.
 BEHIND_AFTER = 600.0
 
@@ -64,8 +67,10 @@ class Prover:
         self.api_ok = True
         self._behind_alerted = False
         self._conflicts: set[str] = set()
-        #: letter -> (when to read it again, seq of its newest update) after a stale read
-        self._recheck: dict[str, tuple[float, int]] = {}
+        #: letter -> (when to read it again, seq of its newest update, stale reads so far)
+        self._recheck: dict[str, tuple[float, int, int]] = {}
+        #: an update is called lost only this long after its 202 (Notify applies in ~1 s)
+        self.lost_after = max(2 * prove_after, LOST_AFTER)
 
     async def run(self) -> None:
         backoff = 1.0
@@ -73,7 +78,7 @@ class Prover:
             self._watch_lag()
             now = self.clock()
             ids = [i for i in self.store.outbox_settled(now - self.prove_after, PASS + len(self._recheck))
-                   if self._recheck.get(i, (0.0, 0))[0] <= now][:PASS]
+                   if self._recheck.get(i, (0.0,))[0] <= now][:PASS]
             if not ids:
                 await asyncio.sleep(min(max(self.prove_after / 4, 0.05), 1.0))
                 continue
@@ -115,20 +120,21 @@ class Prover:
             self._conflict(letter_id, unproven, "Notify no longer knows this letter")
             return
         verdict, upto = judge(unproven, shown)
-        if verdict != "lost":
+        if verdict == "conflict":
             self._recheck.pop(letter_id, None)
+            self._conflict(letter_id, unproven, f"Notify shows {shown}")
+            return
         if verdict == "proven":
             self.store.outbox_proven(letter_id, shown, upto)
             self.counters["proven"] += 1
             lost = [e for e in unproven if e["seq"] > upto]
-        elif verdict == "lost":
-            lost = unproven
-            if not self._stale_twice(letter_id, unproven[-1]["seq"]):
-                return
         else:
-            self._conflict(letter_id, unproven, f"Notify shows {shown}")
-            return
+            lost = unproven
         if not lost:
+            self._recheck.pop(letter_id, None)
+            return
+        # what is not applied yet may still be on Notify's queue: resend only when stale long enough
+        if not self._stale_long_enough(letter_id, lost[-1]):
             return
         self.counters["updates_lost"] += len(lost)
         if lost[0]["status"] == Status.ACCEPTED:
@@ -138,14 +144,17 @@ class Prover:
         log.info("letter %s: Notify shows %s; sending %s again", letter_id, shown, statuses)
         self.wake_outbox()
 
-    def _stale_twice(self, letter_id: str, newest: int) -> bool:
-        """True on the second read in a row showing none of the same updates applied (the
-        first schedules that second read ``prove_after`` later): Notify applies updates a
-        little after its 202, so one stale read may only mean its worker is behind."""
-        seen = self._recheck.pop(letter_id, None)
-        if seen is not None and seen[1] == newest:
+    def _stale_long_enough(self, letter_id: str, newest: dict) -> bool:
+        """True once reads have shown none of the same updates applied at least twice and
+        ``lost_after`` after the newest one's 202: Notify applies updates a little after
+        answering, so a stale read may only mean its worker is behind.  Until then the
+        letter is read again after doubling pauses (spare budget only)."""
+        _, seq, stale = self._recheck.pop(letter_id, (0.0, None, 0))
+        stale = stale + 1 if seq == newest["seq"] else 1
+        now = self.clock()
+        if stale >= 2 and now - newest["sent"] >= self.lost_after:
             return True
-        self._recheck[letter_id] = (self.clock() + self.prove_after, newest)
+        self._recheck[letter_id] = (now + self.prove_after * 2 ** (stale - 1), newest["seq"], stale)
         return False
 
     def _conflict(self, letter_id: str, unproven: list[dict], what: str) -> None:

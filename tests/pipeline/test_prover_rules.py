@@ -20,3 +20,33 @@ def test_pending_or_an_earlier_status_means_nothing_took():
 def test_a_status_this_appliance_never_sent_is_another_writer():
     assert judge(entries("ACCEPTED", "PRINTED"), "DISPATCHED") == ("conflict", None)
     assert judge(entries("PRINTED"), "CANCELLED") == ("conflict", None)
+
+
+def test_a_read_behind_notify_s_worker_resends_nothing_until_it_stays_behind(tmp_path):
+    """Notify shows ACCEPTED while PRINTED waits on its queue: ACCEPTED is proven, PRINTED
+    is read again later, and sent again only if still not applied well after its 202 (it
+    once went out again at once, and Notify's history ran PRINTED, ..., PRINTED again)."""
+    from collections import Counter
+
+    from appliance.pipeline.prover import Prover
+    from appliance.store.store import Store
+
+    now = [1_900_000_000.0]
+    store = Store(tmp_path, clock=lambda: now[0])
+    store.add_letter("L", "notify-c5", "g", "ab" * 32, listed_at=now[0])
+    store.set_status("L", "ACCEPTED")
+    store.set_status("L", "PRINTED")
+    store.outbox_sent([e["seq"] for e in store.outbox_of("L")])
+    prover = Prover(store, client=None, prove_after=0.2, alert=lambda *a, **k: None,
+                    counters=Counter(), wake_outbox=lambda: None, clock=lambda: now[0])
+    now[0] += 0.3
+    prover._settle("L", "ACCEPTED")  # the worker has applied ACCEPTED only, so far
+    assert [e["status"] for e in store.outbox_of("L")] == ["PRINTED"]
+    assert store.outbox_unsent() == []  # nothing sent again yet
+    now[0] += 0.3
+    prover._settle("L", "ACCEPTED")  # still behind, but only 0.6 s after the 202
+    assert store.outbox_unsent() == []
+    now[0] += 3.0
+    prover._settle("L", "ACCEPTED")  # 3.6 s on: PRINTED was lost; it goes again
+    assert [e["status"] for e in store.outbox_unsent()] == ["PRINTED"]
+    store.close()
