@@ -195,7 +195,7 @@ def run_daemon(good: int, hostile: bool, quick: bool, workers: int) -> dict:
     from appliance.runtime.demo import demo_profile_path
     from appliance.sandbox import SandboxOptions, run_in_thread
 
-    with run_in_thread(SandboxOptions(letters=0, bad_ratio=0, seed=11)) as sb, \
+    with run_in_thread(SandboxOptions(letters=0, bad_ratio=0, seed=11, apply_delay=0.05)) as sb, \
             tempfile.TemporaryDirectory(prefix="intake-daemon-") as tmp:
         if hostile:
             bombs = _bombs(quick)

@@ -78,11 +78,12 @@ async def bench_floor(tmp: Path, letters: int, every: int, readback: bool = True
     tmp.mkdir(parents=True, exist_ok=True)
     profile = tmp / "floor.toml"
     profile.write_text(text + "\n[reprint]\ntries = 1\n")
-    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0.0, seed=5))
+    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0.0, seed=5, apply_delay=0.05))
     await sb.start(host="127.0.0.1", port=0)
     store = Store(tmp / "state")
     client = SupplierClient(sandbox_api(sb.base_url))
-    pipe = Pipeline(PipelineSettings(spool_dir=tmp / "state" / "spool", poll_interval=0.1), client, store,
+    pipe = Pipeline(PipelineSettings(spool_dir=tmp / "state" / "spool", poll_interval=0.1, prove_after=0.3),
+                    client, store,
                     load_profile(profile), load_packs(), state_dir=tmp / "state")
     t = time.perf_counter()
     await pipe.start()

@@ -168,7 +168,8 @@ def run_torture(work: Path, letters: int = 100, kills: int = 10, seed: int = 1,
         sock = work / "ctl.sock"
         operator = Operator(sock, logs)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        with run_in_thread(SandboxOptions(letters=letters, bad_ratio=bad_ratio, seed=seed)) as sb:
+        # the deployed server's behaviour, its ~1 s apply lag cut to 50 ms (crash safety is the subject here)
+        with run_in_thread(SandboxOptions(letters=letters, bad_ratio=bad_ratio, seed=seed, apply_delay=0.05)) as sb:
             cfg = work / "appliance.toml"
             cfg.write_text(f'[api]\nbase_url = "{sb.base_url}"\nauth = "none"\n[poll]\ninterval = 0.2\n'
                            f'[outbox]\nprove_after = 0.3\n[paths]\nstate_dir = "{work / "state"}"\nprofile = "{profile}"\n')

@@ -2,7 +2,7 @@
 
 It starts as the deployed server behaves (``model.FAITHFUL``: visibility timeout, updates
 applied after the 202, 60 s data URLs, 300 TPS); ``--faithful-off`` or a flag's 0 turns
-each off.  ``SandboxOptions()`` in Python keeps the off values for now.
+each off.  ``SandboxOptions()`` in Python starts the same way.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from appliance.sandbox.model import FAITHFUL, SandboxOptions
+from appliance.sandbox.model import DOCUMENT_ONLY, FAITHFUL, SandboxOptions
 from appliance.sandbox.runner import serve
 
 #: flag dest -> (type, help).  Default None = FAITHFUL's value (or off with --faithful-off).
@@ -56,16 +56,15 @@ def register(sub) -> None:
 
 def options_from_args(args: argparse.Namespace) -> SandboxOptions:
     """The options a command line asks for: FAITHFUL unless --faithful-off, then the flags."""
-    off = SandboxOptions()
     faithful = {}
     for dest in _FAITHFUL_FLAGS:
         given = getattr(args, dest)
         if given is not None:
             faithful[dest] = given
-        elif args.faithful_off or dest not in FAITHFUL:
-            faithful[dest] = getattr(off, dest)
+        elif args.faithful_off:
+            faithful[dest] = DOCUMENT_ONLY.get(dest, 0)
         else:
-            faithful[dest] = FAITHFUL[dest]
+            faithful[dest] = FAITHFUL.get(dest, 0)
     return SandboxOptions(
         letters=args.letters, bad_ratio=args.bad_ratio, seed=args.seed,
         rate_limit_every=args.rate_limit_every, retry_after=args.retry_after,

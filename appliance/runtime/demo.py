@@ -48,7 +48,9 @@ def _progress_line(pipe: Pipeline, started: float, total: int) -> str:
     done = sum(n for s, n in counts.items() if s in ("DISPATCHED", "REJECTED", "FAILED", "CANCELLED"))
     rate = done / max(time.monotonic() - started, 1e-6)
     parts = " ".join(f"{s}={counts[s]}" for s in FINAL_ORDER if counts.get(s))
-    return f"\r{done}/{total} final  {rate:6.1f} letters/s  {parts}  outbox={len(pipe.store.outbox_pending())}   "
+    c = pipe.store.outbox_counts()
+    return (f"\r{done}/{total} final  {rate:6.1f} letters/s  {parts}  "
+            f"updates: {c['unsent']} to send, {c['sent']} to prove   ")
 
 
 async def run_demo(args) -> int:
@@ -74,8 +76,11 @@ async def run_demo(args) -> int:
             start_emulated_floor, Path(tempfile.mkdtemp(prefix="appliance-cups-")), profile)
         profile = load_profile(cups_profile)
     # Letters move in seconds on the demo floor: one stuck for two minutes is worth an alert.
+    # The sandbox behaves as the deployed server (updates applied ~1 s after the 202): the
+    # demo finishes when every status is proven applied, read back 2 s after its 202.
     settings = PipelineSettings(spool_dir=state_dir / "spool", poll_interval=0.2, limit=2500,
-                                batch_size=500, stage_deadline=120.0, sweep_interval=5.0)
+                                batch_size=500, stage_deadline=120.0, sweep_interval=5.0,
+                                prove_after=2.0)
     # MI is counted in the demo too, so `appliance mi preview` and the console's MI screen
     # show real figures; it is submitted only when someone asks.
     app = build(settings, sandbox_api(sandbox.base_url), profile, load_packs(), state_dir=state_dir)

@@ -11,15 +11,17 @@ API_KINDS = frozenset({"list", "get", "data", "patch", "post_letters", "mi_post"
 #: Every kind ``Sandbox.counts()`` reports ("other" = unknown route or wrong method).
 ALL_KINDS = (*sorted(API_KINDS), "presigned", "status", "token", "other")
 
-#: What the deployed server does (its upstream code's defaults), for the options below of
-#: the same names.  ``appliance sandbox`` starts with these; ``SandboxOptions()`` does not
-#: yet (the appliance is not ready for them): ``SandboxOptions(**FAITHFUL)`` opts in.
+#: What the deployed server does (its upstream code's defaults): ``SandboxOptions()`` and
+#: ``appliance sandbox`` start with these values.
 FAITHFUL = {
     "visibility_timeout": 300.0,  # a listed letter is hidden from every client this long
     "apply_delay": 1.0,  # updates are queued (202 at once) and applied about this much later
     "presign_ttl": 60,  # pre-signed data URLs live 60 s, then S3 answers 403 expired
     "tps_limit": 300,  # transactions per second per API app; beyond that 429
 }
+#: The OpenAPI document alone (``--faithful-off``; ``SandboxOptions(**DOCUMENT_ONLY)``):
+#: nothing hidden after listing, updates applied before the 202, 300 s URLs, no TPS limit.
+DOCUMENT_ONLY = {"visibility_timeout": 0.0, "apply_delay": 0.0, "presign_ttl": 300, "tps_limit": 0}
 
 
 @dataclass
@@ -37,14 +39,14 @@ class SandboxOptions:
     api_key: str = ""
     token_ttl: int = 599
     log_path: str | None = None
-    presign_ttl: int = 300  # seconds a pre-signed data URL stays valid (real: 60)
+    presign_ttl: int = 60  # seconds a pre-signed data URL stays valid
     hostile: str | None = None  # see hostile.py; off by default
-    # Imitating the deployed server (FAITHFUL has its values; 0 = off, today's behaviour).
+    # Imitating the deployed server (FAITHFUL; 0 turns one off, DOCUMENT_ONLY all of them).
     # These four are start values: change them live in ``sb.faults``.
-    visibility_timeout: float = 0  # seconds a listed letter stays hidden (0: never hidden)
-    apply_delay: float = 0  # seconds before a queued update applies (0: before the 202)
+    visibility_timeout: float = 300.0  # seconds a listed letter stays hidden (0: never hidden)
+    apply_delay: float = 1.0  # seconds before a queued update applies (0: before the 202)
     drop_updates: float = 0.0  # share of accepted updates silently never applied
-    tps_limit: int = 0  # API requests served per sliding second; beyond: 429 (0: no limit)
+    tps_limit: int = 300  # API requests served per sliding second; beyond: 429 (0: no limit)
 
 
 @dataclass

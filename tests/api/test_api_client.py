@@ -27,13 +27,14 @@ from appliance.api.ratelimit import RateLimiter, max_in_window
 from appliance.config.settings import sandbox_api
 from appliance.core.errors import RateLimited
 from appliance.sandbox import Sandbox, SandboxOptions
+from appliance.sandbox.model import DOCUMENT_ONLY
 
 JSONAPI = "application/vnd.api+json"
 
 
 @pytest.fixture
 async def sb():
-    sandbox = Sandbox(SandboxOptions(letters=50, seed=1, bad_ratio=0.2))
+    sandbox = Sandbox(SandboxOptions(**DOCUMENT_ONLY, letters=50, seed=1, bad_ratio=0.2))
     await sandbox.start(host="127.0.0.1", port=0)
     yield sandbox
     await sandbox.stop()
@@ -149,7 +150,7 @@ async def test_presigned_download_retried_on_server_error(sb, client, tmp_path):
 
 async def test_expired_presigned_url_is_fetched_again_once(tmp_path):
     # presign_ttl=0: every pre-signed URL has expired by the time it is used
-    sandbox = Sandbox(SandboxOptions(letters=1, seed=1, bad_ratio=0, presign_ttl=0))
+    sandbox = Sandbox(SandboxOptions(letters=1, seed=1, bad_ratio=0, **{**DOCUMENT_ONLY, "presign_ttl": 0}))
     await sandbox.start(host="127.0.0.1", port=0)
     try:
         async with make_client(sandbox) as c:
@@ -183,7 +184,7 @@ async def test_client_error_surfaces_server_detail_without_retry(sb, client):
 
 
 async def test_post_letters_chunks_of_batch_size():
-    sandbox = Sandbox(SandboxOptions(letters=1200, seed=2, bad_ratio=0))
+    sandbox = Sandbox(SandboxOptions(**DOCUMENT_ONLY, letters=1200, seed=2, bad_ratio=0))
     await sandbox.start(host="127.0.0.1", port=0)
     try:
         async with make_client(sandbox) as c:

@@ -25,6 +25,7 @@ from appliance.api.client import ApiError, SupplierClient
 from appliance.config.settings import ApiConfig
 from appliance.core.errors import UserError
 from appliance.sandbox import Sandbox, SandboxOptions
+from appliance.sandbox.model import DOCUMENT_ONLY
 
 TOKEN_URL = "https://int.api.service.nhs.uk/oauth2/token"
 
@@ -140,7 +141,7 @@ KID = "test-1"
 
 @pytest.fixture
 async def auth_sb(rsa_key):
-    sb = Sandbox(SandboxOptions(letters=10, seed=3, bad_ratio=0, auth_keys={KID: rsa_key[1]},
+    sb = Sandbox(SandboxOptions(**DOCUMENT_ONLY, letters=10, seed=3, bad_ratio=0, auth_keys={KID: rsa_key[1]},
                                 api_key=API_KEY))
     await sb.start(host="127.0.0.1", port=0)
     yield sb
@@ -228,7 +229,7 @@ async def test_token_cached_and_refreshed_before_expiry(auth_sb, jwt_api):
 
 
 async def test_short_lifetime_refreshes_at_ten_percent(rsa_key, tmp_path):
-    sb = Sandbox(SandboxOptions(letters=1, auth_keys={KID: rsa_key[1]}, api_key=API_KEY,
+    sb = Sandbox(SandboxOptions(**DOCUMENT_ONLY, letters=1, auth_keys={KID: rsa_key[1]}, api_key=API_KEY,
                                 token_ttl=100))
     await sb.start(host="127.0.0.1", port=0)
     try:

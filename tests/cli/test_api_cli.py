@@ -15,11 +15,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from appliance.cli.main import main
 from appliance.sandbox import SandboxOptions, run_in_thread
+from appliance.sandbox.model import DOCUMENT_ONLY
 
 
 @pytest.fixture
 def sb():
-    with run_in_thread(SandboxOptions(letters=6, seed=4, bad_ratio=0)) as sandbox:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=6, seed=4, bad_ratio=0)) as sandbox:
         yield sandbox
 
 
@@ -132,7 +133,7 @@ def test_config_with_jwt_auth(capsys, tmp_path):
     key_file = tmp_path / "key.pem"
     key_file.write_bytes(pem)
     key_file.chmod(0o600)
-    opts = SandboxOptions(letters=3, seed=5, auth_keys={"k1": pub}, api_key="cli-key")
+    opts = SandboxOptions(**DOCUMENT_ONLY, letters=3, seed=5, auth_keys={"k1": pub}, api_key="cli-key")
     with run_in_thread(opts) as sandbox:
         cfg = tmp_path / "appliance.toml"
         cfg.write_text(

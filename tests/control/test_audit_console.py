@@ -20,6 +20,7 @@ from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
+from tests.fixtures import QUICK
 from tests.fixtures.readback import readback_profile, settled
 from tui.app import ConsoleApp
 from tui.screens.audit import AuditScreen
@@ -27,7 +28,7 @@ from tui.screens.audit import AuditScreen
 
 @pytest.fixture
 async def floor(tmp_path, sock_dir):
-    sb = Sandbox(SandboxOptions(letters=10, bad_ratio=0.1, seed=21))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=10, bad_ratio=0.1, seed=21))
     await sb.start(host="127.0.0.1", port=0)
     state = tmp_path / "state"
     store = Store(state)

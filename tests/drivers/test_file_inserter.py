@@ -29,7 +29,7 @@ from drivers.base import DeviceEvent, Work
 from drivers.files.format import RESULT_COLUMNS, parse_results, render_results
 from drivers.files.inserter import FileInserter
 from drivers.sim.file_inserter import FileInserterSim, SimOptions
-from tests.fixtures import ROOT
+from tests.fixtures import QUICK, ROOT
 from tests.fixtures.floor import GOOD_PATH, check_sandbox_outcome
 
 FLOOR = ROOT / "hardware-profiles" / "file-inserter-floor.toml"
@@ -60,7 +60,7 @@ class Run:
         self.tmp_path, self.profile, self.letters, self.bad_ratio, self.seed = tmp_path, profile, letters, bad_ratio, seed
 
     async def __aenter__(self) -> "Run":
-        self.sb = Sandbox(SandboxOptions(letters=self.letters, bad_ratio=self.bad_ratio, seed=self.seed))
+        self.sb = Sandbox(SandboxOptions(**QUICK, letters=self.letters, bad_ratio=self.bad_ratio, seed=self.seed))
         await self.sb.start(host="127.0.0.1", port=0)
         self.state = self.tmp_path / "state"
         self.store = Store(self.state)
@@ -396,7 +396,7 @@ def test_daemon_killed_9_mid_run_and_restarted_loses_and_repeats_nothing(tmp_pat
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     sock = tmp_path / "ctl.sock"
     try:
-        with run_in_thread(SandboxOptions(letters=60, bad_ratio=0.1, seed=5)) as sb:
+        with run_in_thread(SandboxOptions(**QUICK, letters=60, bad_ratio=0.1, seed=5)) as sb:
             cfg = tmp_path / "appliance.toml"
             cfg.write_text(f'[api]\nbase_url = "{sb.base_url}"\nauth = "none"\n[poll]\ninterval = 0.2\n'
                            f'[paths]\nstate_dir = "{tmp_path / "state"}"\nprofile = "{profile}"\n')

@@ -16,14 +16,14 @@ from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
-from tests.fixtures import ROOT
+from tests.fixtures import QUICK, ROOT
 from tests.fixtures.floor import check_sandbox_outcome
 
 FLOOR = ROOT / "hardware-profiles" / "serial-floor.toml"
 
 
 async def _run(tmp_path: Path, profile_path: Path, letters: int, done, timeout: float = 60):
-    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0.1, seed=21))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=letters, bad_ratio=0.1, seed=21))
     await sb.start(host="127.0.0.1", port=0)
     state = tmp_path / "state"
     store = Store(state)

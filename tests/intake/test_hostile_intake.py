@@ -32,7 +32,7 @@ from appliance.control.client import call
 from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import SandboxOptions, run_in_thread
 from appliance.sandbox.pdfgen import make_pdf
-from tests.fixtures import hostile_pdfs
+from tests.fixtures import QUICK, hostile_pdfs
 
 GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
 GOOD_LETTERS = 20
@@ -157,7 +157,7 @@ def run(tmp_path_factory):
     meta = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Metadata)
     threading.Thread(target=meta.serve_forever, daemon=True).start()
     meta_url = f"http://127.0.0.1:{meta.server_address[1]}"
-    with run_in_thread(SandboxOptions(letters=0, bad_ratio=0, seed=9)) as sb:
+    with run_in_thread(SandboxOptions(**QUICK, letters=0, bad_ratio=0, seed=9)) as sb:
         port = int(sb.base_url.rsplit(":", 1)[1])
         ids: dict[str, str] = {}
         for name, make in hostile_pdfs.CATALOGUE.items():

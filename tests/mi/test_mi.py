@@ -19,6 +19,7 @@ from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
+from tests.fixtures import QUICK
 from tests.fixtures.mi_floor import floor_profile
 
 
@@ -55,7 +56,7 @@ def expected_from_devices(state: Path, sb, packs, profile) -> tuple[Counter, dic
 
 @pytest.fixture
 async def floor_run(tmp_path):
-    sb = Sandbox(SandboxOptions(letters=60, bad_ratio=0.1, seed=11))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=60, bad_ratio=0.1, seed=11))
     await sb.start(host="127.0.0.1", port=0)
     state = tmp_path / "state"
     store = Store(state)

@@ -19,6 +19,7 @@ from appliance.mi.service import MiService, mi_client
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
+from tests.fixtures import QUICK
 from tests.fixtures.mi_floor import floor_profile
 from tui.app import ConsoleApp
 from tui.screens.confirm import ConfirmScreen
@@ -27,7 +28,7 @@ from tui.screens.confirm import ConfirmScreen
 @pytest.fixture
 async def mi_daemon(tmp_path):
     sock = Path(tempfile.mkdtemp(prefix="mi-", dir="/tmp"))
-    sb = Sandbox(SandboxOptions(letters=15, bad_ratio=0.0, seed=5))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=15, bad_ratio=0.0, seed=5))
     await sb.start(host="127.0.0.1", port=0)
     state = tmp_path / "state"
     store = Store(state)

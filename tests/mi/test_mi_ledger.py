@@ -15,6 +15,7 @@ from appliance.mi.ledger import Ledger, SubmissionBusy, lock_submissions
 from appliance.mi.service import MiService, mi_client
 from appliance.mi.settings import MiSettings
 from appliance.sandbox import Sandbox, SandboxOptions
+from tests.fixtures import QUICK
 
 SETTINGS = MiSettings(timezone="UTC", sheets="sheets", allow_default_names=True)
 DAY = "2025-03-04"
@@ -48,7 +49,7 @@ class Crashing:
 
 @pytest.fixture
 async def sb():
-    s = Sandbox(SandboxOptions(letters=0))
+    s = Sandbox(SandboxOptions(**QUICK, letters=0))
     await s.start(host="127.0.0.1", port=0)
     yield s
     await s.stop()

@@ -21,11 +21,12 @@ from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
 from appliance.store.store import Store
+from tests.fixtures import QUICK
 from tests.fixtures.floor import check_sandbox_outcome
 
 
 async def test_fifty_letters_end_to_end(tmp_path):
-    sb = Sandbox(SandboxOptions(letters=50, bad_ratio=0.12, seed=7))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=50, bad_ratio=0.12, seed=7))
     await sb.start(host="127.0.0.1", port=0)
     store = Store(tmp_path / "state")
     client = SupplierClient(sandbox_api(sb.base_url))
@@ -102,7 +103,7 @@ def test_kill_9_mid_run_and_restart_loses_and_repeats_nothing(tmp_path):
     rng = random.Random(11)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     sock = tmp_path / "ctl.sock"
-    with run_in_thread(SandboxOptions(letters=160, bad_ratio=0.1, seed=5)) as sb:
+    with run_in_thread(SandboxOptions(**QUICK, letters=160, bad_ratio=0.1, seed=5)) as sb:
         cfg = write_config(tmp_path, sb.base_url)
         cmd = [sys.executable, "-m", "appliance", "run", "--config", str(cfg), "--log-level", "WARNING",
                "--socket", str(sock)]

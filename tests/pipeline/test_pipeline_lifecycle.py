@@ -16,10 +16,11 @@ from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
+from tests.fixtures import QUICK
 
 
 async def make(tmp_path, letters=12, **settings):
-    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0.0, seed=21))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=letters, bad_ratio=0.0, seed=21))
     await sb.start(host="127.0.0.1", port=0)
     store = Store(tmp_path / "state")
     client = SupplierClient(sandbox_api(sb.base_url))

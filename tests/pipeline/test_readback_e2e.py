@@ -21,12 +21,13 @@ from appliance.pipeline.audit import AuditLog, to_csv
 from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.store.store import Store
+from tests.fixtures import QUICK
 from tests.fixtures.floor import GOOD_PATH
 from tests.fixtures.readback import readback_profile, settled
 
 
 async def _run(tmp_path: Path, profile: Path, letters: int = 16, timeout: float = 40):
-    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0.1, seed=21))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=letters, bad_ratio=0.1, seed=21))
     await sb.start(host="127.0.0.1", port=0)
     state = tmp_path / "state"
     store = Store(state)

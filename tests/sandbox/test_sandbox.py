@@ -18,6 +18,7 @@ from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
 from appliance.core.status import RETURN_REASONS
 from appliance.sandbox import RequestRecord, Sandbox, SandboxOptions, run_in_thread
+from appliance.sandbox.model import DOCUMENT_ONLY
 
 JSONAPI = "application/vnd.api+json"
 H = {"X-Request-ID": "req-1"}
@@ -25,7 +26,7 @@ H = {"X-Request-ID": "req-1"}
 
 @pytest.fixture
 def sb():
-    with run_in_thread(SandboxOptions(letters=30, bad_ratio=0.2, seed=7)) as sandbox:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=30, bad_ratio=0.2, seed=7)) as sandbox:
         yield sandbox
 
 
@@ -307,14 +308,14 @@ def test_bad_letter_kinds_behave_as_described(sb, client):
 
 def test_letters_spread_over_real_packs_and_are_deterministic():
     packs = load_packs()
-    a, b = Sandbox(letters=40, seed=3), Sandbox(letters=40, seed=3)
+    a, b = Sandbox(**DOCUMENT_ONLY, letters=40, seed=3), Sandbox(**DOCUMENT_ONLY, letters=40, seed=3)
     assert list(a.letters) == list(b.letters)
     assert [l.sha256 for l in a.letters.values()] == [l.sha256 for l in b.letters.values()]
     specs = {l.specification_id for l in a.letters.values()}
     assert len(specs) >= 5 and specs <= set(packs)
     assert any("BRAILLE" in packs[s].features for s in specs)
     assert any(packs[s].colour for s in specs)
-    assert list(Sandbox(letters=5, seed=4).letters) != list(a.letters)[:5]
+    assert list(Sandbox(**DOCUMENT_ONLY, letters=5, seed=4).letters) != list(a.letters)[:5]
     assert sum(l.kind != "good" for l in a.letters.values()) == 4  # default bad_ratio 0.1
 
 
@@ -365,7 +366,7 @@ def test_mi_structure_and_unknown_specification(client):
 
 def test_request_log_and_counts(tmp_path):
     log_file = tmp_path / "requests.jsonl"
-    with run_in_thread(SandboxOptions(letters=3, log_path=str(log_file))) as sb:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=3, log_path=str(log_file))) as sb:
         lid = next(iter(sb.letters))
         with httpx.Client(base_url=sb.base_url) as c:
             c.get("/letters", params={"limit": "2"}, headers={"X-Request-ID": "r-1"})
@@ -401,7 +402,7 @@ def test_request_log_and_counts(tmp_path):
 # --- lifecycle -------------------------------------------------------------------------
 
 async def test_async_start_and_stop():
-    sb = Sandbox(SandboxOptions(letters=2))
+    sb = Sandbox(SandboxOptions(**DOCUMENT_ONLY, letters=2))
     await sb.start(host="127.0.0.1", port=0)
     try:
         async with httpx.AsyncClient(base_url=sb.base_url, headers=H) as c:
@@ -414,7 +415,7 @@ async def test_async_start_and_stop():
 def test_port_in_use_is_one_line_user_error(sb):
     port = int(sb.base_url.rsplit(":", 1)[1])
     with pytest.raises(UserError, match=f"port {port} .*already in use.*--port"):
-        with run_in_thread(SandboxOptions(letters=1), port=port):
+        with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=1), port=port):
             pass
 
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from appliance.sandbox import FAITHFUL, Sandbox, SandboxOptions, run_in_thread
+from appliance.sandbox import DOCUMENT_ONLY, FAITHFUL, Sandbox, SandboxOptions, run_in_thread
 from appliance.sandbox.model import API_KINDS
 from appliance.sandbox.queue import LetterQueue
 
@@ -88,7 +88,7 @@ def test_listing_hides_letters_for_the_visibility_timeout_then_shows_them_again(
 
 
 def test_visibility_timeout_zero_hides_nothing_and_can_change_live():
-    with run_in_thread(SandboxOptions(letters=4, bad_ratio=0)) as sb:
+    with run_in_thread(SandboxOptions(letters=4, bad_ratio=0, visibility_timeout=0)) as sb:
         with client_for(sb) as c:
             assert listed(c) == listed(c) == list(sb.pending)
             sb.faults.visibility_timeout = 60
@@ -147,7 +147,7 @@ def test_a_letter_shown_again_keeps_its_place_in_the_queue():
 
 
 def test_letters_leave_the_queue_only_when_an_applied_non_pending_status_lands():
-    with run_in_thread(SandboxOptions(letters=3, bad_ratio=0, apply_delay=0.8)) as sb:
+    with run_in_thread(SandboxOptions(letters=3, bad_ratio=0, apply_delay=0.8, visibility_timeout=0)) as sb:
         with client_for(sb) as c:
             a, b, _ = listed(c)
             assert patch(c, a, "ACCEPTED").status_code == 202
@@ -228,7 +228,7 @@ def test_drop_updates_loses_every_update_silently_after_a_202():
 
 
 def test_apply_delay_zero_applies_before_the_202_and_still_records_updates():
-    with run_in_thread(SandboxOptions(letters=1, bad_ratio=0)) as sb:
+    with run_in_thread(SandboxOptions(letters=1, bad_ratio=0, apply_delay=0)) as sb:
         (a,) = sb.letters
         with client_for(sb) as c:
             assert patch(c, a, "ACCEPTED").status_code == 202
@@ -365,11 +365,10 @@ def test_cli_defaults_are_the_deployed_servers_and_each_can_be_turned_off():
     faithful = opts()
     assert {k: getattr(faithful, k) for k in FAITHFUL} == FAITHFUL
     assert faithful.presign_ttl == 60 and faithful.drop_updates == 0
-    plain = SandboxOptions()  # Python callers keep today's behaviour for now
-    assert (plain.visibility_timeout, plain.apply_delay, plain.drop_updates, plain.tps_limit,
-            plain.presign_ttl) == (0, 0, 0.0, 0, 300)
+    plain = SandboxOptions()  # Python callers get the deployed server's behaviour too
+    assert {k: getattr(plain, k) for k in FAITHFUL} == FAITHFUL and plain.drop_updates == 0
     off = opts("--faithful-off")
-    assert {k: getattr(off, k) for k in FAITHFUL} == {k: getattr(plain, k) for k in FAITHFUL}
+    assert {k: getattr(off, k) for k in FAITHFUL} == DOCUMENT_ONLY
     one = opts("--visibility-timeout", "0", "--drop-updates", "0.25")
     assert (one.visibility_timeout, one.apply_delay, one.tps_limit, one.drop_updates) == (0, 1.0, 300, 0.25)
     mixed = opts("--faithful-off", "--tps-limit", "50", "--presign-ttl", "30", "--apply-delay", "2")

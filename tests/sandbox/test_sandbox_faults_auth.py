@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from appliance.sandbox import SandboxOptions, run_in_thread
+from appliance.sandbox.model import DOCUMENT_ONLY
 
 H = {"X-Request-ID": "req-f"}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -21,7 +22,7 @@ API_KEY = "test-api-key"
 # --- faults ----------------------------------------------------------------------------
 
 def test_rate_limit_every_nth_request_with_upstream_body_and_retry_after():
-    with run_in_thread(SandboxOptions(letters=2, rate_limit_every=3, retry_after=2)) as sb:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=2, rate_limit_every=3, retry_after=2)) as sb:
         with httpx.Client(base_url=sb.base_url, headers=H) as c:
             statuses = [c.get("/letters").status_code for _ in range(6)]
             assert statuses == [200, 200, 429, 200, 200, 429]
@@ -36,7 +37,7 @@ def test_rate_limit_every_nth_request_with_upstream_body_and_retry_after():
 
 
 def test_rate_limit_next_k_and_runtime_changes():
-    with run_in_thread(SandboxOptions(letters=2, rate_limit_next=2)) as sb:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=2, rate_limit_next=2)) as sb:
         with httpx.Client(base_url=sb.base_url, headers=H) as c:
             assert [c.get("/letters").status_code for _ in range(3)] == [429, 429, 200]
             sb.faults.rate_limit_next = 1
@@ -48,7 +49,7 @@ def test_rate_limit_next_k_and_runtime_changes():
 
 
 def test_error_ratio_answers_500_and_502_with_upstream_bodies():
-    with run_in_thread(SandboxOptions(letters=2, error_ratio=1.0, seed=5)) as sb:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=2, error_ratio=1.0, seed=5)) as sb:
         with httpx.Client(base_url=sb.base_url, headers=H) as c:
             responses = [c.get("/letters") for _ in range(20)]
             assert c.get("/_status").status_code == 200
@@ -62,7 +63,7 @@ def test_error_ratio_answers_500_and_502_with_upstream_bodies():
 
 
 def test_latency_is_added_to_api_requests_only():
-    with run_in_thread(SandboxOptions(letters=1, latency_ms=300)) as sb:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=1, latency_ms=300)) as sb:
         with httpx.Client(base_url=sb.base_url, headers=H) as c:
             c.get("/_status")
             started = time.monotonic()
@@ -72,7 +73,7 @@ def test_latency_is_added_to_api_requests_only():
 
 
 def test_dropped_connection_without_response():
-    with run_in_thread(SandboxOptions(letters=1, drop_ratio=1.0)) as sb:
+    with run_in_thread(SandboxOptions(**DOCUMENT_ONLY, letters=1, drop_ratio=1.0)) as sb:
         with httpx.Client(base_url=sb.base_url, headers=H) as c:
             with pytest.raises(httpx.TransportError):
                 c.get("/letters")
@@ -96,7 +97,7 @@ def keypair():
 
 @pytest.fixture
 def auth_sb(keypair):
-    opts = SandboxOptions(letters=3, auth_keys={"kid-1": keypair[1]}, api_key=API_KEY,
+    opts = SandboxOptions(**DOCUMENT_ONLY, letters=3, auth_keys={"kid-1": keypair[1]}, api_key=API_KEY,
                           token_ttl=599)
     with run_in_thread(opts) as sb:
         yield sb
@@ -186,7 +187,7 @@ def test_token_request_form_is_checked(auth_sb, keypair):
 
 def test_token_log_is_redacted_in_file(keypair, tmp_path):
     path = tmp_path / "log.jsonl"
-    opts = SandboxOptions(letters=1, auth_keys={"kid-1": keypair[1]}, api_key=API_KEY,
+    opts = SandboxOptions(**DOCUMENT_ONLY, letters=1, auth_keys={"kid-1": keypair[1]}, api_key=API_KEY,
                           log_path=str(path))
     with run_in_thread(opts) as sb:
         token = ask_token(sb, assertion(sb, keypair[0])).json()["access_token"]

@@ -25,7 +25,7 @@ from appliance.sandbox import Sandbox, SandboxOptions
 from appliance.sandbox.letters import squeeze
 from appliance.store.store import Store
 from drivers.sim.cups_floor import CupsSandbox, missing_binaries, sandbox_root
-from tests.fixtures import ROOT
+from tests.fixtures import QUICK, ROOT
 
 GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
 FINAL = {"DISPATCHED", "REJECTED", "FAILED", "CANCELLED"}
@@ -74,7 +74,7 @@ class Run:
 
 
 async def sandbox(letters: int, **opts) -> Sandbox:
-    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0, seed=opts.pop("seed", 9), **opts))
+    sb = Sandbox(SandboxOptions(letters=letters, bad_ratio=0, seed=opts.pop("seed", 9), **{**QUICK, **opts}))
     await sb.start(host="127.0.0.1", port=0)
     return sb
 

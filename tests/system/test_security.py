@@ -39,6 +39,7 @@ from appliance.config.settings import ApiConfig, load_config, sandbox_api
 from appliance.pipeline.operator import Operator
 from appliance.runtime.demo import demo_profile_path
 from appliance.sandbox import Sandbox, SandboxOptions, run_in_thread
+from tests.fixtures import QUICK
 from tests.fixtures.floor import Floor, new_sandbox, statuses
 from tests.fixtures.keys import API_KEY, KEYS, KID, jwt_sandbox, write_key
 
@@ -142,7 +143,7 @@ async def test_client_at_debug_logs_no_secret(tmp_path, caplog, capsys):
 
 
 def test_daemon_at_debug_logs_no_secret(tmp_path):
-    with run_in_thread(SandboxOptions(letters=6, bad_ratio=0.2, seed=3, auth_keys={KID: KEYS.pub},
+    with run_in_thread(SandboxOptions(**QUICK, letters=6, bad_ratio=0.2, seed=3, auth_keys={KID: KEYS.pub},
                                       api_key=API_KEY)) as sb:
         cfg = jwt_config(tmp_path, sb.base_url, sb.token_url)
         proc = subprocess.Popen(run_cmd(cfg, tmp_path, "DEBUG"), stdout=subprocess.PIPE,
@@ -189,7 +190,7 @@ def self_signed(tmp_path: Path) -> ssl.SSLContext:
 
 @pytest.fixture
 async def tls_sb(tmp_path):
-    sb = Sandbox(SandboxOptions(letters=2, bad_ratio=0, seed=2))
+    sb = Sandbox(SandboxOptions(**QUICK, letters=2, bad_ratio=0, seed=2))
     await sb.start(host="127.0.0.1", port=0, ssl_context=self_signed(tmp_path))
     yield sb
     await sb.stop()

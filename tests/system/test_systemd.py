@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures import ROOT
+from tests.fixtures import QUICK, ROOT
 
 UNITS = ROOT / "systemd"
 pytestmark = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
@@ -64,7 +64,7 @@ def test_daemon_speaks_sd_notify(tmp_path):
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     listener.bind(sock_path)
     listener.settimeout(20)
-    with run_in_thread(SandboxOptions(letters=3, seed=2)) as sb:
+    with run_in_thread(SandboxOptions(**QUICK, letters=3, seed=2)) as sb:
         cfg = tmp_path / "appliance.toml"
         cfg.write_text(f'[api]\nbase_url = "{sb.base_url}"\nauth = "none"\n[poll]\ninterval = 0.2\n'
                        f'[paths]\nstate_dir = "{tmp_path / "state"}"\nprofile = "{demo_profile_path()}"\n')
