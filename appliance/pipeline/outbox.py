@@ -78,6 +78,8 @@ class OutboxSender:
         self.events = events
         self.clock = clock
         self.answer_within = answer_within
+        # Each request is one attempt, so this loop retries on the client's own schedule.
+        self._backoff_cap = max(getattr(client, "backoff_cap", 10.0), interval)
         self.api_ok = True
         self._wake = asyncio.Event()
         self._replays: list[int] = []  # seqs left unsent by the previous run
@@ -124,7 +126,7 @@ class OutboxSender:
                 self.api_ok = False
                 self.alert("api", f"cannot check replayed status updates yet: {e}")
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, self._backoff_cap)
         backoff = self.interval
         while True:
             try:
@@ -152,7 +154,7 @@ class OutboxSender:
                 self.api_ok = False
                 self.alert("api", f"status updates queued ({len(pending)}+): {e}")
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, self._backoff_cap)
                 self._wake.set()
 
     async def _expire(self) -> None:

@@ -98,7 +98,7 @@ class Prover:
                 backoff = 1.0
             else:  # every read of the pass failed: Notify is down or refusing, wait
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 30.0)
+                backoff = min(backoff * 2, max(getattr(self.client, "backoff_cap", 10.0), 0.05))
 
     async def _read(self, letter_id: str):
         """The letter's status at Notify, None if Notify no longer knows it, False if
