@@ -76,6 +76,7 @@ async def recover(p: Recoverable) -> None:
 
 async def resubmit(p: Recoverable, stage: str, letter_id: str) -> None:
     p.counters["resubmitted"] += 1
+    p.counters[f"resubmitted_{stage}"] += 1  # printing: a job again; enclosing/franking: a piece
     family = AT_DEVICE[stage]
     if family is None:
         p.store.update(letter_id, stage="verified", event="resubmit")
