@@ -176,6 +176,10 @@ async def test_operator_cancel_takes_back_a_job_the_printer_has_not_started(cups
             await wait_until(lambda: len(floor.store.letters(stage="printing")) == 3)
             await wait_until(lambda: len(em.attributes()) == 1)  # the first job is at the printer
             started = next(iter(em.attributes()))
+            # and CUPS says so: until the appliance has seen job.processing, CUPS may still
+            # take the job back (the race that made this test flaky)
+            await wait_until(lambda: any(h["event"] == "job.processing"
+                                         for h in floor.store.get(started)["history"]))
             waiting = [r["id"] for r in floor.store.letters(stage="printing") if r["id"] != started]
             op = Operator(pipe)
             said = await op.cancel(waiting[0])
