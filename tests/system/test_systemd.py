@@ -88,3 +88,48 @@ def test_daemon_speaks_sd_notify(tmp_path):
             listener.close()
     ready = next(m for m in messages if "READY=1" in m)
     assert "STATUS=" in ready and sb.base_url in ready
+
+
+# --- the ready-to-install examples ----------------------------------------------------------
+
+EXAMPLES = ROOT / "examples"
+
+
+def _named_keys(text: str) -> set[tuple[str, str]]:
+    """(section, key) for every key the file sets or shows commented out (``# key = ...``)."""
+    out, section = set(), ""
+    for line in text.splitlines():
+        line = line.strip().lstrip("#").strip()
+        if m := re.fullmatch(r"\[([a-z_]+)\]", line):
+            section = m.group(1)
+        elif m := re.match(r"([a-z_]+) = ", line):
+            out.add((section, m.group(1)))
+    return out
+
+
+def test_example_config_loads_and_names_every_setting():
+    """examples/appliance.toml is what the unit reads: it loads with the real loader, points
+    at the installed profile, state folder and key, and names every setting there is."""
+    from appliance.config.settings import DEFAULT_CONFIG_PATH, SCHEMA, load_config
+
+    cfg = load_config(EXAMPLES / "appliance.toml")
+    assert str(cfg.profile) == "/etc/appliance/floor.toml"
+    assert str(cfg.state_dir) == "/var/lib/appliance" and str(cfg.spool_dir) == "/var/lib/appliance/spool"
+    assert str(cfg.api.private_key) == "/etc/appliance/private.pem" and cfg.api.auth == "jwt"
+    named = _named_keys((EXAMPLES / "appliance.toml").read_text())
+    missing = {(s, k) for s, keys in SCHEMA.items() for k in keys} - named
+    assert not missing, f"settings the example does not show: {sorted(missing)}"
+    unit = (UNITS / "appliance.service").read_text()
+    assert f"--config {DEFAULT_CONFIG_PATH}" in unit
+
+
+def test_example_floor_loads_with_agreed_reasons():
+    from appliance.config.profile import load_profile
+    from drivers.serial.finisher import protocol_path
+
+    p = load_profile(EXAMPLES / "floor.toml")
+    assert [(d.family, d.driver) for d in p.devices()] == [("printer", "cups"), ("inserter", "serial"),
+                                                           ("franker", "serial")]
+    assert {"DAMAGED", "LOST"} <= set(p.failure_reasons)
+    for spec in p.inserters + p.frankers:  # the shipped protocol files resolve from /etc/appliance too
+        assert protocol_path(spec.settings, spec.name).is_file()
