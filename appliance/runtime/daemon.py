@@ -3,6 +3,8 @@
 Under systemd (Type=notify) it reports READY once the pipeline and control socket are up,
 pets the watchdog while the event loop is alive, and says STOPPING while it drains.
 SIGTERM/SIGINT drain cleanly: what is in flight is recorded and resumed on next start.
+SIGHUP (``systemctl reload appliance``) re-reads the floor profile (``runtime.reload``),
+saying RELOADING then READY; a profile that does not load is one log line and changes nothing.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 
 from appliance.api.auth import load_private_key
 from appliance.config.profile import load_profile
 from appliance.config.settings import load_config
 from appliance.control.client import DEFAULT_SOCKET
+from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import PipelineSettings
 from appliance.runtime import sdnotify
-from appliance.runtime.assemble import build
+from appliance.runtime.assemble import Appliance, build
+from appliance.runtime.reload import reload_profile
 
 log = logging.getLogger("appliance")
 
@@ -37,6 +42,23 @@ async def _watchdog(interval: float, healthy) -> None:
                       "the daemon ('appliance status' shows which task)")
             sdnotify.notify("STATUS=a task keeps failing; waiting for the watchdog to restart")
         await asyncio.sleep(interval)
+
+
+async def _reloader(wanted: asyncio.Event, config_path: str, app: Appliance, ready: str) -> None:
+    """Re-read the profile each time SIGHUP asks; the old one stays on any failure."""
+    while True:
+        await wanted.wait()
+        wanted.clear()
+        sdnotify.notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            path = load_config(config_path).profile
+            line, refused = await reload_profile(app.pipeline, load_profile(path))
+            log.log(logging.WARNING if refused else logging.INFO, "reload: %s", line)
+        except UserError as e:
+            log.error("reload refused, the floor keeps profile %s: %s", app.pipeline.profile.name, e)
+        except Exception:  # never let a reload take the floor down
+            log.exception("reload failed, the floor keeps profile %s", app.pipeline.profile.name)
+        sdnotify.notify(f"READY=1\nSTATUS={ready} {app.pipeline.profile.name}")
 
 
 async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int:
@@ -60,7 +82,11 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
     await app.start(socket_path, max_clients=cfg.max_clients)
     daily = asyncio.create_task(app.mi.scheduler(), name="mi-daily")
     log.info("running: %s, profile %s", cfg.api.base_url, profile.name)
-    sdnotify.notify(f"READY=1\nSTATUS=printing for {cfg.api.base_url} with profile {profile.name}")
+    ready = f"printing for {cfg.api.base_url} with profile"
+    sdnotify.notify(f"READY=1\nSTATUS={ready} {profile.name}")
+    reload_wanted = asyncio.Event()
+    loop.add_signal_handler(signal.SIGHUP, reload_wanted.set)
+    reloader = asyncio.create_task(_reloader(reload_wanted, config_path, app, ready), name="reload")
     interval = sdnotify.watchdog_interval()
     dog = asyncio.create_task(_watchdog(interval, app.pipeline.supervisor.healthy)) if interval else None
     try:
@@ -71,5 +97,7 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
         if dog:
             dog.cancel()
         daily.cancel()
+        reloader.cancel()
+        loop.remove_signal_handler(signal.SIGHUP)
         await app.stop()
     return 0

@@ -46,7 +46,7 @@ def test_daemon_unit_is_notify_and_restarts():
     text = (UNITS / "appliance.service").read_text()
     for line in ("Type=notify", "Restart=on-failure", "StateDirectory=appliance", "NoNewPrivileges=yes",
                  "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n",
-                 "SupplementaryGroups=lp dialout", "WatchdogSec="):
+                 "SupplementaryGroups=lp dialout", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line in text, line
 
 
