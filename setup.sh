@@ -30,3 +30,4 @@ fi
 .venv/bin/pip install -q -e ".[$extras]"
 echo "installed: $(.venv/bin/appliance --help | head -1)"
 echo "try:       .venv/bin/appliance demo"
+echo "a box:     examples/appliance.toml, examples/floor.toml and systemd/ (README \"Running under systemd\")"

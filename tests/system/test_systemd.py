@@ -1,5 +1,7 @@
 """The systemd units are valid and hardened (exposure score <= 2.0)."""
 
+import contextlib
+import io
 import re
 import shutil
 import subprocess
@@ -48,6 +50,20 @@ def test_daemon_unit_is_notify_and_restarts():
                  "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes", "CapabilityBoundingSet=\n",
                  "SupplementaryGroups=lp dialout", "WatchdogSec=", "ExecReload=/bin/kill -HUP $MAINPID"):
         assert line in text, line
+
+
+def test_the_socket_is_for_the_operator_group_and_the_spool_private():
+    """README "Operators": /run/appliance is 0750 group appliance, the socket the console
+    unit attaches to is the one the daemon serves, and tmpfiles makes the spool 0700."""
+    from appliance.control.protocol import DEFAULT_SOCKET
+
+    daemon = (UNITS / "appliance.service").read_text()
+    console = (UNITS / "appliance-console@.service").read_text()
+    assert "Group=appliance" in daemon and "RuntimeDirectory=appliance\n" in daemon
+    assert "RuntimeDirectoryMode=0750" in daemon
+    assert f"--socket {DEFAULT_SOCKET}" in daemon and f"--socket {DEFAULT_SOCKET}" in console
+    tmpfiles = (UNITS / "appliance.tmpfiles.conf").read_text()
+    assert "d /var/lib/appliance/spool 0700 appliance appliance -" in tmpfiles
 
 
 def test_daemon_speaks_sd_notify(tmp_path):
@@ -133,3 +149,35 @@ def test_example_floor_loads_with_agreed_reasons():
     assert {"DAMAGED", "LOST"} <= set(p.failure_reasons)
     for spec in p.inserters + p.frankers:  # the shipped protocol files resolve from /etc/appliance too
         assert protocol_path(spec.settings, spec.name).is_file()
+
+
+# --- the README's commands, as they run after ./setup.sh ---------------------------------------
+
+README = (ROOT / "README.md").read_text()
+
+
+def test_readme_commands_run_as_installed():
+    """Every command the README shows is ``.venv/bin/appliance ...`` (bare ``appliance`` is not
+    on PATH after ./setup.sh), names a real sub-command, and the two set-up commands come first."""
+    from appliance.cli.main import build_parser
+
+    first = README.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
+    assert first[0].startswith("./setup.sh && .venv/bin/appliance demo") and first[1].startswith("bash .ci/run")
+    bare, fenced = [], False
+    for line in README.splitlines():
+        fenced ^= line.startswith("```")
+        code = fenced or line.startswith("    ")  # a command line starts with it; prose only quotes it
+        if re.search(r"(^\s*(\$ )?|\| )appliance [a-z-]+" if code else r"`appliance [a-z-]+", line) \
+                and "appliance ->" not in line:
+            bare.append(line)
+    assert not bare, "\n".join(bare)
+    used = set(re.findall(r"\.venv/bin/appliance ([a-z][a-z-]*)", README))
+    unknown = []
+    for command in sorted(used):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            try:
+                build_parser().parse_args([command, "--help"])
+            except SystemExit as e:  # --help exits 0; an unknown command exits 2
+                if e.code != 0:
+                    unknown.append(command)
+    assert used and not unknown, unknown
