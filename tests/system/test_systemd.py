@@ -162,7 +162,8 @@ def test_readme_commands_run_as_installed():
     from appliance.cli.main import build_parser
 
     first = README.split("```sh\n", 1)[1].split("```", 1)[0].splitlines()
-    assert first[0].startswith("./setup.sh && .venv/bin/appliance demo") and first[1].startswith("bash .ci/run")
+    assert first[0].startswith("./setup.sh && .venv/bin/appliance demo")
+    assert first[1].startswith("bash .ci/run")
     bare, fenced = [], False
     for line in README.splitlines():
         fenced ^= line.startswith("```")
