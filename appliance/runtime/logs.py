@@ -37,3 +37,13 @@ def quiet_http_logs() -> None:
     for handler in logging.getLogger().handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+#: --log-level choices, quietest last.
+LEVELS = ("debug", "info", "warning", "error")
+
+
+def setup_logging(level: str = "info") -> None:
+    """Log lines on stderr at ``level``, HTTP request lines only at debug, no signatures."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quiet_http_logs()
