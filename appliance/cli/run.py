@@ -42,7 +42,10 @@ def _whoami() -> str:
 
 def _setting_of(path: str, config: str, socket: str) -> str:
     """Which setting names the folder ``path`` is in (best effort; never raises)."""
-    if path and Path(path) in (Path(socket), Path(socket).parent):
+    if not path:
+        return "the paths in the configuration and --socket"
+    p = Path(path)
+    if p in (Path(socket), Path(socket).parent):
         return "--socket"
     try:
         from appliance.config.settings import load_config
@@ -50,7 +53,6 @@ def _setting_of(path: str, config: str, socket: str) -> str:
         cfg = load_config(config)
     except Exception:  # the daemon got past loading it; this is only for the wording
         return "[paths] state_dir"
-    p = Path(path)
     if p == cfg.spool_dir or cfg.spool_dir in p.parents:
         return "[paths] spool_dir"
     return "[paths] state_dir"
@@ -58,20 +60,20 @@ def _setting_of(path: str, config: str, socket: str) -> str:
 
 def start_failure(e: OSError, config: str, socket: str) -> str:
     """One line for an OSError that stopped the start: the path, the setting, the fix."""
-    path = e.filename or ""
-    setting = _setting_of(str(path), config, socket)
+    path = str(e.filename or "")
+    setting = _setting_of(path, config, socket)
     what = f"{path}: " if path else ""
     if isinstance(e, (NotADirectoryError, FileExistsError)):
         return (f"{what}a file is in the way of a folder the appliance needs; move the file away "
                 f"or set {setting} elsewhere ('appliance doctor' checks this)")
     if isinstance(e, PermissionError):
         user = _whoami()
-        return (f"{what}permission denied for user {user}; the folder belongs to someone else: "
-                f"chown -R {user} it (or run as the service user, or systemd-tmpfiles --create), "
-                f"or set {setting} elsewhere")
+        folder = path if not path or Path(path).is_dir() else str(Path(path).parent)
+        return (f"{what}permission denied for user {user}; chown -R {user} {folder} (or run as the "
+                f"service user, or systemd-tmpfiles --create), or set {setting} elsewhere")
     if isinstance(e, IsADirectoryError):
         return f"{what}is a folder where a file was expected; move it away or fix {setting}"
-    return f"{what}{e.strerror or e}; fix {setting} ('appliance doctor' checks it)"
+    return f"{what}{e.strerror or e}; check {setting} ('appliance doctor' checks the set-up)"
 
 
 def cmd_run(args) -> int:

@@ -6,10 +6,14 @@ from __future__ import annotations
 import email.utils
 import http.server
 import os
+import pwd
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -129,6 +133,25 @@ def test_a_folder_the_service_user_cannot_write(jwt_sandbox, tmp_path, capsys):
     code = main(["doctor", "--config", str(cfg), "--user", "no-such-user-here"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "does not exist" in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a folder to another user needs root")
+def test_a_store_lock_left_by_root_fails_for_the_service_user(jwt_sandbox, capsys):
+    home = Path(tempfile.mkdtemp(prefix="doctor-lock-"))  # /tmp: a path nobody can walk
+    try:
+        home.chmod(0o755)
+        cfg = write_config(home, base_url=jwt_sandbox.base_url, auth="none")
+        state = home / "state"
+        state.mkdir(mode=0o700)
+        nobody = pwd.getpwnam("nobody")
+        os.chown(state, nobody.pw_uid, nobody.pw_gid)
+        (state / "store.lock").write_text("")  # root's, 0600 under the umask below
+        (state / "store.lock").chmod(0o600)
+        code, out, fails = doctor(capsys, cfg, "--user", "nobody")
+    finally:
+        shutil.rmtree(home)
+    assert "ok    state folder" in out
+    assert code == 1 and any("store lock" in f and "not writable by nobody" in f for f in fails), out
 
 
 def test_a_held_store_lock_names_its_holder(jwt_sandbox, tmp_path, capsys):

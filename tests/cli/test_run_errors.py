@@ -66,7 +66,7 @@ def test_a_store_lock_the_user_cannot_open(tmp_path):
     finally:
         if os.geteuid() == 0:
             subprocess.run(["chattr", "-i", str(lock)], capture_output=True)
-    assert f"{lock}: permission denied for user" in line and "chown -R" in line
+    assert f"{lock}: permission denied for user" in line and "chown -R" in line and str(lock.parent) in line
 
 
 def test_a_missing_key(tmp_path):
