@@ -172,6 +172,12 @@ class TokenProvider:
         except BodyTooLarge as e:
             raise TokenError(f"token endpoint {api.token_url} sent an unusable answer ({e}); "
                              "check [api] token_url", status=streamed.status_code) from None
+        if resp.status_code in (404, 405):  # nothing takes tokens there: the URL is wrong
+            raise TokenError(
+                f"token endpoint {api.token_url} answered HTTP {resp.status_code} "
+                f"({_token_error_text(resp)}): no token service at that address; check [api] token_url",
+                status=resp.status_code,
+            )
         if resp.status_code != 200:
             raise TokenError(
                 f"token endpoint {api.token_url} refused the client assertion "

@@ -116,6 +116,8 @@ class SupplierClient:
         #: Called with a one-line message for each list item skipped as malformed.
         self.on_malformed: Callable[[str], None] | None = None
         self.tokens: TokenProvider | None = None
+        #: The ``Date`` header of the last status() answer (``appliance doctor``'s clock check).
+        self.server_date: str | None = None
         if api.auth == "jwt":
             # Loads the private key now: a key others can read stops start-up, not a poll.
             self.tokens = TokenProvider(api, self._raw, limiter=self.limiter)
@@ -409,6 +411,7 @@ class SupplierClient:
     async def status(self) -> dict:
         """GET /_status: the service's own answer, or {"status": "ok"} for an empty 200."""
         resp = await self._request("status", "GET", "/_status")
+        self.server_date = resp.headers.get("date")
         try:
             body = parse_json(resp.content)
         except ValueError:

@@ -7,11 +7,11 @@ configuration file is used, JWT auth included.  Every failure is one line.
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import replace
 from pathlib import Path
 
 from appliance.api.client import ApiError, SupplierClient
+from appliance.cli.common import CONFIG_HELP, config_path
 from appliance.config.settings import ApiConfig, load_config, sandbox_api
 from appliance.core.errors import UserError
 from appliance.core.status import (
@@ -23,36 +23,33 @@ from appliance.core.status import (
     return_reason,
 )
 
-DEFAULT_CONFIG = "appliance.toml"
-
 
 def register(sub) -> None:
     p = sub.add_parser("api", help="call the Supplier API directly (status, letters, data, patch)",
                        description="Call the NHS Notify Supplier API directly.")
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--config", metavar="PATH",
-                       help=f"appliance.toml to read [api] from (default: $APPLIANCE_CONFIG or ./{DEFAULT_CONFIG})")
+    where.add_argument("--config", metavar="PATH", help=f"{CONFIG_HELP}; its [api] is used")
     where.add_argument("--base-url", metavar="URL", help="talk to a sandbox at URL (no auth)")
     p.add_argument("--retries", type=int, metavar="N",
                    help="retries per call on 429/5xx/connection errors (default: [api] max_retries)")
     cmds = p.add_subparsers(dest="api_command", metavar="ACTION", required=True)
 
-    cmds.add_parser("status", help="GET /_status").set_defaults(func=_run(cmd_status))
+    cmds.add_parser("status", help="is the API up? (GET /_status, after a token with JWT auth)").set_defaults(func=_run(cmd_status))
 
-    q = cmds.add_parser("letters", help="list PENDING letters")
+    q = cmds.add_parser("letters", help="list the PENDING letters the API offers (GET /letters)")
     q.add_argument("--limit", type=int, default=2500, help="at most this many (1-2500, default 2500)")
     q.set_defaults(func=_run(cmd_letters))
 
-    q = cmds.add_parser("letter", help="show one letter")
+    q = cmds.add_parser("letter", help="show one letter's status, specification and checksum")
     q.add_argument("id")
     q.set_defaults(func=_run(cmd_letter))
 
-    q = cmds.add_parser("data", help="download a letter's PDF")
+    q = cmds.add_parser("data", help="download a letter's PDF and check its sha256")
     q.add_argument("id")
     q.add_argument("--out", required=True, metavar="FILE", help="where to write the PDF")
     q.set_defaults(func=_run(cmd_data))
 
-    q = cmds.add_parser("patch", help="set one letter's status")
+    q = cmds.add_parser("patch", help="set one letter's status by hand (checked here first)")
     q.add_argument("id")
     q.add_argument("status", help=", ".join(sorted(SETTABLE)))
     q.add_argument("--reason", metavar="CODE", help="reason code (RETURNED: R01-R10, text filled in)")
@@ -66,8 +63,7 @@ def api_config(args) -> ApiConfig:
             raise UserError(f"--base-url {args.base_url!r}: must be an http(s) URL such as http://127.0.0.1:8080")
         api = sandbox_api(args.base_url)
     else:
-        path = args.config or os.environ.get("APPLIANCE_CONFIG") or DEFAULT_CONFIG
-        api = load_config(Path(path)).api
+        api = load_config(Path(config_path(args.config))).api
     if args.retries is not None:
         if args.retries < 0:
             raise UserError(f"--retries {args.retries}: must be 0 or more")

@@ -11,7 +11,7 @@ import json
 import time
 from pathlib import Path
 
-from appliance.cli.common import floor_args
+from appliance.cli.common import config_path, floor_args
 from appliance.config.profile import floor_from_args
 
 FRESH_SECONDS = 10.0
@@ -20,7 +20,7 @@ FRESH_SECONDS = 10.0
 def register(sub) -> None:
     p = sub.add_parser("devices", help="list inserters and franking machines: link, counters, stock",
                        description="List the finishing machines of a floor with link state, counters and stock.")
-    floor_args(p, "appliance.toml (default /etc/appliance/appliance.toml)", "a hardware profile (asks each machine directly)")
+    floor_args(p, profile_help="a hardware profile (asks each machine directly)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=cmd_devices)
 
@@ -65,7 +65,7 @@ def _line(r: dict) -> str:
 
 
 def cmd_devices(args) -> int:
-    profile, config = floor_from_args(args.config, args.profile)
+    profile, config = floor_from_args(config_path(args.config), args.profile)
     state_dir = config.state_dir if config else None
     rows = [describe(spec, state_dir) for spec in profile.inserters + profile.frankers]
     if args.json:

@@ -14,25 +14,24 @@ import json
 import sys
 from pathlib import Path
 
-from appliance.config.settings import DEFAULT_CONFIG_PATH
+from appliance.cli.common import config_arg, config_path
 from appliance.control.client import DEFAULT_SOCKET, DaemonNotRunning, call
 from appliance.core.errors import UserError
 
-DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 CSV_COLUMNS = ("day", "specification_id", "group_id", "line_item", "named", "quantity",
                "stock_remaining", "timestamp", "submitted", "to_submit", "states", "mi_ids")
 
 
 def register(sub) -> None:
     mi = sub.add_parser("mi", help="management information: preview, submit, export",
-                        description="Daily MI counted from device events (see docs/mi-and-returns.md).")
+                        description="Daily management information (MI), counted from device events and sent "
+                                    "to POST /mi (README: 'Management information (MI)').")
     actions = mi.add_subparsers(dest="mi_action", metavar="ACTION", required=True)
 
     def common(p, date=True):
         p.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
                        help=f"daemon control socket (default {DEFAULT_SOCKET})")
-        p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG,
-                       help="appliance.toml, used when the daemon is not running")
+        config_arg(p, "used when the daemon is not running")
         if date:
             p.add_argument("--date", default="yesterday", metavar="YYYY-MM-DD",
                            help="the day (profile time zone); also 'today', 'yesterday' (default)")
@@ -72,7 +71,7 @@ def _direct(args, need_client: bool):
     from appliance.core.packs import load_packs
     from appliance.runtime.assemble import offline_mi
 
-    cfg = load_config(args.config)
+    cfg = load_config(config_path(args.config))
     profile = load_profile(cfg.profile)
     return offline_mi(cfg, profile, load_packs(cfg.packs_dir), with_client=need_client)
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 
-from appliance.cli.common import floor_args
+from appliance.cli.common import config_path, floor_args
 from appliance.config.profile import floor_from_args
 
 
 def register(sub) -> None:
     p = sub.add_parser("printers", help="list the printers in the profile with live state and queue depth",
                        description="List the fleet: state, queue depth and capabilities of every printer.")
-    floor_args(p, "appliance.toml (default /etc/appliance/appliance.toml)", "a hardware profile")
+    floor_args(p, profile_help="a hardware profile")
     p.add_argument("--json", action="store_true", help="one JSON object per printer")
     p.set_defaults(func=cmd_printers)
 
@@ -47,7 +47,7 @@ def fleet_rows(profile) -> list[dict]:
 
 
 def cmd_printers(args) -> int:
-    profile, _ = floor_from_args(args.config, args.profile)
+    profile, _ = floor_from_args(config_path(args.config), args.profile)
     rows = fleet_rows(profile)
     if args.json:
         for row in rows:

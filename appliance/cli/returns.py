@@ -13,13 +13,12 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from appliance.config.settings import DEFAULT_CONFIG_PATH
+from appliance.cli.common import config_arg, config_path
 from appliance.control.client import DEFAULT_SOCKET, DaemonNotRunning, call
 from appliance.core.errors import UserError
 from appliance.core.returns import Parsed, apply_rows, parse_returns, parse_tracking_csv, summary
 from appliance.core.status import RETURN_REASONS
 
-DEFAULT_CONFIG = DEFAULT_CONFIG_PATH
 CHUNK = 5000  # rows per control request (keeps each request line well under its cap)
 
 
@@ -44,8 +43,7 @@ def _common(p) -> None:
     p.add_argument("--check", action="store_true", help="only check the lines; send nothing")
     p.add_argument("--socket", metavar="PATH", default=DEFAULT_SOCKET,
                    help=f"daemon control socket (default {DEFAULT_SOCKET})")
-    p.add_argument("--config", metavar="PATH", default=DEFAULT_CONFIG,
-                   help="appliance.toml, used when the daemon is not running")
+    config_arg(p, "used when the daemon is not running")
 
 
 def _read(name: str) -> str:
@@ -76,7 +74,7 @@ def apply(parsed: Parsed, socket: str, config: str) -> tuple[list[dict], str]:
     from appliance.config.settings import load_config
     from appliance.store.store import Store
 
-    cfg = load_config(config)
+    cfg = load_config(config_path(config))
     with Store(cfg.state_dir) as store:  # locked: refuses if a daemon owns it after all
         results = apply_rows(store, parsed.rows)
         store.flush()

@@ -6,14 +6,23 @@ per server) instead of through the driver's worker threads.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 
+from appliance.core.checks import Check
 from appliance.core.errors import UserError
 from drivers.cups.ipp import PRINTER_STOPPED, PrinterFacts, alert_worthy, device_state, reasons_of
 from drivers.cups.session import NOT_FOUND, CupsRefused, CupsUnavailable, call, connect, describe_server
 
 PRINTER_ATTRS = ["printer-state", "printer-state-reasons", "printer-is-accepting-jobs",
                  "printer-state-message", "queued-job-count", "device-uri"]
+
+
+@dataclass(frozen=True)
+class Unsure(Check):
+    """A check that could not decide: ``appliance doctor`` prints it as a warning."""
+
+    warning = True  # (class attribute, not a field: the doctor reads it from any Check)
 
 
 @dataclass
@@ -75,19 +84,71 @@ def fleet_status(profile) -> dict[str, QueueStatus]:
     return out
 
 
-def _names_visible(conn) -> bool | None:
+#: Job states whose attributes CUPS still holds in full: a finished job keeps its id and
+#: state in the history, but not its name, whatever the policy says.
+ACTIVE_JOB_STATES = (3, 4, 5)  # pending, held, processing
+
+
+def private_values(conf: str) -> str | None:
+    """``JobPrivateValues`` of the default policy in a cupsd.conf text (None: not set)."""
+    policy = "default"
+    for line in conf.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0].lower() == "defaultpolicy":
+            policy = words[1]
+    inside, value = False, None
+    for line in conf.splitlines():
+        words = line.strip().rstrip(">").split(None, 1)
+        if not words:
+            continue
+        key = words[0].lower()
+        if key == "<policy":
+            inside = len(words) > 1 and words[1].strip() == policy
+        elif key == "</policy":
+            inside = False
+        elif inside and key == "jobprivatevalues":
+            value = words[1].strip() if len(words) > 1 else ""
+    return value
+
+
+def _server_conf(conn) -> str | None:
+    """The server's own cupsd.conf (HTTP GET /admin/conf/cupsd.conf on the same server),
+    or None when it will not give it to us."""
+    with tempfile.TemporaryFile() as f:
+        try:
+            conn.getFile("/admin/conf/cupsd.conf", fd=f.fileno())
+        except Exception:  # cups.HTTPError (401/403), IPPError: not ours to see
+            return None
+        f.seek(0)
+        text = f.read(1024 * 1024).decode("utf-8", "replace")
+    return text if "<Policy" in text or "Listen" in text or "Port" in text else None
+
+
+def names_visible(conn) -> tuple[bool | None, str]:
     """Can this client read job names (needed to match jobs to letters after a restart)?
-    None when CUPS holds no job to tell by."""
-    jobs = call(conn, lambda c: c.getJobs(which_jobs="all", requested_attributes=["job-id", "job-name"]))
-    if not jobs:
-        return None
-    return any("job-name" in a for a in jobs.values())
+    Asked of the configured server: its policy if it shows its cupsd.conf, else the jobs it
+    still holds in full.  (None, why) when it cannot tell."""
+    conf = _server_conf(conn)
+    if conf is not None:
+        value = private_values(conf)
+        if value is not None and value.lower() == "none":
+            return True, "its cupsd.conf has JobPrivateValues none"
+        shown = value if value is not None else "not set (CUPS default: job names private)"
+        if value is not None and "job-name" not in value.lower() and value.lower() not in ("default", "all"):
+            return True, f"its cupsd.conf has JobPrivateValues {value}"
+        return False, f"its cupsd.conf has JobPrivateValues {shown}"
+    jobs = call(conn, lambda c: c.getJobs(which_jobs="not-completed",
+                                          requested_attributes=["job-id", "job-name", "job-state"]))
+    active = [a for a in jobs.values() if a.get("job-state") in ACTIVE_JOB_STATES]
+    if not active:
+        return None, "it holds no unfinished job to tell by and does not show its cupsd.conf"
+    if all("job-name" in a for a in active):
+        return True, f"names of its {len(active)} unfinished job(s) are visible"
+    return False, "it returns unfinished jobs without their names"
 
 
 def doctor_checks(profile, config=None) -> list:
     """One Check per CUPS server and per queue; each failure names the fix."""
-    from appliance.core.checks import Check
-
     specs = cups_printers(profile)
     if not specs:
         return []
@@ -104,16 +165,21 @@ def doctor_checks(profile, config=None) -> list:
         where = describe_server(server)
         try:
             conn = connect(server)
-            visible = _names_visible(conn)
+            visible, why = names_visible(conn)
         except (CupsUnavailable, CupsRefused) as e:
             checks.append(Check(False, f"CUPS {where}", f"does not answer ({e}); start cupsd "
                                                        "(systemctl start cups) or fix server = in the profile"))
             continue
         checks.append(Check(True, f"CUPS {where}", "answers"))
         if visible is False:
-            checks.append(Check(False, f"CUPS {where}", "hides job names from this client, so a restart cannot "
+            checks.append(Check(False, f"CUPS {where}", f"hides job names ({why}), so a restart cannot "
                                                        "match jobs to letters; add 'JobPrivateValues none' to "
-                                                       "<Policy default> in cupsd.conf"))
+                                                       "<Policy default> in that server's cupsd.conf"))
+        elif visible:
+            checks.append(Check(True, f"CUPS {where}", f"job names visible: {why}"))
+        else:
+            checks.append(Unsure(True, f"CUPS {where}", f"job-name visibility not known: {why}; make sure "
+                                                      "its cupsd.conf has 'JobPrivateValues none'"))
         for spec in group:
             queue = queue_of(spec)[1]
             subject = f"printer {spec.name}"

@@ -148,3 +148,25 @@ def test_config_with_jwt_auth(capsys, tmp_path):
         key_file.chmod(0o644)
         code, _, err = run(capsys, "api", "--config", str(cfg), "letters")
         assert code != 0 and f"chmod 600 {key_file}" in err and err.count("\n") == 1
+
+
+def test_a_wrong_token_url_is_named(capsys, tmp_path):
+    """A token endpoint answering 404 means token_url is wrong, not the key or its id."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                        serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "key.pem").write_bytes(pem)
+    (tmp_path / "key.pem").chmod(0o600)
+    opts = SandboxOptions(**DOCUMENT_ONLY, letters=1, seed=5, auth_keys={"k1": pub}, api_key="cli-key")
+    with run_in_thread(opts) as sandbox:
+        cfg = tmp_path / "appliance.toml"
+        cfg.write_text(
+            f'[api]\nbase_url = "{sandbox.base_url}"\nauth = "jwt"\napi_key = "cli-key"\n'
+            f'private_key = "key.pem"\nkid = "k1"\ntoken_url = "{sandbox.base_url}/oauth/tokn"\n'
+            '[paths]\nprofile = "profile.toml"\n'
+        )
+        code, _, err = run(capsys, "api", "--config", str(cfg), "status")
+    assert code != 0 and err.count("\n") == 1
+    assert "HTTP 404" in err and "check [api] token_url" in err and "api_key" not in err
