@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from email.utils import formatdate
 from typing import Awaitable, Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -124,6 +125,8 @@ async def read_request(reader: asyncio.StreamReader) -> Request | None:
 def encode_response(resp: Response, keep_alive: bool) -> bytes:
     head = [f"HTTP/1.1 {resp.status} {REASONS.get(resp.status, 'Unknown')}"]
     head += [f"{k}: {v}" for k, v in resp.headers]
+    if not any(k.lower() == "date" for k, _ in resp.headers):  # as every real server: clients judge skew by it
+        head.append(f"Date: {formatdate(usegmt=True)}")
     head.append(f"Content-Length: {len(resp.body)}")
     if not keep_alive:
         head.append("Connection: close")

@@ -78,6 +78,7 @@ def test_a_good_floor_passes_with_a_token(jwt_sandbox, keypair, tmp_path, capsys
     assert f"ok    state folder: {tmp_path / 'state'}: missing" in out
     assert "ok    private key" in out and f"token from {jwt_sandbox.token_url}" in out
     assert len([r for r in jwt_sandbox.log if r.kind == "token"]) == before + 1  # really asked
+    assert "ok    clock:" in out  # the sandbox sends Date as Notify does
     assert not (tmp_path / "state").exists()  # the doctor creates nothing
 
 
