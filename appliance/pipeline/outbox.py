@@ -100,11 +100,17 @@ class OutboxSender:
             chunk = letters[i:i + 32]
             answers = await asyncio.gather(*(self._api_status(lid) for lid in chunk))
             at_api = dict(zip(chunk, answers))
-            drop = [e["seq"] for e in entries
-                    if at_api.get(e["letter_id"]) and reached(at_api[e["letter_id"]], e["status"])]
-            if drop:
-                self.store.outbox_ack(drop)
-                self.counters["replays_already_at_api"] += len(drop)
+            # The newest replayed update each letter's status at the API has reached is
+            # proven, and every older update of that letter (sent or not) superseded: the
+            # API's state no longer depends on them, so the prover must not weigh them.
+            upto: dict[str, int] = {}
+            for e in entries:
+                shown = at_api.get(e["letter_id"])
+                if shown and reached(shown, e["status"]):
+                    upto[e["letter_id"]] = max(upto.get(e["letter_id"], 0), e["seq"])
+                    self.counters["replays_already_at_api"] += 1
+            for letter_id, seq in upto.items():
+                self.store.outbox_proven(letter_id, at_api[letter_id], seq)
         self._replays = []
         await self.committer.durable()
 

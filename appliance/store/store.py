@@ -403,8 +403,8 @@ class Store:
         raise UnknownLetter(letter_id)
 
     def outbox_ack(self, seqs: Iterable[int]) -> None:
-        """These updates are known applied at Notify (read back on a restart's replay, or in
-        tests): drop them at once, archiving letters left final with nothing to prove."""
+        """These updates are known applied at Notify (tests, and callers that know each one
+        took): drop them at once, archiving letters left final with nothing to prove."""
         now = self._now()
         for seq in seqs:
             entry = self._book.remove(int(seq))
