@@ -27,3 +27,13 @@ def widget_text(app, selector: str) -> str:
     region = app.screen.query_one(selector).region
     lines = screen_text(app).splitlines()[region.y:region.bottom]
     return "\n".join(line[region.x:region.right] for line in lines)
+
+
+
+def toasts(app) -> str:
+    """The notifications raised so far, as a toast shows them: plain text unless the
+    notification asked for markup (then markup applied, as the defect ate "[...]")."""
+    from textual.content import Content
+
+    return "\n".join((Content.from_markup(n.message) if n.markup else Content(n.message)).plain
+                     for n in app._notifications)
