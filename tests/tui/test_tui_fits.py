@@ -129,3 +129,16 @@ async def test_returns_desk_esc_leaves_and_digits_go_to_the_field_only_with_focu
         assert await until(pilot, lambda: app.current_mode == "returns" and box.has_focus)
         await pilot.press("escape", "escape")  # twice: back to the dashboard
         assert await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+
+
+async def test_table_cells_from_the_daemon_keep_their_brackets(tmp_path):
+    from tests.fixtures.canned_daemon import DEVICES
+
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False) as daemon:
+        daemon.state.status["devices"] = {"[b]inserter[/b]": {**DEVICES["lf3000"], "detail": "tray [2] empty"}}
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(80, 24)) as pilot:
+            assert await until(pilot, lambda: filled(app))
+            text = screen_text(app)
+            assert "[b]inserter[/b]" in text and "tray [2] empty" in text, text

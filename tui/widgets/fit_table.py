@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 Column = tuple[str, int, int]  # label, width, rank (0: always shown; higher leaves first)
@@ -37,6 +38,12 @@ def fit(columns: list[Column], width: int, grow: str | None = None, grow_max: in
 def clip(text: str, width: int) -> str:
     """``text`` cut to ``width`` with an ellipsis, so a cut is visible."""
     return text if len(text) <= width else text[: max(0, width - 1)] + "…"
+
+
+def plain(cell: Any) -> Any:
+    """A str cell as plain text: DataTable reads str cells as markup, and these come from the
+    daemon (a device called "[x]" or a message with "[jam]" would lose its brackets)."""
+    return Text(cell) if isinstance(cell, str) else cell
 
 
 class FitTable(DataTable):
@@ -73,7 +80,7 @@ class FitTable(DataTable):
 
     def _add_rows(self) -> None:
         for key, cells in self.rows_data:
-            self.add_row(*[cells.get(label, "") for label, _, _ in self.shown], key=key)
+            self.add_row(*[plain(cells.get(label, "")) for label, _, _ in self.shown], key=key)
 
     def set_rows(self, rows: list[tuple[str | None, dict]]) -> bool:
         """Show ``rows`` [(key, {label: cell})]; unchanged rows keep the table (rebuilding
