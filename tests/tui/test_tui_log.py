@@ -57,3 +57,15 @@ def test_an_event_without_a_time_gets_the_time_it_arrived(utc):
     assert closed.plain == "14:01:00  fm200  alert acknowledged by nightshift: ink low"
     odd = describe({"event": "mystery", "data": {"x": 1}, "received": 1764079200.0})
     assert odd.plain == "14:00:00  mystery: x=1"
+
+
+def test_an_alerts_count_updates_are_not_logged_again():
+    from tui.screens.log import worth_a_line
+
+    def alert(count, state="open"):
+        return {"event": "alert", "data": {"key": "device:fm200:ink-empty", "count": count, "state": state}}
+
+    seen: set = set()
+    got = [worth_a_line(ev, seen) for ev in (alert(1), alert(2), alert(3), alert(3, "closed"), alert(1))]
+    assert got == [True, False, False, True, True]  # opened, (updates), closed, opened again
+    assert worth_a_line({"event": "alert", "data": {"message": "old daemon"}}, seen)

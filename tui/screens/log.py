@@ -58,6 +58,24 @@ def describe(ev: dict) -> Text:
     return Text(f"{_when(ev)}  {kind or 'event'}: {', '.join(f'{k}={v}' for k, v in d.items())}")
 
 
+def worth_a_line(ev: dict, open_keys: set) -> bool:
+    """An alert's count updates (up to one a second while its condition holds) are not news:
+    the log tells when it opened and when it closed; ``open_keys`` tracks which are open."""
+    if ev.get("event") != "alert":
+        return True
+    d = ev.get("data") if isinstance(ev.get("data"), dict) else {}
+    key = d.get("key")
+    if not key:  # an older daemon's alert: each one is new
+        return True
+    if d.get("state") == "closed":
+        open_keys.discard(key)
+        return True
+    if key in open_keys:
+        return False
+    open_keys.add(key)
+    return True
+
+
 #: Lines the log screen shows (the app keeps more events; a person reads the last screenfuls).
 SHOWN = 120
 
@@ -70,6 +88,7 @@ class LogScreen(Screen):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._pending: list[Text] = []  # events may arrive before the screen is mounted
+        self._open: set[str] = set()  # alert keys whose opening is in the log
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -83,12 +102,14 @@ class LogScreen(Screen):
         log = self.query_one(RichLog)
         log.clear()
         self._pending = []
-        events = list(self.app.events)[-SHOWN:]
-        if events:
-            log.write(Text("\n").join(describe(ev) for ev in events))
+        self._open = set()
+        lines = [describe(ev) for ev in self.app.events if worth_a_line(ev, self._open)][-SHOWN:]
+        if lines:
+            log.write(Text("\n").join(lines))
 
     def on_daemon_event(self, ev: dict) -> None:
-        self._pending.append(describe(ev))
+        if worth_a_line(ev, self._open):
+            self._pending.append(describe(ev))
 
     def _flush(self) -> None:
         if self._pending and self.is_current:
