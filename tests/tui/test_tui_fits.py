@@ -142,3 +142,10 @@ async def test_table_cells_from_the_daemon_keep_their_brackets(tmp_path):
             assert await until(pilot, lambda: filled(app))
             text = screen_text(app)
             assert "[b]inserter[/b]" in text and "tray [2] empty" in text, text
+
+
+def test_a_long_device_detail_keeps_its_end():
+    from tui.screens.dashboard import tail
+
+    assert tail("/tmp/pytest-of-root/pytest-9/state/spool/mono-duplex", 22) == "…ate/spool/mono-duplex"
+    assert tail("link up", 22) == "link up"

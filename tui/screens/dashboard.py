@@ -39,6 +39,11 @@ def stock_text(counters: dict) -> str:
     return " ".join(f"{k[:5]} {v}".strip() for k, v in sorted(items.items()))
 
 
+def tail(text: str, width: int) -> str:
+    """The end of a device's detail (a queue's path, a link's state: the end says most)."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
 def open_alerts(s: dict) -> list[dict]:
     """Open alerts, most severe first then most recently seen (an older daemon's alerts have
     no severity or state: taken as open warnings)."""
@@ -99,11 +104,13 @@ class DashboardScreen(Screen):
 
     def show_status(self, s: dict) -> None:
         self.query_one("#summary", Static).update(summary_text(s))
-        self.query_one("#devices", FitTable).set_rows([
+        devices = self.query_one("#devices", FitTable)
+        room = next((w for label, w, _ in devices.shown if label == "detail"), 22)
+        devices.set_rows([
             (name, {"device": name, "kind": d.get("family", ""), "state": device_state(d.get("state")),
                     "load": str(d.get("load", 0)), "queue": str(d.get("queue_depth", 0)),
                     "stock": stock_text(d.get("counters") or {}),
-                    "detail": Text(d.get("detail") or "")})
+                    "detail": Text(tail(d.get("detail") or "", room))})
             for name, d in (s.get("devices") or {}).items()])
         rows = []
         for i, a in enumerate(open_alerts(s)):
