@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections import deque
 from pathlib import Path
 
@@ -58,6 +60,28 @@ class ConsoleApp(App):
     async def on_unmount(self) -> None:
         await self.client.close()
 
+    def notify(self, message: str, *, title: str = "", severity="information", timeout=None,
+               markup: bool = False) -> None:
+        """Never markup: what the console notifies comes from the daemon, and text such as
+        "(the profile's [failure_reasons])" was eaten as a markup tag."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
+    @property
+    def operator(self) -> str:
+        """Who acknowledges alerts from this console: the login name, else "console"."""
+        return os.environ.get("USER") or os.environ.get("LOGNAME") or "console"
+
+    async def failure_reasons(self) -> dict[str, str]:
+        """The profile's agreed FAILED codes: from the snapshot, else asked (older daemons
+        send them only on request), else none (a daemon from before the codes)."""
+        if isinstance(self.status.get("failure_reasons"), dict):
+            return self.status["failure_reasons"]
+        try:
+            got = await self.client.call("failure_reasons")
+        except (ControlError, DaemonNotRunning, OSError):
+            return {}
+        return got if isinstance(got, dict) else {}
+
     async def call(self, cmd: str, **args):
         """Ask the daemon; on refusal show its one-line reason and return None."""
         try:
@@ -96,6 +120,7 @@ class ConsoleApp(App):
             try:
                 async with ControlClient(self.socket_path) as sub:
                     async for ev in sub.events():
+                        ev.setdefault("received", time.time())  # the log's time when data has none
                         self.events.append(ev)
                         handler = getattr(self._top_screen(), "on_daemon_event", None)
                         if handler:

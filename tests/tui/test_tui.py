@@ -2,6 +2,7 @@
 every assertion is on what the daemon did, not only on what the screen shows."""
 
 import asyncio
+import re
 
 from textual.widgets import DataTable, Input, OptionList, RichLog, Static
 
@@ -108,9 +109,13 @@ async def test_letters_search_detail_timeline_and_fail(daemon):
         await pilot.press("c", "y")  # DISPATCHED cannot be cancelled: the daemon says why
         await pilot.pause(0.3)
         assert pipe.store.get(target)["status"] == "DISPATCHED"
-        await pilot.press("x", "y")
+        await pilot.press("x")  # the demo profile agrees no codes: the reason is typed
+        await pilot.pause(0.2)
+        assert isinstance(app.focused, Input)
+        await pilot.press(*"torn", "enter")
         await pilot.pause(0.3)
         assert pipe.store.get(target)["status"] == "FAILED"
+        assert pipe.store.get(target)["reason_text"] == "torn"
         assert "FAILED" in text_of(app.screen.query_one("#detail", Static))
         await pilot.press("escape")
         assert not isinstance(app.screen, LetterDetailScreen)
@@ -134,9 +139,9 @@ async def test_help_and_log_screens(daemon):
         for _ in range(40):
             await pilot.pause(0.05)
             lines = [str(s.text) for s in app.screen.query_one(RichLog).lines]
-            if any("audio-cd -> paused" in l for l in lines):
+            if any("audio-cd  is now paused" in l for l in lines):
                 break
-        assert any("device audio-cd -> paused" in l for l in lines)
+        assert any(re.match(r"\d\d:\d\d:\d\d  audio-cd  is now paused", l) for l in lines), lines
 
 
 async def test_closing_the_console_mid_run_does_not_affect_printing(daemon):

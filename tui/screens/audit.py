@@ -6,14 +6,19 @@ envelope or taken off the line), reprinted, held for an operator, still outstand
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Header, Static
 
+from tui.widgets.fit_table import FitTable, clip
+from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock
 
-COLUMNS = ("inserter", "batch", "expected", "enclosed", "diverted", "reprinted", "held", "outstanding", "last")
+#: at 80 columns the last time and the reprinted count give way
+COLUMNS = [("inserter", 10, 0), ("batch", 5, 0), ("expected", 8, 0), ("enclosed", 8, 0), ("diverted", 8, 0),
+           ("reprinted", 9, 1), ("held", 6, 0), ("outstanding", 11, 0), ("last", 8, 2)]
 
 
 class AuditScreen(Screen):
@@ -22,11 +27,9 @@ class AuditScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("Audit: inserter batches", id="audit-title", classes="section-title")
-        table = DataTable(id="audit-table", cursor_type="row", zebra_stripes=True)
-        table.add_columns(*COLUMNS)
-        yield table
+        yield FitTable(COLUMNS, id="audit-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="audit-note")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     async def on_screen_resume(self) -> None:
         await self.action_refresh()
@@ -40,16 +43,14 @@ class AuditScreen(Screen):
         self.run_worker(self.action_refresh(), exclusive=True, group="audit")
 
     def show(self, rows: list[dict]) -> None:
-        table = self.query_one("#audit-table", DataTable)
-        keep = table.cursor_row
-        table.clear()
-        for r in rows:
-            flag = "⚠ " if r["held"] or r["outstanding"] else ""
-            table.add_row(r["device"], f"{r['batch']:04d}", str(r["expected"]), str(r["enclosed"]),
-                          str(r["diverted"]), str(r["reprinted"]), f"{flag}{r['held']}",
-                          str(r["outstanding"]), clock(r["last"]))
-        if rows:
-            table.move_cursor(row=min(keep, len(rows) - 1))
+        self.query_one("#audit-table", FitTable).set_rows([
+            (None, {"inserter": Text(clip(str(r["device"]), 10)), "batch": f"{r['batch']:04d}",
+                    "expected": str(r["expected"]), "enclosed": str(r["enclosed"]),
+                    "diverted": str(r["diverted"]),
+                    "reprinted": str(r["reprinted"]),
+                    "held": ("⚠ " if r["held"] or r["outstanding"] else "") + str(r["held"]),
+                    "outstanding": str(r["outstanding"]), "last": clock(r["last"])})
+            for r in rows])
         totals = {k: sum(r[k] for r in rows) for k in ("expected", "enclosed", "diverted", "reprinted", "held")}
         self.query_one("#audit-note", Static).update(
             f"{len(rows)} batch(es): {totals['expected']} expected, {totals['enclosed']} enclosed, "

@@ -1,4 +1,11 @@
-"""Dashboard: every device, letter counts, throughput, and alerts that need a person."""
+"""Dashboard: every device, letter counts, throughput, and the open alerts, most severe first.
+
+Alerts follow the daemon's life cycle (#16): one row per cause with its count and when it
+was last seen; it leaves the list when its condition clears or an operator acknowledges it
+(``a``, recorded with the operator's name).  Enter on an alert opens its letter, or moves to
+its device's row.  A daemon from before the life cycle sends alerts without key/severity:
+they are shown, and ``a`` says that daemon cannot acknowledge.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +13,22 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 
 from tui.screens.confirm import ConfirmScreen
-from tui.widgets.labels import clock, device_state, sparkline
+from tui.screens.detail import LetterDetailScreen
+from tui.widgets.fit_table import FitTable, clip
+from tui.widgets.footer import ConsoleFooter
+from tui.widgets.labels import clock, device_state, severity_label, sparkline
 
 ORDER = ("PENDING", "ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED", "REJECTED", "FAILED",
          "CANCELLED", "RETURNED")
+SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+
+DEVICE_COLUMNS = [("device", 16, 0), ("kind", 8, 2), ("state", 10, 0), ("load", 4, 0), ("queue", 5, 0),
+                  ("stock", 6, 1), ("detail", 22, 0)]
+ALERT_COLUMNS = [("severity", 8, 0), ("last seen", 9, 0), ("count", 5, 0), ("source", 16, 2),
+                 ("message", 46, 0), ("letter", 32, 1)]
 
 
 def stock_text(counters: dict) -> str:
@@ -23,6 +39,19 @@ def stock_text(counters: dict) -> str:
     return " ".join(f"{k[:5]} {v}".strip() for k, v in sorted(items.items()))
 
 
+def tail(text: str, width: int) -> str:
+    """The end of a device's detail (a queue's path, a link's state: the end says most)."""
+    return text if len(text) <= width else "…" + text[-(width - 1):]
+
+
+def open_alerts(s: dict) -> list[dict]:
+    """Open alerts, most severe first then most recently seen (an older daemon's alerts have
+    no severity or state: taken as open warnings)."""
+    alerts = [a for a in s.get("alerts") or [] if isinstance(a, dict) and a.get("state", "open") == "open"]
+    return sorted(alerts, key=lambda a: (SEVERITY_RANK.get(a.get("severity") or "warning", 1),
+                                         -float(a.get("last_seen") or a.get("t") or 0)))
+
+
 def summary_text(s: dict) -> Text:
     counts = s.get("counts") or {}
     t = Text()
@@ -30,14 +59,24 @@ def summary_text(s: dict) -> Text:
         t.append("API ✔ ok", style="green")
     else:
         t.append("API ✖ UNREACHABLE", style="bold red")
-    outbox = s.get("outbox", 0)
-    t.append(f"   outbox {outbox}", style="bold yellow" if outbox > 500 else "")
     held = s.get("held", 0)
-    t.append(f"   held {held}", style="bold yellow" if held else "")
-    refused = (s.get("updates") or {}).get("refused", 0)  # always shown: each needs a person
-    t.append(f"   refused by Notify {refused}", style="bold red" if refused else "")
+    t.append(f"  held {held}", style="bold yellow" if held else "")
+    # always shown: each needs a person (an older daemon counts refused only in "updates")
+    refused = s.get("refused", (s.get("updates") or {}).get("refused", 0))
+    t.append(f"  refused by Notify {refused}", style="bold red" if refused else "")
+    if "waiting_for_retry" in s:
+        waiting = s["waiting_for_retry"]
+        t.append(f"  waiting for retry {waiting}", style="bold yellow" if waiting else "")
+    by = s.get("alert_counts")
+    n_open = sum(by.values()) if isinstance(by, dict) else len(open_alerts(s))
+    crit = by.get("critical", 0) if isinstance(by, dict) else 0
+    t.append(f"\nalerts {n_open}", style="bold red" if crit else "bold yellow" if n_open else "")
+    if crit:
+        t.append(f" ({crit} critical)", style="bold red")
+    outbox = s.get("outbox", 0)
+    t.append(f"  outbox {outbox}", style="bold yellow" if outbox > 500 else "")
     tp = s.get("throughput") or []
-    t.append(f"   final/min {tp[-1] if tp else 0} {sparkline(tp)}\n")
+    t.append(f"  final/min {tp[-1] if tp else 0} {sparkline(tp)}\n")
     t.append("  ".join(f"{k} {counts[k]}" for k in ORDER if counts.get(k)) or "no letters yet")
     return t
 
@@ -47,23 +86,16 @@ class DashboardScreen(Screen):
         Binding("p", "device('pause')", "Pause"),
         Binding("u", "device('resume')", "Resume"),
         Binding("d", "device('drain')", "Drain"),
+        Binding("a", "ack", "Ack alert"),
     ]
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static("connecting…", id="summary")
-        table = DataTable(id="devices", cursor_type="row", zebra_stripes=True)
-        # Fixed widths: columns do not jump about on every refresh, and fit 80 columns.
-        for label, width in (("device", 17), ("kind", 8), ("state", 10), ("load", 4), ("queue", 5),
-                             ("stock", 6), ("detail", 22)):
-            table.add_column(label, width=width)
-        yield table
-        yield Static("Alerts needing a person", id="alerts-title")
-        alerts = DataTable(id="alerts", cursor_type="row")
-        for label, width in (("time", 8), ("source", 16), ("message", 44), ("letter", 32)):
-            alerts.add_column(label, width=width)
-        yield alerts
-        yield Footer(compact=True)
+        yield FitTable(DEVICE_COLUMNS, grow="detail", id="devices", cursor_type="row", zebra_stripes=True)
+        yield Static("Open alerts (Tab here, Enter opens, a acknowledges)", id="alerts-title")
+        yield FitTable(ALERT_COLUMNS, grow="message", id="alerts", cursor_type="row")
+        yield ConsoleFooter()
 
     def on_screen_resume(self) -> None:
         if self.app.status:
@@ -72,20 +104,24 @@ class DashboardScreen(Screen):
 
     def show_status(self, s: dict) -> None:
         self.query_one("#summary", Static).update(summary_text(s))
-        table = self.query_one("#devices", DataTable)
-        row = table.cursor_row
-        table.clear()
-        for name, d in (s.get("devices") or {}).items():
-            table.add_row(name, d.get("family", ""), device_state(d.get("state")), str(d.get("load", 0)),
-                          str(d.get("queue_depth", 0)), stock_text(d.get("counters") or {}),
-                          (d.get("detail") or "")[-22:], key=name)
-        if table.row_count:
-            table.move_cursor(row=min(row, table.row_count - 1))
-        alerts = self.query_one("#alerts", DataTable)
-        alerts.clear()
-        for a in reversed(s.get("alerts") or []):
-            alerts.add_row(clock(a.get("t")), a.get("source") or "", Text(a.get("message") or ""),
-                           a.get("letter_id") or "")
+        devices = self.query_one("#devices", FitTable)
+        room = next((w for label, w, _ in devices.shown if label == "detail"), 22)
+        devices.set_rows([
+            (name, {"device": name, "kind": d.get("family", ""), "state": device_state(d.get("state")),
+                    "load": str(d.get("load", 0)), "queue": str(d.get("queue_depth", 0)),
+                    "stock": stock_text(d.get("counters") or {}),
+                    "detail": Text(tail(d.get("detail") or "", room))})
+            for name, d in (s.get("devices") or {}).items()])
+        rows = []
+        for i, a in enumerate(open_alerts(s)):
+            count = a.get("count")
+            rows.append((a.get("key") or f"#{i}", {
+                "severity": severity_label(a.get("severity")),
+                "last seen": clock(a.get("last_seen") or a.get("t")),
+                "count": "" if count is None else str(count), "source": Text(clip(a.get("source") or "", 16)),
+                "message": Text(a.get("message") or ""), "letter": a.get("letter_id") or ""}))
+        self.alerts = {key: a for (key, _), a in zip(rows, open_alerts(s))}
+        self.query_one("#alerts", FitTable).set_rows(rows)
 
     def on_daemon_event(self, ev: dict) -> None:
         if ev.get("event") in ("device", "alert"):
@@ -96,6 +132,51 @@ class DashboardScreen(Screen):
         if not table.row_count:
             return None
         return table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+
+    def selected_alert(self) -> dict | None:
+        table = self.query_one("#alerts", DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return getattr(self, "alerts", {}).get(key)
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "alerts":
+            return
+        alert = self.selected_alert()
+        if not alert:
+            return
+        if alert.get("letter_id"):
+            self.app.push_screen(LetterDetailScreen(alert["letter_id"]))
+            return
+        devices = self.query_one("#devices", DataTable)
+        name = alert.get("device") or alert.get("source")
+        try:
+            devices.move_cursor(row=devices.get_row_index(name))
+        except Exception:  # RowDoesNotExist: not a device (the API, MI)
+            self.notify(f"{alert.get('source') or 'this alert'} is not a device or a letter")
+            return
+        devices.focus()
+
+    def action_ack(self) -> None:
+        alert = self.selected_alert()
+        if not alert:
+            self.notify("no open alert to acknowledge")
+            return
+        if not alert.get("key"):
+            self.notify("this daemon cannot acknowledge alerts (it predates them); upgrade it")
+            return
+        who = self.app.operator
+
+        async def done(yes: bool | None) -> None:
+            if yes:
+                msg = await self.app.call("ack", key=alert["key"], who=who)
+                if msg:
+                    self.notify(msg)
+                await self.app.refresh_status()
+
+        what = alert.get("message") or alert["key"]
+        self.app.push_screen(ConfirmScreen(f"Acknowledge as {who}:\n{what}"), done)
 
     def action_device(self, what: str) -> None:
         name = self.selected_device()

@@ -8,9 +8,10 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 
-from tui.screens.confirm import ChoiceScreen, ConfirmScreen, NoteScreen
+from tui.screens.confirm import ChoiceScreen, ConfirmScreen, FailReasonScreen, NoteScreen, ask_failure
+from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock, letter_status
 
 FIELDS = ("status", "stage", "specification_id", "group_id", "printer", "device", "job", "pages",
@@ -76,7 +77,7 @@ class LetterDetailScreen(Screen):
         yield Header()
         with VerticalScroll(id="detail-body"):
             yield Static("loading…", id="detail")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     async def on_mount(self) -> None:
         await self.reload()
@@ -96,37 +97,57 @@ class LetterDetailScreen(Screen):
             self.run_worker(self.reload, group="reload", exclusive=True)
 
     def action_act(self, cmd: str) -> None:
-        words = {"reprint": "Reprint", "cancel": "Cancel (CANCELLED)", "fail": "Mark FAILED",
-                 "retry": "Send again (or retry intake) for"}
-        args = {"id": self.letter_id}
         if cmd == "fail":
-            args["reason"] = "Marked failed by operator"
+            self.run_worker(self._fail(), group="act", exclusive=True)
+            return
+        words = {"reprint": "Reprint", "cancel": "Cancel (CANCELLED)",
+                 "retry": "Send again (or retry intake) for"}
 
         async def done(yes: bool | None) -> None:
             if yes:
-                msg = await self.app.call(cmd, **args)
+                msg = await self.app.call(cmd, id=self.letter_id)
                 if msg:
                     self.notify(msg)
                 await self.reload()
 
-        self.app.push_screen(ConfirmScreen(f"{words[cmd]} letter {self.letter_id}?"), done)
+        self.app.push_screen(ConfirmScreen(f"{words[cmd]} letter\n{self.letter_id}?"), done)
+
+    async def _fail(self) -> None:
+        """FAILED with one of the profile's agreed codes (picked), or a typed reason."""
+        how = await ask_failure(self.app, f"Mark letter\n{self.letter_id}\nFAILED")
+        if how:
+            msg = await self.app.call("fail", id=self.letter_id, **how)
+            if msg:
+                self.notify(msg)
+            await self.reload()
 
     def action_resolve(self) -> None:
+        self.run_worker(self._resolve(), group="act", exclusive=True)
+
+    async def _resolve(self) -> None:
         choices = [("enclosed", "it was enclosed (ENCLOSED)"), ("dispatched", "it went out (DISPATCHED)"),
                    ("reprint", "print it again"), ("fail", "it is lost (FAILED)")]
-
-        async def picked(outcome: str | None) -> None:
-            if outcome:
-                async def done(yes: bool | None) -> None:
-                    if yes:
-                        msg = await self.app.call("resolve", id=self.letter_id, outcome=outcome)
-                        if msg:
-                            self.notify(msg)
-                        await self.reload()
-
-                self.app.push_screen(ConfirmScreen(f"Resolve {self.letter_id} as {outcome}?"), done)
-
-        self.app.push_screen(ChoiceScreen("What happened to this piece?", choices), picked)
+        outcome = await self.app.push_screen_wait(
+            ChoiceScreen(f"What happened to\n{self.letter_id}?", choices))
+        if not outcome:
+            return
+        args: dict = {}
+        if outcome == "fail":
+            # the same agreed codes the CLI enforces: a hold's "it is lost" cannot bypass them
+            reasons = await self.app.failure_reasons()
+            if reasons:
+                code = await self.app.push_screen_wait(
+                    FailReasonScreen(f"Letter\n{self.letter_id}\nis lost: FAILED", reasons))
+                if not code:
+                    return
+                args["code"] = code
+        if not args and not await self.app.push_screen_wait(
+                ConfirmScreen(f"Resolve\n{self.letter_id}\nas {outcome}?")):
+            return
+        msg = await self.app.call("resolve", id=self.letter_id, outcome=outcome, **args)
+        if msg:
+            self.notify(msg)
+        await self.reload()
 
     def action_handled(self) -> None:
         """A letter refused by Notify, settled outside the appliance: say how."""
@@ -137,7 +158,7 @@ class LetterDetailScreen(Screen):
                     self.notify(msg)
                 await self.reload()
 
-        self.app.push_screen(NoteScreen(f"How was {self.letter_id} handled at Notify?"), noted)
+        self.app.push_screen(NoteScreen(f"How was\n{self.letter_id}\nhandled at Notify?"), noted)
 
     def action_returns(self) -> None:
         self.app.pending_return_id = self.letter_id

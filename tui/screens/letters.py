@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
+from tui.screens.confirm import ask_failure
 from tui.screens.detail import LetterDetailScreen
+from tui.widgets.fit_table import FitTable
+from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import letter_status
 
 FILTER_KEYS = {"status": "status", "group": "group", "spec": "specification",
                "specification": "specification", "device": "device", "stage": "stage",
                "age": "min_age", "refused": "refused"}
+#: fixed widths (no jumping columns, stable snapshots); at 80 columns the device goes first
+COLUMNS = [("id", 32, 0), ("status", 10, 0), ("stage", 13, 0), ("device", 14, 1), ("specification", 15, 0)]
 PAGE = 100  # rows per page: enough for any screen, cheap to lay out (tui_bench)
 
 
@@ -44,26 +50,26 @@ class LettersScreen(Screen):
         Binding("f", "focus_filter", "Filter"),
         Binding("n", "page(1)", "Next page"),
         Binding("b", "page(-1)", "Prev page"),
+        Binding("space", "mark", "Mark", show=False),
+        Binding("x", "fail_marked", "FAILED"),
         Binding("escape", "focus_table", "Table", show=False),
     ]
 
     def __init__(self):
         super().__init__()
         self.page_start = 0
-        self.shown_rows: list[tuple] = []
+        self.marked: set[str] = set()  # letters picked with space, for x (FAILED in bulk)
+        self.page_ids: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="letters-filters"):
             yield Input(placeholder="/ id contains…", id="search")
             yield Input(placeholder="f status=… group=… spec=… device=… age=s refused=yes", id="filter")
-        table = DataTable(id="letters-table", cursor_type="row", zebra_stripes=True)
-        for label, width in (("id", 32), ("status", 12), ("stage", 13), ("device", 16),
-                             ("specification", 22)):
-            table.add_column(label, width=width)  # fixed: no jumping columns, stable snapshots
-        yield table
+        yield FitTable(COLUMNS, grow="specification", id="letters-table", cursor_type="row",
+                       zebra_stripes=True)
         yield Static("", id="letters-count")
-        yield Footer(compact=True)
+        yield ConsoleFooter()
 
     async def on_screen_resume(self) -> None:
         await self.reload()
@@ -75,23 +81,22 @@ class LettersScreen(Screen):
                                   limit=PAGE, offset=self.page_start, **args)
         if res is None:
             return
-        # a letter refused by Notify says so where its stage would be: it needs a person
-        rows = [(r["id"], r.get("status"), "REFUSED" if r.get("refused") else r.get("stage") or "",
-                 r.get("device") or "",
-                 r.get("specification_id") or "") for r in res["letters"]]
-        if rows != self.shown_rows:  # unchanged: keep the table (rebuilding 200 rows costs ~30 ms)
-            self.shown_rows = rows
-            table = self.query_one("#letters-table", DataTable)
-            cursor = table.cursor_row
-            table.clear()
-            for lid, status, *rest in rows:
-                table.add_row(lid, letter_status(status), *rest, key=lid)
-            if rows:
-                table.move_cursor(row=min(cursor, len(rows) - 1))
+        # a letter refused by Notify says so where its stage would be: it needs a person.  Marked
+        # letters (space) show in reverse and are counted below.  The
+        # archive index knows id and status only: "-" where it sends no specification.
+        self.page_ids = [r["id"] for r in res["letters"]]
+        self.query_one("#letters-table", FitTable).set_rows([
+            (r["id"], {"id": Text(r["id"], style="reverse bold") if r["id"] in self.marked else r["id"],
+                       "status": letter_status(r.get("status")),
+                       "stage": "REFUSED" if r.get("refused") else r.get("stage") or "",
+                       "device": r.get("device") or "", "specification": r.get("specification_id") or "-"})
+            for r in res["letters"]])
         shown = len(res["letters"])
         first = self.page_start + 1 if shown else 0
         self.query_one("#letters-count", Static).update(
-            f"{first}-{self.page_start + shown} of {res['total']} letters   (n/b page, Enter detail)")
+            f"{first}-{self.page_start + shown} of {res['total']} letters"
+            + (f", {len(self.marked)} marked (x: mark FAILED)" if self.marked else "")
+            + "   Enter detail, space marks")
 
     async def on_input_changed(self, event: Input.Changed) -> None:
         self.page_start = 0
@@ -116,4 +121,35 @@ class LettersScreen(Screen):
     async def action_page(self, step: int) -> None:
         self.page_start = max(0, self.page_start + step * PAGE)
         self.query_one("#letters-table", DataTable).move_cursor(row=0)  # a new page starts at its top
+        await self.reload()
+
+    async def action_mark(self) -> None:
+        table = self.query_one("#letters-table", DataTable)
+        if not table.row_count:
+            return
+        lid = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        self.marked.symmetric_difference_update({lid})
+        await self.reload()
+        table.move_cursor(row=min(table.cursor_row + 1, table.row_count - 1))
+
+    def action_fail_marked(self) -> None:
+        self.run_worker(self._fail_marked(), group="act", exclusive=True)
+
+    async def _fail_marked(self) -> None:
+        """FAILED for every marked letter (or the one under the cursor), one reason for all."""
+        table = self.query_one("#letters-table", DataTable)
+        ids = sorted(self.marked) or ([table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value]
+                                      if table.row_count else [])
+        if not ids:
+            return
+        what = f"Mark letter\n{ids[0]}\nFAILED" if len(ids) == 1 else f"Mark {len(ids)} letters FAILED"
+        how = await ask_failure(self.app, what)
+        if not how:
+            return
+        done = 0
+        for lid in ids:  # one by one: the daemon checks each (a DISPATCHED one may be refused)
+            if await self.app.call("fail", id=lid, **how) is not None:
+                done += 1
+                self.marked.discard(lid)
+        self.notify(f"{done} of {len(ids)} letter(s) marked FAILED")
         await self.reload()

@@ -24,6 +24,13 @@ STATUS_STYLE = {
     "REJECTED": "bold red", "FAILED": "bold red", "CANCELLED": "yellow", "RETURNED": "magenta",
 }
 
+#: alert severity -> (symbol, word, style)
+SEVERITIES = {
+    "critical": ("✖", "CRIT", "bold red"),
+    "warning": ("⚠", "warn", "yellow"),
+    "info": ("ℹ", "info", ""),
+}
+
 SPARK = " ▁▂▃▄▅▆▇█"
 
 
@@ -36,6 +43,12 @@ def letter_status(status: str | None) -> Text:
     s = status or "?"
     mark = "✖ " if s in ("REJECTED", "FAILED") else ""
     return Text(mark + s, style=STATUS_STYLE.get(s, ""))
+
+
+def severity_label(severity: str | None) -> Text:
+    """An alert's severity; an older daemon sends none: shown as a warning."""
+    sym, word, style = SEVERITIES.get(severity or "warning", ("?", (severity or "?")[:4], "yellow"))
+    return Text(f"{sym} {word}", style=style)
 
 
 def sparkline(values: list[int]) -> str:
