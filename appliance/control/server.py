@@ -297,6 +297,16 @@ class ControlServer:
     async def cmd_audit(self, device: str | None = None, limit: int = 200) -> dict:
         return {"rows": self.p.audit.rows(device or None, max(1, min(int(limit), 5000)))}
 
+    async def cmd_alerts(self, closed: bool = False) -> dict:
+        book = self.p.alerts
+        return {"open": [a.as_dict() for a in book.open_alerts()],
+                "closed": [a.as_dict() for a in book.closed_alerts()] if closed else []}
+
+    async def cmd_ack(self, key: str, who: str = "") -> str:
+        if not isinstance(key, str) or not isinstance(who, str):
+            raise UserError("ack needs key and who as text")
+        return await self.op.ack(key, who)
+
     async def cmd_subscribe(self) -> dict:
         return {"subscribed": True}
 

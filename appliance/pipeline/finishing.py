@@ -25,7 +25,8 @@ class Finishing:
     def operator_hold(self, letter_id: str, why: str) -> None:
         """Put a letter before a person: never advanced automatically from here."""
         self.store.update(letter_id, stage="operator-hold", event="operator-hold", hold_reason=why)
-        self.alert("operator", f"piece needs a person: {why}", letter_id)
+        self.alert("operator", f"piece needs a person: {why}", letter_id, key=f"letter:{letter_id}:hold",
+                   severity="critical")
 
     def _finisher_for(self, family: str, rec: dict) -> str | None:
         pack = self.packs[rec["specification_id"]]
@@ -43,7 +44,10 @@ class Finishing:
         name = self._finisher_for(family, rec)
         if name is None:
             self.store.update(letter_id, stage=f"wait-{family}", event=f"no {family}")
-            self.alert("routing", f"no {family} available; letter waits", letter_id)
+            # One cause, however many letters wait behind it (the device's own alert says why).
+            waiting = self.store.stage_count(f"wait-{family}")
+            self.alert("routing", f"no {family} available; {waiting} letter(s) wait",
+                       key=f"routing:no-{family}", severity="critical")
             return
         self.store.update(letter_id, stage=stage, device=name, event="submit")
         self._intend(name, letter_id)
@@ -60,6 +64,9 @@ class Finishing:
             await self.hand_on(rec["id"], "inserter", "enclosing")
         for rec in self.store.letters(stage="wait-franker"):
             await self.hand_on(rec["id"], "franker", "franking")
+        for family in ("inserter", "franker"):
+            if not self.store.stage_count(f"wait-{family}"):
+                self.clear_alert(f"routing:no-{family}")
 
     async def _event_loop(self) -> None:
         while True:
@@ -81,12 +88,19 @@ class Finishing:
             self.device_state[ev.device] = ev.detail.get("state", old or "idle")
             self.publish("device", {"name": ev.device, "state": self.device_state[ev.device],
                                     **{k: v for k, v in ev.detail.items() if k != "state"}})
+            if self.device_state[ev.device] in ("idle", "busy"):
+                self._device_ready(ev.device)
             if self.device_state[ev.device] in ("idle", "busy") and old not in ("idle", "busy"):
                 await self.retry_held()
                 await self.retry_waiting()
             return
         if ev.kind == "device.alert":
-            self.alert(ev.device, ev.detail.get("message", "alert"), ev.letter_id)
+            key = ev.detail.get("key")  # a driver that knows its condition names it
+            if key:
+                key = (f"letter:{ev.letter_id}:{ev.device}-{key}" if ev.letter_id
+                       else f"device:{ev.device}:{key}")
+            self.alert(ev.device, ev.detail.get("message", "alert"), ev.letter_id, key=key,
+                       severity=ev.detail.get("severity"))
             return
         if ev.letter_id is None:
             return
@@ -158,7 +172,8 @@ class Finishing:
                              event="print-failed")
             self.finish(letter_id)
             return
-        self.alert(ev.device, f"{ev.kind}; rerouting (attempt {attempts + 1})", letter_id)
+        self.alert(ev.device, f"{ev.kind}; rerouting (attempt {attempts + 1})", letter_id,
+                   key=f"letter:{letter_id}:reroute", severity="info")
         await self.route(letter_id)
 
     async def reprint_spoiled(self, ev: DeviceEvent, rec: dict[str, Any]) -> None:
@@ -187,7 +202,8 @@ class Finishing:
                        printer=None, device=None, attempts=0, reprint_reason=reason,
                        reprint_code=ev.detail.get("reason_code") or "DEVICE_" + ev.kind.split(".")[1].upper(),
                        reprint_of=ev.detail.get("run"))
-        self.alert(ev.device, d.timeline, lid)
+        self.alert(ev.device, d.timeline, lid, key=f"letter:{lid}:reprint", severity="info")
+        self.clear_alert(f"letter:{lid}:hold")
         self.tried.pop(lid, None)
         if policy.printer:  # only the named printer: every other one counts as tried
             self.tried[lid] = {s.name for s in self.profile.printers if s.name != policy.printer}

@@ -47,6 +47,20 @@ class Operator:
         self.p.publish("device", {"name": name, "state": "draining"})
         return f"{name} draining: no new work until resumed"
 
+    # --- alerts ----------------------------------------------------------------------
+
+    async def ack(self, key: str, who: str) -> str:
+        """A person has seen to an alert: close it, with who and when in the letter's
+        timeline (if it has a letter) and in the acknowledgement journal."""
+        who = (who or "").strip()
+        if not who:
+            raise ActionRefused("say who acknowledges it: --who NAME (kept in the audit)")
+        a = self.p.acknowledge(key, who[:80])
+        if a is None:
+            raise ActionRefused(f"no open alert {key!r}; list them with 'appliance alerts'")
+        await self.p.committer.durable()
+        return f"alert {key} acknowledged by {who[:80]}"
+
     # --- letters ---------------------------------------------------------------------
 
     def _letter(self, letter_id: str) -> dict:
@@ -83,12 +97,14 @@ class Operator:
         rec = self._letter(letter_id)
         if letter_id in self.p.store.refused_letters():
             status = self.p.store.resolve_refused(letter_id, "retry")
+            self.p.clear_alert(f"letter:{letter_id}:refused")
             self.p.outbox.wake()
             await self._done(letter_id)
             return f"letter {letter_id}: {status} will be sent to Notify again"
         if rec["stage"] == "accept-unsure":
             self.p.store.outbox_resend(letter_id, "operator: print it here")
             self.p.store.update(letter_id, stage="verified", event="operator: print it here")
+            self.p.clear_alert(f"letter:{letter_id}:accept-unsure")
             self.p.outbox.wake()
             await self.p.route(letter_id)
             await self._done(letter_id)
@@ -112,6 +128,7 @@ class Operator:
             raise ActionRefused("say what was done: --note TEXT (kept in the letter's timeline)")
         if letter_id in self.p.store.refused_letters():
             status = self.p.store.resolve_refused(letter_id, "handled", note)
+            self.p.clear_alert(f"letter:{letter_id}:refused")
             if self.p.store.get(letter_id)["stage"] == "accepting":  # its ACCEPTED never took
                 self.p.let_go(letter_id, f"refused ACCEPTED handled by operator: {note}")
             self.p.outbox.wake()
@@ -119,6 +136,7 @@ class Operator:
             return f"letter {letter_id}: refused {status} marked handled"
         if rec["stage"] == "accept-unsure":
             self.p.let_go(letter_id, f"operator: {note}")
+            self.p.clear_alert(f"letter:{letter_id}:accept-unsure")
             await self._done(letter_id)
             return f"letter {letter_id} let go (not printed here)"
         raise ActionRefused(f"letter {letter_id} has nothing to mark handled (stage {rec['stage']}); "
@@ -200,6 +218,8 @@ class Operator:
         rec = self._letter(letter_id)
         if rec["stage"] != "operator-hold":
             raise ActionRefused(f"letter {letter_id} is not on hold (stage {rec['stage']})")
+        if outcome in ("reprint", "fail", "enclosed", "dispatched"):
+            self.p.clear_alert(f"letter:{letter_id}:hold")  # a person settled it
         if outcome == "reprint":
             self.p.store.update(letter_id, stage="printing", device=None)
             return await self.reprint(letter_id)

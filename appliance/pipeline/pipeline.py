@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from typing import Any
 import drivers
 from appliance.api.client import SupplierClient
 from appliance.config.profile import DeviceSpec, Profile
+from appliance.core.alerts import DEVICE_STATE_CONDITIONS, Alert, Alerts, device_condition, severity_for, slug
 from appliance.core.pacing import ListingWindow
 from appliance.core.packs import Pack
 from appliance.core.status import TransitionError
@@ -42,12 +44,15 @@ from appliance.pipeline.printing import Printing
 from appliance.pipeline.prover import Prover
 from appliance.pipeline.recovery import recover
 from appliance.store.committer import Committer
+from appliance.store.journal import Journal
 from appliance.store.spool import sweep
 from appliance.store.store import Store
 from drivers.base import DeviceEvent, Driver
 
 log = logging.getLogger("appliance.pipeline.pipeline")
 
+#: Stages in which a letter waits for a person (or a printer for its pack): the header's "held".
+HELD_STAGES = ("held", "operator-hold", "intake-hold", "accept-unsure")
 
 
 @dataclass(frozen=True)
@@ -70,14 +75,6 @@ class PipelineSettings:
     accept_margin: float = 60.0  # an ACCEPTED must be answered 202 this long before the window ends
     prove_after: float = 5.0  # seconds after a 202 before a read-back may prove the update applied
     let_go_keep: float = 24 * 3600.0  # seconds a let-go letter is remembered (to be taken again)
-
-
-@dataclass
-class Alert:
-    t: float
-    source: str
-    message: str
-    letter_id: str | None = None
 
 
 class Pipeline(IntakeSide, Printing, Finishing):
@@ -104,15 +101,17 @@ class Pipeline(IntakeSide, Printing, Finishing):
         self.load: Counter[str] = Counter()
         self.tried: dict[str, set[str]] = {}
         self.held: set[str] = set()
-        self.alerts: deque[Alert] = deque(maxlen=500)
+        self.alerts = Alerts()  # by cause: open until cleared or acknowledged (appliance.core.alerts)
         self.counters: Counter[str] = Counter()
         self.committer = Committer(store, settings.commit_interval)
         self.outbox = OutboxSender(store, client, self.committer, batch_size=settings.batch_size,
                                    interval=settings.outbox_interval, alert=self.alert,
+                                   clear_alert=self.clear_alert,
                                    counters=self.counters, events=self,
                                    # half the margin, at most 10 s: a 202 takes well under that
                                    answer_within=min(settings.accept_margin / 2, 10.0))
         self.prover = Prover(store, client, prove_after=settings.prove_after, alert=self.alert,
+                             clear_alert=self.clear_alert,
                              counters=self.counters, wake_outbox=self.outbox.wake)
         self.listing_window = ListingWindow(floor=settings.intake.fetchers)
         self.supervisor = Supervisor(self.alert)
@@ -129,6 +128,7 @@ class Pipeline(IntakeSide, Printing, Finishing):
         self._dispatch_wake = asyncio.Event()
         self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
         self.audit = AuditLog(state_dir / "audit", {s.name for s in profile.inserters})  # per inserter batch
+        self._acks: Journal | None = None  # who acknowledged which alert (opened on the first ack)
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(spool, 0o700)  # patient data: private even if the folder existed already
@@ -158,6 +158,7 @@ class Pipeline(IntakeSide, Printing, Finishing):
         sv.spawn("window", self._window_loop)
         sv.spawn("spool-sweeper", self._spool_sweeper)
         sv.spawn("stuck-sweeper", self._stuck_sweeper)
+        sv.spawn("alert-watch", self._alert_watch)
 
     async def stop(self) -> None:
         """Stop taking work, flush what is known, close devices.  Nothing is lost: what
@@ -167,6 +168,8 @@ class Pipeline(IntakeSide, Printing, Finishing):
             await drv.stop()
         await asyncio.to_thread(self.pool.stop)
         self.audit.close()
+        if self._acks is not None:
+            self._acks.close()
         self.store.flush()
 
     def idle(self) -> bool:
@@ -202,11 +205,85 @@ class Pipeline(IntakeSide, Printing, Finishing):
                                         "device", "printer", "reason_code", "reason_text", "updated",
                                         "refused")}
 
-    def alert(self, source: str, message: str, letter_id: str | None = None) -> None:
-        a = Alert(time.time(), source, message, letter_id)
-        self.alerts.append(a)
-        self.publish("alert", vars(a))
-        log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
+    def alert(self, source: str, message: str, letter_id: str | None = None, *, key: str | None = None,
+              device: str | None = None, severity: str | None = None) -> Alert:
+        """Raise the alert for one cause (``appliance.core.alerts``).  Without ``key`` the cause
+        is the device's condition read from the message, else the source and letter, else
+        the source and the message's words.  A condition that clears by itself must be
+        raised with an explicit key and cleared with ``clear_alert``."""
+        if device is None and source in self.specs:
+            device = source
+        if key is None:
+            if device is not None:
+                condition, sev = device_condition(message)
+                key = (f"letter:{letter_id}:{device}-{condition}" if letter_id
+                       else f"device:{device}:{condition}")
+                severity = severity or sev
+            elif letter_id:
+                key = f"letter:{letter_id}:{source}"
+            else:
+                key = f"{source}:{slug(message)}"
+        severity = severity or severity_for(key.rsplit(":", 1)[-1])
+        a, tell = self.alerts.raise_(key, source, message, time.time(), severity=severity,
+                                     letter_id=letter_id, device=device)
+        if a.count == 1:
+            log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
+        if tell:
+            self.publish("alert", a.as_dict())
+        return a
+
+    def clear_alert(self, key: str, by: str = "cleared") -> Alert | None:
+        """Its condition no longer holds (or ``by`` a person acknowledged it)."""
+        a = self.alerts.close(key, time.time(), by)
+        if a is not None:
+            self.publish("alert", a.as_dict())
+        return a
+
+    def clear_alerts(self, test) -> None:
+        for a in self.alerts.close_where(test, time.time()):
+            self.publish("alert", a.as_dict())
+
+    def acknowledge(self, key: str, who: str) -> Alert | None:
+        """A person closes an alert: recorded in the letter's timeline and the ack journal."""
+        a = self.clear_alert(key, by=who)
+        if a is None:
+            return None
+        if a.letter_id and self.store.get(a.letter_id) is not None:
+            self.store.update(a.letter_id, event=f"alert acknowledged by {who}: {a.message}")
+        try:
+            if self._acks is None:
+                self._acks = Journal(self.state_dir / "audit" / "alerts" / "acks.jsonl", sync="each")
+            self._acks.append({"t": round(a.closed_at, 3), "key": key, "who": who, "letter_id": a.letter_id,
+                               "device": a.device, "message": a.message, "count": a.count,
+                               "opened": round(a.opened, 3)})
+        except OSError as e:  # the audit must never stop the floor
+            log.warning("alert acknowledgement not written: %s", e)
+        return a
+
+    def _device_ready(self, device: str) -> None:
+        """A device is back to work: every condition that held while it was not is over."""
+        self.clear_alerts(lambda a: a.device == device and a.key.startswith(f"device:{device}:")
+                          and DEVICE_STATE_CONDITIONS.match(a.key.split(":", 2)[2]) is not None)
+
+    def _check_device_alerts(self) -> None:
+        """Close device alerts whose condition is over: a device ready again, stock refilled
+        above what the low/out-of alert said."""
+        for a in list(self.alerts.open.values()):
+            if a.device not in self.devices or not a.key.startswith(f"device:{a.device}:"):
+                continue
+            condition = a.key.split(":", 2)[2]
+            counters = self.devices[a.device].health().counters
+            if condition.startswith("out-of-") or condition.endswith("-low"):
+                item = condition[len("out-of-"):] if condition.startswith("out-of-") else condition[:-4]
+                level = next((v for k, v in counters.items() if k.lower() == f"stock_{item}"), None)
+                said = [int(n) for n in re.findall(r"(\d+) left", a.message)] or [0]
+                if level is not None and level > said[-1]:
+                    self.clear_alert(a.key)
+
+    async def _alert_watch(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            self._check_device_alerts()
 
     def _set_status(self, letter_id: str, status: str, code: str | None = None,
                     text: str | None = None, event: str | None = None,
@@ -237,6 +314,7 @@ class Pipeline(IntakeSide, Printing, Finishing):
                 os.utime(pdf)  # retention counts from the final status; the sweeper deletes it
         self.tried.pop(letter_id, None)
         self.held.discard(letter_id)
+        self.clear_alerts(lambda a: a.letter_id == letter_id)  # a final letter's troubles are over
 
     # --- spool ------------------------------------------------------------------------
 
@@ -250,8 +328,9 @@ class Pipeline(IntakeSide, Printing, Finishing):
         while True:
             try:
                 self.counters["spool_swept"] += self.sweep_spool()
+                self.clear_alert("spool:sweep")
             except OSError as e:
-                self.alert("spool", f"cannot sweep the spool: {e}")
+                self.alert("spool", f"cannot sweep the spool: {e}", key="spool:sweep")
             await asyncio.sleep(period)
 
     async def _stuck_sweeper(self) -> None:
@@ -260,18 +339,24 @@ class Pipeline(IntakeSide, Printing, Finishing):
         while True:
             await asyncio.sleep(self.s.sweep_interval)
             now = time.time()
+            for letter_id, stage in list(self._stuck_alerted):  # moved on since: no longer stuck
+                rec = self.store.get(letter_id)
+                if rec is None or rec["stage"] != stage:
+                    self._stuck_alerted.discard((letter_id, stage))
+                    self.clear_alert(f"letter:{letter_id}:stuck-{stage}")
             for letter_id, stage, age in overdue(self.store.in_flight(), now, self.s.stage_deadline):
                 if stage == "new" and not self.intake.pending(letter_id):
                     self.counters["intake_lost"] += 1
                     self.alert("watch", "letter was waiting at intake with nothing to fetch it; "
-                                        "fetching it now", letter_id)
+                                        "fetching it now", letter_id, key=f"letter:{letter_id}:intake-lost")
                     self.intake.take(letter_id)
                     continue
                 if (letter_id, stage) not in self._stuck_alerted:
                     self._stuck_alerted.add((letter_id, stage))
                     self.counters["stuck"] += 1
                     self.alert("watch", f"letter has been in stage {stage} for {age / 60:.0f} min "
-                                        f"(over {self.s.stage_deadline / 60:.0f} min)", letter_id)
+                                        f"(over {self.s.stage_deadline / 60:.0f} min)", letter_id,
+                               key=f"letter:{letter_id}:stuck-{stage}")
 
     # --- intake -----------------------------------------------------------------------
 
@@ -301,6 +386,14 @@ class Pipeline(IntakeSide, Printing, Finishing):
         return {**c, "unproven_age": round(time.time() - oldest, 1) if oldest else 0.0,
                 "let_go": self.counters["let_go"], "accepted_lost": self.counters["accepted_lost"]}
 
+    def waiting_counts(self) -> dict[str, int]:
+        """Letters waiting for a person or a retry, from the store the letter lists read:
+        held (stages in ``HELD_STAGES``), refused by Notify, and fetches waiting to retry."""
+        return {"held": sum(self.store.stage_count(s) for s in HELD_STAGES),
+                "refused": len(self.store.refused_letters()),
+                "waiting_for_retry": sum(1 for r in self.store.letters(stage="new")
+                                         if r.get("intake_retry_at"))}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "counts": self.store.counts(),
@@ -311,11 +404,14 @@ class Pipeline(IntakeSide, Printing, Finishing):
                        "state": self.device_state.get(name), "load": self.load[name]}
                 for name, drv in self.devices.items()
             },
-            "held": len(self.held),
+            **self.waiting_counts(),
             "waiting_for_printer": len(self._backlog),
             "outbox": len(self.store.outbox_pending()),
             "updates": self._updates_view(),
-            "alerts": [vars(a) for a in list(self.alerts)[-20:]],
+            "alerts": [a.as_dict() for a in self.alerts.open_alerts()],
+            "alerts_closed": [a.as_dict() for a in self.alerts.closed_alerts(50)],
+            "alert_counts": self.alerts.counts(),
+            "failure_reasons": dict(getattr(self.profile, "failure_reasons", {}) or {}),
             "counters": dict(self.counters),
             "api_ok": self.api_ok and self.outbox.api_ok and self.prover.api_ok,
             "intake": {**self.intake.stats(), "listing_window": int(self.listing_window.size)},

@@ -98,7 +98,10 @@ class Printing:
             if letter_id not in self.held:
                 self.held.add(letter_id)
                 self.store.update(letter_id, stage="held", event="held")
-                self.alert("routing", f"no printer available for pack {pack.id}; letter held", letter_id)
+                held = sum(1 for h in self.held
+                           if (self.store.get(h) or {}).get("specification_id") == pack.id)
+                self.alert("routing", f"no printer available for pack {pack.id}; {held} letter(s) held",
+                           key=f"routing:no-printer:{pack.id}", severity="critical")
             return
         self.held.discard(letter_id)
         self._backlog.pop(letter_id, None)
@@ -125,11 +128,13 @@ class Printing:
         try:
             current = await self.client.get_letter(rec["id"])
         except ApiUnavailable as e:
-            self.alert("api", f"cannot check stale letter, printing it anyway: {e}", rec["id"])
+            self.alert("api", f"cannot check stale letter, printing it anyway: {e}", rec["id"],
+                       key=f"letter:{rec['id']}:stale-check")
             return True
         except ApiError as e:
             current = None
-            self.alert("api", f"stale letter check failed ({e})", rec["id"])
+            self.alert("api", f"stale letter check failed ({e})", rec["id"],
+                       key=f"letter:{rec['id']}:stale-check")
         if current is not None and current.status in (Status.ACCEPTED, Status.PENDING, Status.PRINTED):
             self.store.update(rec["id"], stale_checked=True, event="stale check: still wanted")
             return True
@@ -147,6 +152,11 @@ class Printing:
     async def retry_held(self) -> None:
         for letter_id in list(self.held):
             await self.route(letter_id)
+            if self.store.get(letter_id) is None or self.store.get(letter_id)["stage"] != "held":
+                self.held.discard(letter_id)  # cancelled or finished meanwhile
+        packs = {(self.store.get(h) or {}).get("specification_id") for h in self.held}
+        self.clear_alerts(lambda a: a.key.startswith("routing:no-printer:")
+                          and a.key.split(":", 2)[2] not in packs)
         await self.drain_backlog()
 
     async def drain_backlog(self) -> None:
@@ -208,7 +218,7 @@ class Printing:
         except Exception as e:  # device refused: the letter must not silently stall
             self.load[device] = max(0, self.load[device] - 1)
             log.exception("submit to %s", device)
-            self.alert(device, f"could not take work: {e}", letter_id)
+            self.alert(device, f"could not take work: {e}", letter_id, key=f"letter:{letter_id}:submit")
             if rec["stage"] == "printing":
                 await self.events.put(DeviceEvent(device, "job.aborted", letter_id, None,
                                                   {"reason": f"submit failed: {e}"}))
