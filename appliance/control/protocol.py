@@ -50,12 +50,14 @@ Commands (``args`` in brackets):
 ``handled`` [id, note]
     a person dealt with it at Notify: a refused update is dropped (later ones leave), an
     unanswered-ACCEPTED letter is let go.
-``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
-    operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
-    the profile's ``[failure_reasons]`` when the profile has that table.
-``bulk_status`` [rows: [{line, letter_id, status, reason_code?}]]
+``resolve`` [id, outcome: enclosed|dispatched|reprint|fail, code?]
+    operator actions; the result is a one-line message.  ``fail`` (and ``resolve ...
+    fail``, and a FAILED row of ``bulk_status``) needs a ``code`` from the profile's
+    ``[failure_reasons]`` when the profile has that table: no way round the CLI's rule.
+``bulk_status`` [rows: [{line, letter_id, status, reason_code?, reason_text?}]]
     RETURNED (R01-R10) / DELIVERED / FORWARDED for many letters, archived ones too, one
-    durable commit; ``{"results": [{line, letter_id, status, ok, message}]}``.
+    durable commit; FAILED rows as ``fail`` each (agreed code);
+    ``{"results": [{line, letter_id, status, ok, message}]}``.
 ``failure_reasons`` []
     the profile's agreed FAILED codes ``{code: text}``.
 ``mi_report`` [date] / ``mi_submit`` [date, partial?, allow_default_names?] /

@@ -171,19 +171,28 @@ class Operator:
         """FAILED by a person.  With ``[failure_reasons]`` in the profile the code must be
         one of the agreed ones (its text is the default reason); without, any reason text."""
         self._letter(letter_id)
-        agreed = getattr(self.p.profile, "failure_reasons", {}) or {}
-        if agreed:
-            if code is None or code.strip().upper() not in {c.upper() for c in agreed}:
-                got = f"{code!r} is not an agreed code" if code else "a reason code is needed"
-                raise ActionRefused(f"FAILED: {got}; use one of {', '.join(agreed)} "
-                                    "(the profile's [failure_reasons])")
-            code = next(c for c in agreed if c.upper() == code.strip().upper())
-            reason = reason or agreed[code]
-        elif code is not None:
-            raise ActionRefused("this floor's profile has no [failure_reasons]; give --reason TEXT only")
+        code, reason = self._agreed(code, reason)
         if not reason:
             raise ActionRefused("a reason is needed to mark a letter FAILED")
         return await self._fail(letter_id, reason, code or "OPERATOR_FAILED")
+
+    def _agreed(self, code: str | None, reason: str | None) -> tuple[str | None, str | None]:
+        """The one rule for every way a person marks a letter FAILED (``fail``, a hold's
+        ``resolve ... fail``, ``bulk_status``): when the profile lists agreed codes, one of
+        them is needed (matched case-blind; its text is the default reason)."""
+        agreed = getattr(self.p.profile, "failure_reasons", {}) or {}
+        code = code.strip() if isinstance(code, str) and code.strip() else None
+        if agreed:
+            if code is None or code.upper() not in {c.upper() for c in agreed}:
+                got = f"{code!r} is not an agreed code" if code else "a reason code is needed"
+                # No square brackets: the console's markup would eat them.
+                raise ActionRefused(f"FAILED: {got}; use one of {', '.join(agreed)} "
+                                    "(the profile's failure_reasons table)")
+            code = next(c for c in agreed if c.upper() == code.upper())
+            return code, reason or agreed[code]
+        if code is not None:
+            raise ActionRefused("this floor's profile has no failure_reasons table; give a reason text only")
+        return None, reason
 
     async def _fail(self, letter_id: str, reason: str, code: str) -> str:
         self._status(letter_id, Status.FAILED, code, reason, "failed by operator")
@@ -213,25 +222,30 @@ class Operator:
         await self.p.committer.durable()
         return f"letter {letter_id} RETURNED {code} {text}"
 
-    async def resolve(self, letter_id: str, outcome: str) -> str:
-        """Settle a piece on operator hold: enclosed | dispatched | reprint | fail."""
+    async def resolve(self, letter_id: str, outcome: str, code: str | None = None) -> str:
+        """Settle a piece on operator hold: enclosed | dispatched | reprint | fail (lost or
+        spoiled; ``code`` as for ``fail``: the rule is the same whichever way it comes)."""
         rec = self._letter(letter_id)
         if rec["stage"] != "operator-hold":
             raise ActionRefused(f"letter {letter_id} is not on hold (stage {rec['stage']})")
-        if outcome in ("reprint", "fail", "enclosed", "dispatched"):
-            self.p.clear_alert(f"letter:{letter_id}:hold")  # a person settled it
+        outcome = "fail" if outcome == "failed" else outcome
+        if outcome not in ("reprint", "fail", "enclosed", "dispatched"):
+            raise ActionRefused(f"unknown outcome {outcome!r}: use enclosed, dispatched, reprint or fail")
+        if outcome == "fail":
+            code, reason = self._agreed(code, None)
+            reason = reason or rec.get("hold_reason") or "piece lost on the line"
+        elif code is not None:
+            raise ActionRefused(f"a reason code goes with fail only, not with {outcome}")
+        self.p.clear_alert(f"letter:{letter_id}:hold")  # a person settled it
         if outcome == "reprint":
             self.p.store.update(letter_id, stage="printing", device=None)
             return await self.reprint(letter_id)
         if outcome == "fail":
-            return await self._fail(letter_id, rec.get("hold_reason") or "piece lost on the line",
-                                    "OPERATOR_FAILED")
+            return await self._fail(letter_id, reason, code or "OPERATOR_FAILED")
         if outcome == "enclosed":
             self._status(letter_id, Status.ENCLOSED, None, None, "operator confirmed enclosed")
             await self.p.hand_on_or_stop(letter_id, "franker", "franking")
             return f"letter {letter_id} ENCLOSED (operator)"
-        if outcome == "dispatched":
-            self._status(letter_id, Status.DISPATCHED, None, None, "operator confirmed dispatched")
-            self.p.finish(letter_id)
-            return f"letter {letter_id} DISPATCHED (operator)"
-        raise ActionRefused(f"unknown outcome {outcome!r}: use enclosed, dispatched, reprint or fail")
+        self._status(letter_id, Status.DISPATCHED, None, None, "operator confirmed dispatched")
+        self.p.finish(letter_id)
+        return f"letter {letter_id} DISPATCHED (operator)"
