@@ -20,6 +20,9 @@ log = logging.getLogger("appliance.pipeline")
 #: The stage a letter must be in for a device event to prove its next status.
 STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Status.DISPATCHED: "franking"}
 
+#: Event kinds after which a device no longer holds the letter (its load is given back).
+FINISHED_THERE = ("job.completed", "job.aborted", "job.canceled", "piece.")
+
 
 class Finishing:
     def operator_hold(self, letter_id: str, why: str) -> None:
@@ -104,6 +107,13 @@ class Finishing:
             return
         if ev.letter_id is None:
             return
+        action = status_for_event(ev.kind, self.profile.events)
+        if action is not None and ev.device in self.load and ev.kind.startswith(FINISHED_THERE):
+            # The device is done with it, whatever became of the letter meanwhile (cancelled,
+            # reprinted elsewhere, archived): its load is given back first.
+            self.load[ev.device] = max(0, self.load[ev.device] - 1)
+            if self._backlog and ev.device in self.specs and self.specs[ev.device].family == "printer":
+                await self.drain_backlog()
         rec = self.store.get(ev.letter_id)
         if rec is None:
             self.alert(ev.device, f"event {ev.kind} for a letter this appliance does not know", ev.letter_id)
@@ -115,15 +125,9 @@ class Finishing:
                                       "group_id": rec["group_id"], "sheets": rec.get("sheets"),
                                       "pages": rec.get("pages"), **ev.detail})
         self.audit.note(ev)
-        action = status_for_event(ev.kind, self.profile.events)
         if action is None:
             self.store.update(ev.letter_id, event=ev.kind)
             return
-        if ev.device in self.load and ev.kind.startswith(("job.completed", "job.aborted", "job.canceled",
-                                                           "piece.")):
-            self.load[ev.device] = max(0, self.load[ev.device] - 1)
-            if self._backlog and ev.device in self.specs and self.specs[ev.device].family == "printer":
-                await self.drain_backlog()
         if reprint.wants_reprint(action, ev.detail):
             await self.reprint_spoiled(ev, rec)
             return
@@ -159,8 +163,9 @@ class Finishing:
     async def _reroute(self, ev: DeviceEvent) -> None:
         letter_id = ev.letter_id
         rec = self.store.get(letter_id)
-        if rec["status"] not in (Status.ACCEPTED, Status.PRINTED) or rec.get("printer") != ev.device:
-            return  # late news from a printer we already moved away from
+        if (rec["status"] not in (Status.ACCEPTED, Status.PRINTED) or rec.get("printer") != ev.device
+                or rec["stage"] != "printing" or reprint.stale_run(ev.detail, rec)):
+            return  # late news from a printer we already moved away from, or of an earlier run
         if rec["status"] == Status.PRINTED and rec["stage"] != "printing":
             return  # a reprint's old job: the letter has moved on
         attempts = rec.get("attempts", 0) + 1

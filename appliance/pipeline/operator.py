@@ -82,6 +82,7 @@ class Operator:
         if rec["status"] not in (Status.ACCEPTED, Status.PRINTED):
             raise ActionRefused(
                 f"letter {letter_id} is {rec['status']}: only ACCEPTED or PRINTED letters can be reprinted")
+        await self._take_back(rec)  # the job this reprint replaces must not print too
         self.p.store.update(letter_id, stage="verified", event="reprint requested", printer=None, device=None)
         self.p.tried.pop(letter_id, None)
         if not rec.get("pdf") or not Path(rec["pdf"]).exists():
@@ -90,6 +91,25 @@ class Operator:
             await self.p.route_any(letter_id)
         await self.p.committer.durable()
         return f"letter {letter_id} queued for reprint"
+
+    async def _take_back(self, rec: dict) -> None:
+        """Before a reprint: the job it replaces is taken back from its device when the
+        device can (its load given back); else it finishes there and its news is stale."""
+        device = rec.get("device") if rec.get("stage") in ("printing", "enclosing", "franking") else None
+        drv = self.p.devices.get(device) if device else None
+        if drv is None:
+            return
+        letter_id = rec["id"]
+        if self.p.drop_handover(device, letter_id):
+            return
+        if self.p.pending_handover(device, letter_id):
+            return  # being handed over now: the dispatch loop sees the new run and takes it back
+        why_not = await drv.withdraw(letter_id)
+        if why_not is None:
+            self.p.load[device] = max(0, self.p.load[device] - 1)
+            self.p.store.update(letter_id, event=f"withdrawn from {device} for the reprint")
+        else:
+            self.p.store.update(letter_id, event=f"not withdrawn from {device}: {why_not}")
 
     async def retry(self, letter_id: str) -> str:
         """Try again what is waiting for a person: a fetch intake gave up on, an update
@@ -157,6 +177,8 @@ class Operator:
         drv = self.p.devices.get(device) if device else None
         if drv is None:
             return f"letter {letter_id} CANCELLED"
+        if self.p.pending_handover(device, letter_id):  # the dispatch loop drops it, load and all
+            return f"letter {letter_id} CANCELLED before it reached {device}"
         why_not = await drv.withdraw(letter_id)
         if why_not is None:
             self.p.load[device] = max(0, self.p.load[device] - 1)

@@ -2,8 +2,8 @@
 
 ``Pipeline`` holds the floor's state (store, devices, loads, alerts) and its life cycle; its
 work is split by concern over three mixins: ``IntakeSide`` (polling and intake's verdicts),
-``Printing`` (routing, marks, handing work to devices) and ``Finishing`` (device events,
-inserter and franker, reroutes, reprints, holds).  Restart recovery is ``recovery``.
+``Printing`` (routing, marks, handing work to devices), ``Finishing`` (device events,
+inserter and franker, reroutes, reprints, holds) and ``Alerting`` (alerts by cause).  Restart recovery is ``recovery``.
 
 One asyncio task per stage, joined by bounded queues so memory stays flat however many
 letters the API offers.  Every side effect is written down in the store (and made durable
@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from typing import Any
 import drivers
 from appliance.api.client import SupplierClient
 from appliance.config.profile import DeviceSpec, Profile
-from appliance.core.alerts import DEVICE_STATE_CONDITIONS, Alert, Alerts, device_condition, severity_for, slug
+from appliance.core.alerts import Alerts
 from appliance.core.pacing import ListingWindow
 from appliance.core.packs import Pack
 from appliance.core.status import TransitionError
@@ -36,6 +35,7 @@ from appliance.core.supervisor import Supervisor
 from appliance.intake.pool import IntakePool
 from appliance.intake.settings import IntakeSettings
 from appliance.intake.stage import Intake
+from appliance.pipeline.alerting import Alerting
 from appliance.pipeline.audit import AuditLog
 from appliance.pipeline.finishing import Finishing
 from appliance.pipeline.intake_side import IntakeSide
@@ -44,7 +44,6 @@ from appliance.pipeline.printing import Printing
 from appliance.pipeline.prover import Prover
 from appliance.pipeline.recovery import recover
 from appliance.store.committer import Committer
-from appliance.store.journal import Journal
 from appliance.store.spool import sweep
 from appliance.store.store import Store
 from drivers.base import DeviceEvent, Driver
@@ -77,7 +76,7 @@ class PipelineSettings:
     let_go_keep: float = 24 * 3600.0  # seconds a let-go letter is remembered (to be taken again)
 
 
-class Pipeline(IntakeSide, Printing, Finishing):
+class Pipeline(IntakeSide, Printing, Finishing, Alerting):
     def __init__(
         self,
         settings: PipelineSettings,
@@ -125,10 +124,13 @@ class Pipeline(IntakeSide, Printing, Finishing):
         self.last_poll_empty = False
         self.api_ok = True
         self._submits: list[tuple[str, str]] = []  # (device, letter id) awaiting durable intent
+        self._handing: set[tuple[str, str]] = set()  # (device, letter id) taken by the dispatch loop
+        self._current: tuple[str, str] | None = None  # the one being marked or submitted now
+        self._dropped: set[tuple[str, str]] = set()  # taken, not begun, replaced by a reprint
         self._dispatch_wake = asyncio.Event()
         self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
         self.audit = AuditLog(state_dir / "audit", {s.name for s in profile.inserters})  # per inserter batch
-        self._acks: Journal | None = None  # who acknowledged which alert (opened on the first ack)
+        self._acks = None  # the Journal of who acknowledged which alert (opened on the first ack)
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(spool, 0o700)  # patient data: private even if the folder existed already
@@ -204,86 +206,6 @@ class Pipeline(IntakeSide, Printing, Finishing):
         return {k: rec.get(k) for k in ("id", "status", "stage", "specification_id", "group_id",
                                         "device", "printer", "reason_code", "reason_text", "updated",
                                         "refused")}
-
-    def alert(self, source: str, message: str, letter_id: str | None = None, *, key: str | None = None,
-              device: str | None = None, severity: str | None = None) -> Alert:
-        """Raise the alert for one cause (``appliance.core.alerts``).  Without ``key`` the cause
-        is the device's condition read from the message, else the source and letter, else
-        the source and the message's words.  A condition that clears by itself must be
-        raised with an explicit key and cleared with ``clear_alert``."""
-        if device is None and source in self.specs:
-            device = source
-        if key is None:
-            if device is not None:
-                condition, sev = device_condition(message)
-                key = (f"letter:{letter_id}:{device}-{condition}" if letter_id
-                       else f"device:{device}:{condition}")
-                severity = severity or sev
-            elif letter_id:
-                key = f"letter:{letter_id}:{source}"
-            else:
-                key = f"{source}:{slug(message)}"
-        severity = severity or severity_for(key.rsplit(":", 1)[-1])
-        a, tell = self.alerts.raise_(key, source, message, time.time(), severity=severity,
-                                     letter_id=letter_id, device=device)
-        if a.count == 1:
-            log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
-        if tell:
-            self.publish("alert", a.as_dict())
-        return a
-
-    def clear_alert(self, key: str, by: str = "cleared") -> Alert | None:
-        """Its condition no longer holds (or ``by`` a person acknowledged it)."""
-        a = self.alerts.close(key, time.time(), by)
-        if a is not None:
-            self.publish("alert", a.as_dict())
-        return a
-
-    def clear_alerts(self, test) -> None:
-        for a in self.alerts.close_where(test, time.time()):
-            self.publish("alert", a.as_dict())
-
-    def acknowledge(self, key: str, who: str) -> Alert | None:
-        """A person closes an alert: recorded in the letter's timeline and the ack journal."""
-        a = self.clear_alert(key, by=who)
-        if a is None:
-            return None
-        if a.letter_id and self.store.get(a.letter_id) is not None:
-            self.store.update(a.letter_id, event=f"alert acknowledged by {who}: {a.message}")
-        try:
-            if self._acks is None:
-                self._acks = Journal(self.state_dir / "audit" / "alerts" / "acks.jsonl", sync="each")
-            self._acks.append({"t": round(a.closed_at, 3), "key": key, "who": who, "letter_id": a.letter_id,
-                               "device": a.device, "message": a.message, "count": a.count,
-                               "opened": round(a.opened, 3)})
-        except OSError as e:  # the audit must never stop the floor
-            log.warning("alert acknowledgement not written: %s", e)
-        return a
-
-    def _device_ready(self, device: str) -> None:
-        """A device is back to work: every condition that held while it was not is over."""
-        self.clear_alerts(lambda a: a.device == device and a.key.startswith(f"device:{device}:")
-                          and DEVICE_STATE_CONDITIONS.match(a.key.split(":", 2)[2]) is not None)
-
-    def _check_device_alerts(self) -> None:
-        """Close device alerts whose condition is over: a device ready again, stock refilled
-        above what the low/out-of alert said."""
-        for a in list(self.alerts.open.values()):
-            if a.device not in self.devices or not a.key.startswith(f"device:{a.device}:"):
-                continue
-            condition = a.key.split(":", 2)[2]
-            counters = self.devices[a.device].health().counters
-            if condition.startswith("out-of-") or condition.endswith("-low"):
-                item = condition[len("out-of-"):] if condition.startswith("out-of-") else condition[:-4]
-                level = next((v for k, v in counters.items() if k.lower() == f"stock_{item}"), None)
-                said = [int(n) for n in re.findall(r"(\d+) left", a.message)] or [0]
-                if level is not None and level > said[-1]:
-                    self.clear_alert(a.key)
-
-    async def _alert_watch(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            self._check_device_alerts()
 
     def _set_status(self, letter_id: str, status: str, code: str | None = None,
                     text: str | None = None, event: str | None = None,

@@ -7,6 +7,7 @@ import stat
 
 import pytest
 
+from appliance.cli.main import main as cli_main
 from appliance.control.client import ControlClient, ControlError
 from appliance.control.server import ControlServer
 from tests.fixtures.floor import Floor, new_sandbox
@@ -22,14 +23,14 @@ async def _alert_event(stream, key):
             return msg["data"]
 
 
-async def test_alert_life_cycle_on_the_floor(tmp_path, sock_dir):
+async def test_alert_life_cycle_on_the_floor(tmp_path, sock_dir, capsys):
     sb = await new_sandbox(good=0)
     try:
         async with Floor(sb, tmp_path) as f:
             server = ControlServer(f.pipe, sock_dir / "c.sock")
             await server.start()
             try:
-                await _run(sb, f, server)
+                await _run(sb, f, server, capsys)
             finally:
                 await server.stop()
         journal = tmp_path / "state" / "audit" / "alerts" / "acks.jsonl"
@@ -40,7 +41,7 @@ async def test_alert_life_cycle_on_the_floor(tmp_path, sock_dir):
         await sb.stop()
 
 
-async def _run(sb, f, server):
+async def _run(sb, f, server, capsys):
     franker = f.pipe.devices["franker-1"]
     # What the FM-200 says when its ink runs out: an alert and a stopped machine (said twice).
     franker.emit("device.alert", message="out of ink; refill to continue")
@@ -60,6 +61,9 @@ async def _run(sb, f, server):
         assert ink["count"] == 2 and ink["severity"] == "critical" and ink["device"] == "franker-1"
         assert ink["state"] == "open" and ink["t"] == ink["last_seen"] >= ink["opened"]
         assert s["alert_counts"]["critical"] >= 2
+        assert await asyncio.to_thread(cli_main, ["alerts", "--socket", str(server.path)]) == 0
+        out = capsys.readouterr().out
+        assert "routing:no-franker" in out and "x25" in out and "device:franker-1:out-of-ink" in out
 
         # A letter alert a person sees to: acknowledged over the socket, with who and when.
         lid = ids[3]
@@ -99,3 +103,6 @@ async def _run(sb, f, server):
         everything = await c.call("alerts", closed=True)
         assert "device:franker-1:out-of-ink" in _by_key(everything["closed"])
         assert not [a for a in everything["open"] if a["severity"] == "critical"]
+        assert await asyncio.to_thread(cli_main, ["alerts", "--all", "--socket", str(server.path)]) == 0
+        out = capsys.readouterr().out
+        assert "by Sam)" in out and "by cleared)" in out and "[" not in out
