@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "appliance.cli.devices",
     "appliance.cli.doctor",
     "appliance.cli.operate",
+    "appliance.cli.alerts",
     "appliance.cli.mi",
     "appliance.cli.returns",
     "appliance.cli.audit",

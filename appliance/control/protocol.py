@@ -15,9 +15,20 @@ Response (same ``id``)::
 Commands (``args`` in brackets):
 
 ``status`` []
-    counts by status, devices (state, load, queue depth, counters), held, outbox,
-    recent alerts, counters, api_ok, throughput (letters reaching a final status per
-    minute, last 10 minutes, oldest first).
+    counts by status, devices (state, load, queue depth, counters), outbox, counters,
+    api_ok, throughput (letters reaching a final status per minute, last 10 minutes,
+    oldest first); ``held`` / ``refused`` / ``waiting_for_retry`` counted from the store
+    the letter lists read; ``failure_reasons`` (the profile's agreed FAILED codes);
+    ``alerts`` (every open alert, most severe first then newest: {key, severity, source,
+    message, letter_id, device, opened, t (= last_seen), last_seen, count, state}),
+    ``alerts_closed`` (the 50 newest closed ones, plus closed_at and closed_by: "cleared"
+    or the person who acknowledged it) and ``alert_counts`` {critical, warning, info}.
+    An alert is one cause (``appliance.core.alerts``): a repeat only bumps its count.
+``alerts`` [closed=false]
+    ``{"open": [...], "closed": [...]}`` (closed: every closed alert still kept).
+``ack`` [key, who]
+    a person has seen to an alert: it closes, with who and when in the letter's timeline
+    (if it has a letter) and in ``<state>/audit/alerts/acks.jsonl``.
 ``letters`` [q, group, specification, status, device, stage, min_age, refused, limit=100, offset=0]
     ``{"total": N, "letters": [brief...]}``.  ``q`` is an id substring.  Hot (in-flight)
     letters carry full fields, newest first; archived letters follow with id and status
@@ -39,12 +50,14 @@ Commands (``args`` in brackets):
 ``handled`` [id, note]
     a person dealt with it at Notify: a refused update is dropped (later ones leave), an
     unanswered-ACCEPTED letter is let go.
-``resolve`` [id, outcome: enclosed|dispatched|reprint|fail]
-    operator actions; the result is a one-line message.  ``fail`` needs a ``code`` from
-    the profile's ``[failure_reasons]`` when the profile has that table.
-``bulk_status`` [rows: [{line, letter_id, status, reason_code?}]]
+``resolve`` [id, outcome: enclosed|dispatched|reprint|fail, code?]
+    operator actions; the result is a one-line message.  ``fail`` (and ``resolve ...
+    fail``, and a FAILED row of ``bulk_status``) needs a ``code`` from the profile's
+    ``[failure_reasons]`` when the profile has that table: no way round the CLI's rule.
+``bulk_status`` [rows: [{line, letter_id, status, reason_code?, reason_text?}]]
     RETURNED (R01-R10) / DELIVERED / FORWARDED for many letters, archived ones too, one
-    durable commit; ``{"results": [{line, letter_id, status, ok, message}]}``.
+    durable commit; FAILED rows as ``fail`` each (agreed code);
+    ``{"results": [{line, letter_id, status, ok, message}]}``.
 ``failure_reasons`` []
     the profile's agreed FAILED codes ``{code: text}``.
 ``mi_report`` [date] / ``mi_submit`` [date, partial?, allow_default_names?] /
@@ -58,7 +71,8 @@ Commands (``args`` in brackets):
 ``subscribe`` []
     answers ``{"ok": true}`` then streams ``{"event": kind, "data": {...}}`` lines on that
     connection: kind is ``letter`` (brief), ``device`` ({name, state, ...}) or ``alert``
-    ({t, source, message, letter_id}).  A console that does not keep up is disconnected
+    (the alert as in ``status``: on open, on close, and count updates at most once a
+    second per alert).  A console that does not keep up is disconnected
     (it may reconnect and ask ``status`` again); printing never waits for a console.
 """
 

@@ -261,8 +261,11 @@ class ControlServer:
 
         if not isinstance(rows, list) or len(rows) > 100_000:
             raise UserError("rows must be a list of at most 100000 {letter_id, status, ...}")
-        good, results = [], []
+        good, results, failed = [], [], []
         for d in rows:
+            if isinstance(d, dict) and str(d.get("status") or "").upper() == "FAILED":
+                failed.append(d)  # FAILED by a person: the same agreed-code rule as 'fail'
+                continue
             try:
                 good.append(row_from_dict(d if isinstance(d, dict) else {}))
             except ValueError as e:
@@ -270,6 +273,14 @@ class ControlServer:
                 results.append({"line": line, "letter_id": d.get("letter_id") if isinstance(d, dict) else None,
                                 "ok": False, "message": f"line {line}: {e}"})
         results += await self.op.bulk(good)
+        for d in failed:
+            out = {"line": d.get("line"), "letter_id": d.get("letter_id"), "status": "FAILED", "ok": False}
+            try:
+                out["message"], out["ok"] = await self.op.fail(
+                    str(d.get("letter_id") or ""), d.get("reason_text"), d.get("reason_code")), True
+            except UserError as e:
+                out["message"] = f"line {d.get('line')}: {e}"
+            results.append(out)
         return {"results": sorted(results, key=lambda r: r.get("line") or 0)}
 
     def _mi(self):
@@ -291,11 +302,21 @@ class ControlServer:
     async def cmd_return(self, id: str, reason: str) -> str:
         return await self.op.returned(id, reason)
 
-    async def cmd_resolve(self, id: str, outcome: str) -> str:
-        return await self.op.resolve(id, outcome)
+    async def cmd_resolve(self, id: str, outcome: str, code: str | None = None) -> str:
+        return await self.op.resolve(id, outcome, code)
 
     async def cmd_audit(self, device: str | None = None, limit: int = 200) -> dict:
         return {"rows": self.p.audit.rows(device or None, max(1, min(int(limit), 5000)))}
+
+    async def cmd_alerts(self, closed: bool = False) -> dict:
+        book = self.p.alerts
+        return {"open": [a.as_dict() for a in book.open_alerts()],
+                "closed": [a.as_dict() for a in book.closed_alerts()] if closed else []}
+
+    async def cmd_ack(self, key: str, who: str = "") -> str:
+        if not isinstance(key, str) or not isinstance(who, str):
+            raise UserError("ack needs key and who as text")
+        return await self.op.ack(key, who)
 
     async def cmd_subscribe(self) -> dict:
         return {"subscribed": True}

@@ -20,12 +20,16 @@ log = logging.getLogger("appliance.pipeline")
 #: The stage a letter must be in for a device event to prove its next status.
 STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Status.DISPATCHED: "franking"}
 
+#: Event kinds after which a device no longer holds the letter (its load is given back).
+FINISHED_THERE = ("job.completed", "job.aborted", "job.canceled", "piece.")
+
 
 class Finishing:
     def operator_hold(self, letter_id: str, why: str) -> None:
         """Put a letter before a person: never advanced automatically from here."""
         self.store.update(letter_id, stage="operator-hold", event="operator-hold", hold_reason=why)
-        self.alert("operator", f"piece needs a person: {why}", letter_id)
+        self.alert("operator", f"piece needs a person: {why}", letter_id, key=f"letter:{letter_id}:hold",
+                   severity="critical")
 
     def _finisher_for(self, family: str, rec: dict) -> str | None:
         pack = self.packs[rec["specification_id"]]
@@ -43,7 +47,10 @@ class Finishing:
         name = self._finisher_for(family, rec)
         if name is None:
             self.store.update(letter_id, stage=f"wait-{family}", event=f"no {family}")
-            self.alert("routing", f"no {family} available; letter waits", letter_id)
+            # One cause, however many letters wait behind it (the device's own alert says why).
+            waiting = self.store.stage_count(f"wait-{family}")
+            self.alert("routing", f"no {family} available; {waiting} letter(s) wait",
+                       key=f"routing:no-{family}", severity="critical")
             return
         self.store.update(letter_id, stage=stage, device=name, event="submit")
         self._intend(name, letter_id)
@@ -60,6 +67,9 @@ class Finishing:
             await self.hand_on(rec["id"], "inserter", "enclosing")
         for rec in self.store.letters(stage="wait-franker"):
             await self.hand_on(rec["id"], "franker", "franking")
+        for family in ("inserter", "franker"):
+            if not self.store.stage_count(f"wait-{family}"):
+                self.clear_alert(f"routing:no-{family}")
 
     async def _event_loop(self) -> None:
         while True:
@@ -81,15 +91,29 @@ class Finishing:
             self.device_state[ev.device] = ev.detail.get("state", old or "idle")
             self.publish("device", {"name": ev.device, "state": self.device_state[ev.device],
                                     **{k: v for k, v in ev.detail.items() if k != "state"}})
+            if self.device_state[ev.device] in ("idle", "busy"):
+                self._device_ready(ev.device)
             if self.device_state[ev.device] in ("idle", "busy") and old not in ("idle", "busy"):
                 await self.retry_held()
                 await self.retry_waiting()
             return
         if ev.kind == "device.alert":
-            self.alert(ev.device, ev.detail.get("message", "alert"), ev.letter_id)
+            key = ev.detail.get("key")  # a driver that knows its condition names it
+            if key:
+                key = (f"letter:{ev.letter_id}:{ev.device}-{key}" if ev.letter_id
+                       else f"device:{ev.device}:{key}")
+            self.alert(ev.device, ev.detail.get("message", "alert"), ev.letter_id, key=key,
+                       severity=ev.detail.get("severity"))
             return
         if ev.letter_id is None:
             return
+        action = status_for_event(ev.kind, self.profile.events)
+        if action is not None and ev.device in self.load and ev.kind.startswith(FINISHED_THERE):
+            # The device is done with it, whatever became of the letter meanwhile (cancelled,
+            # reprinted elsewhere, archived): its load is given back first.
+            self.load[ev.device] = max(0, self.load[ev.device] - 1)
+            if self._backlog and ev.device in self.specs and self.specs[ev.device].family == "printer":
+                await self.drain_backlog()
         rec = self.store.get(ev.letter_id)
         if rec is None:
             self.alert(ev.device, f"event {ev.kind} for a letter this appliance does not know", ev.letter_id)
@@ -101,15 +125,9 @@ class Finishing:
                                       "group_id": rec["group_id"], "sheets": rec.get("sheets"),
                                       "pages": rec.get("pages"), **ev.detail})
         self.audit.note(ev)
-        action = status_for_event(ev.kind, self.profile.events)
         if action is None:
             self.store.update(ev.letter_id, event=ev.kind)
             return
-        if ev.device in self.load and ev.kind.startswith(("job.completed", "job.aborted", "job.canceled",
-                                                           "piece.")):
-            self.load[ev.device] = max(0, self.load[ev.device] - 1)
-            if self._backlog and ev.device in self.specs and self.specs[ev.device].family == "printer":
-                await self.drain_backlog()
         if reprint.wants_reprint(action, ev.detail):
             await self.reprint_spoiled(ev, rec)
             return
@@ -145,8 +163,9 @@ class Finishing:
     async def _reroute(self, ev: DeviceEvent) -> None:
         letter_id = ev.letter_id
         rec = self.store.get(letter_id)
-        if rec["status"] not in (Status.ACCEPTED, Status.PRINTED) or rec.get("printer") != ev.device:
-            return  # late news from a printer we already moved away from
+        if (rec["status"] not in (Status.ACCEPTED, Status.PRINTED) or rec.get("printer") != ev.device
+                or rec["stage"] != "printing" or reprint.stale_run(ev.detail, rec)):
+            return  # late news from a printer we already moved away from, or of an earlier run
         if rec["status"] == Status.PRINTED and rec["stage"] != "printing":
             return  # a reprint's old job: the letter has moved on
         attempts = rec.get("attempts", 0) + 1
@@ -158,7 +177,8 @@ class Finishing:
                              event="print-failed")
             self.finish(letter_id)
             return
-        self.alert(ev.device, f"{ev.kind}; rerouting (attempt {attempts + 1})", letter_id)
+        self.alert(ev.device, f"{ev.kind}; rerouting (attempt {attempts + 1})", letter_id,
+                   key=f"letter:{letter_id}:reroute", severity="info")
         await self.route(letter_id)
 
     async def reprint_spoiled(self, ev: DeviceEvent, rec: dict[str, Any]) -> None:
@@ -187,7 +207,8 @@ class Finishing:
                        printer=None, device=None, attempts=0, reprint_reason=reason,
                        reprint_code=ev.detail.get("reason_code") or "DEVICE_" + ev.kind.split(".")[1].upper(),
                        reprint_of=ev.detail.get("run"))
-        self.alert(ev.device, d.timeline, lid)
+        self.alert(ev.device, d.timeline, lid, key=f"letter:{lid}:reprint", severity="info")
+        self.clear_alert(f"letter:{lid}:hold")
         self.tried.pop(lid, None)
         if policy.printer:  # only the named printer: every other one counts as tried
             self.tried[lid] = {s.name for s in self.profile.printers if s.name != policy.printer}

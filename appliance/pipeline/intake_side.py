@@ -55,9 +55,10 @@ class IntakeSide:
                 try:
                     refs = await self.client.list_letters(limit=limit)
                     self.api_ok = True
+                    self.clear_alert("api:list")
                 except (ApiUnavailable, ApiError, UserError) as e:  # UserError: auth (TokenError)
                     self.api_ok = False
-                    self.alert("api", f"cannot list letters: {e}")
+                    self.alert("api", f"cannot list letters: {e}", key="api:list")
                     await asyncio.sleep(self.s.poll_interval)
                     continue
                 self.counters["polls"] += 1
@@ -79,7 +80,7 @@ class IntakeSide:
         """Take one listed letter; its id if it is new work for intake."""
         if not is_safe_id(ref.id):
             self.counters["hostile_ids"] += 1
-            self.alert("intake", f"ignored letter with unsafe id {ref.id[:40]!r}")
+            self.alert("intake", f"ignored letter with unsafe id {ref.id[:40]!r}", key="intake:unsafe-id")
             return None
         if self.store.add_letter(ref.id, ref.specification_id, ref.group_id, ref.sha256,
                                  listed_at=asked_at):
@@ -104,7 +105,7 @@ class IntakeSide:
             if self.counters["listed_while_hidden"] == 1:
                 self.alert("api", "Notify listed a letter again within [poll] visibility_timeout "
                                   f"({self.s.visibility_timeout:.0f} s); set it to the server's "
-                                  "visibility timeout", letter_id)
+                                  "visibility timeout", key="api:visibility-timeout")
             return
         self.store.update(letter_id, listed_at=round(asked_at, 3))
         if rec["status"] == Status.PENDING or rec["stage"] in NOT_TAKEN:
@@ -122,7 +123,7 @@ class IntakeSide:
         self.counters["accepted_lost"] += 1
         self.store.outbox_resend(letter_id, "listed again by Notify: the ACCEPTED did not take")
         self.alert("api", "Notify listed this letter again: its ACCEPTED was lost at Notify; "
-                          "sent again", letter_id)
+                          "sent again", letter_id, key=f"letter:{letter_id}:resent", severity="info")
         self.outbox.wake()
 
     def let_go(self, letter_id: str, why: str, late: bool = False) -> None:
@@ -153,11 +154,16 @@ class IntakeSide:
             if late:
                 self.alert("intake", f"{len(late)} letter(s) not fetched and checked within "
                                      f"{self.accept_window:.0f} s of listing: let go back to Notify "
-                                     "(they are listed again later)")
+                                     "(they are listed again later)", key="intake:late")
                 await self.committer.durable()
+            else:
+                a = self.alerts.get("intake:late")
+                if a is not None and time.time() - a.last_seen > self.accept_window:
+                    self.clear_alert("intake:late")  # a whole window with none late: intake keeps up
             self.counters["let_go_forgotten"] += self.store.forget_let_go(time.time() - self.s.let_go_keep)
 
     async def intake_verified(self, letter_id: str, pdf: Path, verdict: Verdict, facts: PdfFacts) -> None:
+        self.clear_alert(f"letter:{letter_id}:intake")  # its fetch retries are over
         rec = self.store.get(letter_id)
         if rec is None or rec["stage"] != "new":
             pdf.unlink(missing_ok=True)
@@ -206,7 +212,8 @@ class IntakeSide:
         self.alert("api", "the ACCEPTED for this letter left but got no answer before its "
                           "deadline: Notify may or may not have it.  If no other floor prints it, "
                           f"print it here with 'appliance retry {letter_id}'; if one does, "
-                          f"'appliance handled {letter_id} --note ...'", letter_id)
+                          f"'appliance handled {letter_id} --note ...'", letter_id,
+                   key=f"letter:{letter_id}:accept-unsure", severity="critical")
         self.publish("letter", self.letter_brief(letter_id))
 
     def update_refused(self, letter_id: str, entry: dict) -> None:
@@ -214,7 +221,7 @@ class IntakeSide:
         self.alert("api", f"Notify refused {entry['status']} ({why.get('status')}: "
                           f"{str(why.get('detail'))[:200]}); resolve it: 'appliance retry {letter_id}' "
                           f"sends it again, 'appliance handled {letter_id} --note TEXT' when dealt with "
-                          "at Notify", letter_id)
+                          "at Notify", letter_id, key=f"letter:{letter_id}:refused", severity="critical")
         self.publish("letter", self.letter_brief(letter_id))
 
     async def intake_rejected(self, letter_id: str, code: str, text: str) -> None:
@@ -237,12 +244,14 @@ class IntakeSide:
         """Intake gave up for now: a person decides (the letter stays PENDING at Notify)."""
         self.store.update(letter_id, stage="intake-hold", event="intake-hold", hold_reason=why)
         self.alert("intake", f"letter held: {why}; retry it from the console or "
-                             f"'appliance retry {letter_id}'", letter_id)
+                             f"'appliance retry {letter_id}'", letter_id,
+                   key=f"letter:{letter_id}:intake-hold", severity="critical")
         await self.committer.durable()
 
     def retry_intake(self, letter_id: str) -> bool:
         """An operator asks for another try of a letter held at intake: now if its listing
         window is still open, else when Notify lists it again (True: fetching now)."""
+        self.clear_alert(f"letter:{letter_id}:intake-hold")
         rec = self.store.update(letter_id, stage="new", event="intake retry requested",
                                 hold_reason=None, intake_attempts=0, intake_first_fault=None,
                                 intake_retry_at=None, intake_deaths=0)

@@ -64,6 +64,7 @@ class _Again(Exception):
 class OutboxSender:
     def __init__(self, store: Store, client: SupplierClient, committer: Committer, *,
                  batch_size: int, interval: float, alert: Callable[..., None], counters,
+                 clear_alert: Callable[[str], object] = lambda key: None,
                  events: OutboxEvents, clock: Callable[[], float] = time.time,
                  answer_within: float = 0.0):
         """``answer_within``: seconds an answer may take; an ACCEPTED leaves only this long
@@ -74,6 +75,7 @@ class OutboxSender:
         self.batch_size = batch_size
         self.interval = interval
         self.alert = alert
+        self.clear_alert = clear_alert
         self.counters = counters
         self.events = events
         self.clock = clock
@@ -130,9 +132,10 @@ class OutboxSender:
                 await self._reconcile_replays()
             except (ApiUnavailable, ApiError, UserError) as e:
                 self.api_ok = False
-                self.alert("api", f"cannot check replayed status updates yet: {e}")
+                self.alert("api", f"cannot check replayed status updates yet: {e}", key="api:replay")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_cap)
+        self.clear_alert("api:replay")
         backoff = self.interval
         while True:
             try:
@@ -153,12 +156,13 @@ class OutboxSender:
                 await self._send(pending)
                 backoff = self.interval
                 self.api_ok = True
+                self.clear_alert("api:outbox")
             except _Again:  # the shared budget is full, or deadlines passed: go again
                 self.counters["outbox_passes_cut"] += 1
                 self._wake.set()
             except (ApiUnavailable, UserError) as e:  # incl. TokenError: auth refused or down
                 self.api_ok = False
-                self.alert("api", f"status updates queued ({len(pending)}+): {e}")
+                self.alert("api", f"status updates queued ({len(pending)}+): {e}", key="api:outbox")
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._backoff_cap)
                 self._wake.set()

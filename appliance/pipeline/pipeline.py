@@ -2,8 +2,8 @@
 
 ``Pipeline`` holds the floor's state (store, devices, loads, alerts) and its life cycle; its
 work is split by concern over three mixins: ``IntakeSide`` (polling and intake's verdicts),
-``Printing`` (routing, marks, handing work to devices) and ``Finishing`` (device events,
-inserter and franker, reroutes, reprints, holds).  Restart recovery is ``recovery``.
+``Printing`` (routing, marks, handing work to devices), ``Finishing`` (device events,
+inserter and franker, reroutes, reprints, holds) and ``Alerting`` (alerts by cause).  Restart recovery is ``recovery``.
 
 One asyncio task per stage, joined by bounded queues so memory stays flat however many
 letters the API offers.  Every side effect is written down in the store (and made durable
@@ -18,7 +18,7 @@ import asyncio
 import logging
 import os
 import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 import drivers
 from appliance.api.client import SupplierClient
 from appliance.config.profile import DeviceSpec, Profile
+from appliance.core.alerts import Alerts
 from appliance.core.pacing import ListingWindow
 from appliance.core.packs import Pack
 from appliance.core.status import TransitionError
@@ -34,6 +35,7 @@ from appliance.core.supervisor import Supervisor
 from appliance.intake.pool import IntakePool
 from appliance.intake.settings import IntakeSettings
 from appliance.intake.stage import Intake
+from appliance.pipeline.alerting import Alerting
 from appliance.pipeline.audit import AuditLog
 from appliance.pipeline.finishing import Finishing
 from appliance.pipeline.intake_side import IntakeSide
@@ -48,6 +50,8 @@ from drivers.base import DeviceEvent, Driver
 
 log = logging.getLogger("appliance.pipeline.pipeline")
 
+#: Stages in which a letter waits for a person (or a printer for its pack): the header's "held".
+HELD_STAGES = ("held", "operator-hold", "intake-hold", "accept-unsure")
 
 
 @dataclass(frozen=True)
@@ -72,15 +76,7 @@ class PipelineSettings:
     let_go_keep: float = 24 * 3600.0  # seconds a let-go letter is remembered (to be taken again)
 
 
-@dataclass
-class Alert:
-    t: float
-    source: str
-    message: str
-    letter_id: str | None = None
-
-
-class Pipeline(IntakeSide, Printing, Finishing):
+class Pipeline(IntakeSide, Printing, Finishing, Alerting):
     def __init__(
         self,
         settings: PipelineSettings,
@@ -104,15 +100,17 @@ class Pipeline(IntakeSide, Printing, Finishing):
         self.load: Counter[str] = Counter()
         self.tried: dict[str, set[str]] = {}
         self.held: set[str] = set()
-        self.alerts: deque[Alert] = deque(maxlen=500)
+        self.alerts = Alerts()  # by cause: open until cleared or acknowledged (appliance.core.alerts)
         self.counters: Counter[str] = Counter()
         self.committer = Committer(store, settings.commit_interval)
         self.outbox = OutboxSender(store, client, self.committer, batch_size=settings.batch_size,
                                    interval=settings.outbox_interval, alert=self.alert,
+                                   clear_alert=self.clear_alert,
                                    counters=self.counters, events=self,
                                    # half the margin, at most 10 s: a 202 takes well under that
                                    answer_within=min(settings.accept_margin / 2, 10.0))
         self.prover = Prover(store, client, prove_after=settings.prove_after, alert=self.alert,
+                             clear_alert=self.clear_alert,
                              counters=self.counters, wake_outbox=self.outbox.wake)
         self.listing_window = ListingWindow(floor=settings.intake.fetchers)
         self.supervisor = Supervisor(self.alert)
@@ -126,9 +124,13 @@ class Pipeline(IntakeSide, Printing, Finishing):
         self.last_poll_empty = False
         self.api_ok = True
         self._submits: list[tuple[str, str]] = []  # (device, letter id) awaiting durable intent
+        self._handing: set[tuple[str, str]] = set()  # (device, letter id) taken by the dispatch loop
+        self._current: tuple[str, str] | None = None  # the one being marked or submitted now
+        self._dropped: set[tuple[str, str]] = set()  # taken, not begun, replaced by a reprint
         self._dispatch_wake = asyncio.Event()
         self.listeners: list = []  # callables(kind, data): consoles attached over the control socket
         self.audit = AuditLog(state_dir / "audit", {s.name for s in profile.inserters})  # per inserter batch
+        self._acks = None  # the Journal of who acknowledged which alert (opened on the first ack)
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(spool, 0o700)  # patient data: private even if the folder existed already
@@ -158,6 +160,7 @@ class Pipeline(IntakeSide, Printing, Finishing):
         sv.spawn("window", self._window_loop)
         sv.spawn("spool-sweeper", self._spool_sweeper)
         sv.spawn("stuck-sweeper", self._stuck_sweeper)
+        sv.spawn("alert-watch", self._alert_watch)
 
     async def stop(self) -> None:
         """Stop taking work, flush what is known, close devices.  Nothing is lost: what
@@ -167,6 +170,8 @@ class Pipeline(IntakeSide, Printing, Finishing):
             await drv.stop()
         await asyncio.to_thread(self.pool.stop)
         self.audit.close()
+        if self._acks is not None:
+            self._acks.close()
         self.store.flush()
 
     def idle(self) -> bool:
@@ -202,12 +207,6 @@ class Pipeline(IntakeSide, Printing, Finishing):
                                         "device", "printer", "reason_code", "reason_text", "updated",
                                         "refused")}
 
-    def alert(self, source: str, message: str, letter_id: str | None = None) -> None:
-        a = Alert(time.time(), source, message, letter_id)
-        self.alerts.append(a)
-        self.publish("alert", vars(a))
-        log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
-
     def _set_status(self, letter_id: str, status: str, code: str | None = None,
                     text: str | None = None, event: str | None = None,
                     deadline: float | None = None) -> bool:
@@ -237,6 +236,7 @@ class Pipeline(IntakeSide, Printing, Finishing):
                 os.utime(pdf)  # retention counts from the final status; the sweeper deletes it
         self.tried.pop(letter_id, None)
         self.held.discard(letter_id)
+        self.clear_alerts(lambda a: a.letter_id == letter_id)  # a final letter's troubles are over
 
     # --- spool ------------------------------------------------------------------------
 
@@ -250,8 +250,9 @@ class Pipeline(IntakeSide, Printing, Finishing):
         while True:
             try:
                 self.counters["spool_swept"] += self.sweep_spool()
+                self.clear_alert("spool:sweep")
             except OSError as e:
-                self.alert("spool", f"cannot sweep the spool: {e}")
+                self.alert("spool", f"cannot sweep the spool: {e}", key="spool:sweep")
             await asyncio.sleep(period)
 
     async def _stuck_sweeper(self) -> None:
@@ -260,18 +261,24 @@ class Pipeline(IntakeSide, Printing, Finishing):
         while True:
             await asyncio.sleep(self.s.sweep_interval)
             now = time.time()
+            for letter_id, stage in list(self._stuck_alerted):  # moved on since: no longer stuck
+                rec = self.store.get(letter_id)
+                if rec is None or rec["stage"] != stage:
+                    self._stuck_alerted.discard((letter_id, stage))
+                    self.clear_alert(f"letter:{letter_id}:stuck-{stage}")
             for letter_id, stage, age in overdue(self.store.in_flight(), now, self.s.stage_deadline):
                 if stage == "new" and not self.intake.pending(letter_id):
                     self.counters["intake_lost"] += 1
                     self.alert("watch", "letter was waiting at intake with nothing to fetch it; "
-                                        "fetching it now", letter_id)
+                                        "fetching it now", letter_id, key=f"letter:{letter_id}:intake-lost")
                     self.intake.take(letter_id)
                     continue
                 if (letter_id, stage) not in self._stuck_alerted:
                     self._stuck_alerted.add((letter_id, stage))
                     self.counters["stuck"] += 1
                     self.alert("watch", f"letter has been in stage {stage} for {age / 60:.0f} min "
-                                        f"(over {self.s.stage_deadline / 60:.0f} min)", letter_id)
+                                        f"(over {self.s.stage_deadline / 60:.0f} min)", letter_id,
+                               key=f"letter:{letter_id}:stuck-{stage}")
 
     # --- intake -----------------------------------------------------------------------
 
@@ -301,6 +308,14 @@ class Pipeline(IntakeSide, Printing, Finishing):
         return {**c, "unproven_age": round(time.time() - oldest, 1) if oldest else 0.0,
                 "let_go": self.counters["let_go"], "accepted_lost": self.counters["accepted_lost"]}
 
+    def waiting_counts(self) -> dict[str, int]:
+        """Letters waiting for a person or a retry, from the store the letter lists read:
+        held (stages in ``HELD_STAGES``), refused by Notify, and fetches waiting to retry."""
+        return {"held": sum(self.store.stage_count(s) for s in HELD_STAGES),
+                "refused": len(self.store.refused_letters()),
+                "waiting_for_retry": sum(1 for r in self.store.letters(stage="new")
+                                         if r.get("intake_retry_at"))}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "counts": self.store.counts(),
@@ -311,11 +326,14 @@ class Pipeline(IntakeSide, Printing, Finishing):
                        "state": self.device_state.get(name), "load": self.load[name]}
                 for name, drv in self.devices.items()
             },
-            "held": len(self.held),
+            **self.waiting_counts(),
             "waiting_for_printer": len(self._backlog),
             "outbox": len(self.store.outbox_pending()),
             "updates": self._updates_view(),
-            "alerts": [vars(a) for a in list(self.alerts)[-20:]],
+            "alerts": [a.as_dict() for a in self.alerts.open_alerts()],
+            "alerts_closed": [a.as_dict() for a in self.alerts.closed_alerts(50)],
+            "alert_counts": self.alerts.counts(),
+            "failure_reasons": dict(getattr(self.profile, "failure_reasons", {}) or {}),
             "counters": dict(self.counters),
             "api_ok": self.api_ok and self.outbox.api_ok and self.prover.api_ok,
             "intake": {**self.intake.stats(), "listing_window": int(self.listing_window.size)},

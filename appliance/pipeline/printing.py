@@ -51,8 +51,10 @@ class Printing:
             self.operator_hold(rec["id"], f"cannot print sheet marks: {str(e).splitlines()[0]}")
             return None
         now = self.store.get(rec["id"])
-        if now is None or now.get("device") != rec.get("device") or now["stage"] != "printing":
-            dest.unlink(missing_ok=True)  # cancelled or moved while the copy was being made
+        if (now is None or now.get("device") != rec.get("device") or now["stage"] != "printing"
+                or now.get("print_run") != rec.get("print_run")):
+            if now is None or now.get("marked_pdf") != str(dest):
+                dest.unlink(missing_ok=True)  # cancelled or moved while the copy was being made
             return None
         old = now.get("marked_pdf")
         if old and old != str(dest):
@@ -98,7 +100,10 @@ class Printing:
             if letter_id not in self.held:
                 self.held.add(letter_id)
                 self.store.update(letter_id, stage="held", event="held")
-                self.alert("routing", f"no printer available for pack {pack.id}; letter held", letter_id)
+                held = sum(1 for h in self.held
+                           if (self.store.get(h) or {}).get("specification_id") == pack.id)
+                self.alert("routing", f"no printer available for pack {pack.id}; {held} letter(s) held",
+                           key=f"routing:no-printer:{pack.id}", severity="critical")
             return
         self.held.discard(letter_id)
         self._backlog.pop(letter_id, None)
@@ -125,11 +130,13 @@ class Printing:
         try:
             current = await self.client.get_letter(rec["id"])
         except ApiUnavailable as e:
-            self.alert("api", f"cannot check stale letter, printing it anyway: {e}", rec["id"])
+            self.alert("api", f"cannot check stale letter, printing it anyway: {e}", rec["id"],
+                       key=f"letter:{rec['id']}:stale-check")
             return True
         except ApiError as e:
             current = None
-            self.alert("api", f"stale letter check failed ({e})", rec["id"])
+            self.alert("api", f"stale letter check failed ({e})", rec["id"],
+                       key=f"letter:{rec['id']}:stale-check")
         if current is not None and current.status in (Status.ACCEPTED, Status.PENDING, Status.PRINTED):
             self.store.update(rec["id"], stale_checked=True, event="stale check: still wanted")
             return True
@@ -147,6 +154,11 @@ class Printing:
     async def retry_held(self) -> None:
         for letter_id in list(self.held):
             await self.route(letter_id)
+            if self.store.get(letter_id) is None or self.store.get(letter_id)["stage"] != "held":
+                self.held.discard(letter_id)  # cancelled or finished meanwhile
+        packs = {(self.store.get(h) or {}).get("specification_id") for h in self.held}
+        self.clear_alerts(lambda a: a.key.startswith("routing:no-printer:")
+                          and a.key.split(":", 2)[2] not in packs)
         await self.drain_backlog()
 
     async def drain_backlog(self) -> None:
@@ -181,6 +193,7 @@ class Printing:
             # Take the batch first: every intent in it was recorded before the commit
             # we now wait for, so all of them are on disk before any is handed over.
             batch, self._submits = self._submits, []
+            self._handing.update(batch)  # still on their way to the device (pending_handover)
             done = 0
             try:
                 await self.committer.durable()  # intent before side effect
@@ -189,10 +202,43 @@ class Printing:
                     await self._hand_over(device, letter_id)
             finally:
                 if done < len(batch):  # interrupted: the rest go first next time, in order
+                    self._handing.difference_update(batch[done:])
                     self._submits[:0] = batch[done:]
                     self._dispatch_wake.set()
 
+    def pending_handover(self, device: str, letter_id: str) -> bool:
+        """Is this letter's intent for ``device`` not yet handed over (queued for the
+        dispatch loop, or being marked / submitted now)?  Then the dispatch loop settles it
+        (a cancelled or moved letter is dropped there, its load given back)."""
+        return (device, letter_id) in self._handing or (device, letter_id) in self._submits
+
+    def drop_handover(self, device: str, letter_id: str) -> bool:
+        """Forget an intent the dispatch loop has not begun (a reprint replaces it); False
+        when there is none, or it is being handed over right now (then the loop sees the
+        new print run and takes it back)."""
+        item = (device, letter_id)
+        if item in self._submits:
+            self._submits.remove(item)
+            self.load[device] = max(0, self.load[device] - 1)
+            return True
+        if item in self._handing and item != self._current:
+            self._dropped.add(item)  # the loop skips it and gives its load back
+            return True
+        return False
+
     async def _hand_over(self, device: str, letter_id: str) -> None:
+        self._current = (device, letter_id)
+        try:
+            await self._hand_over_one(device, letter_id)
+        finally:
+            self._current = None
+            self._handing.discard((device, letter_id))
+
+    async def _hand_over_one(self, device: str, letter_id: str) -> None:
+        if (device, letter_id) in self._dropped:
+            self._dropped.discard((device, letter_id))
+            self.load[device] = max(0, self.load[device] - 1)
+            return
         rec = self.store.get(letter_id)
         if rec is None or rec.get("device") != device or rec["stage"] not in SUBMIT_STAGES:
             self.load[device] = max(0, self.load[device] - 1)  # cancelled meanwhile
@@ -206,14 +252,25 @@ class Printing:
         try:
             ref = await self.devices[device].submit(work)
         except Exception as e:  # device refused: the letter must not silently stall
-            self.load[device] = max(0, self.load[device] - 1)
             log.exception("submit to %s", device)
-            self.alert(device, f"could not take work: {e}", letter_id)
-            if rec["stage"] == "printing":
+            self.alert(device, f"could not take work: {e}", letter_id, key=f"letter:{letter_id}:submit")
+            if rec["stage"] == "printing":  # the event gives the load back and reroutes
                 await self.events.put(DeviceEvent(device, "job.aborted", letter_id, None,
-                                                  {"reason": f"submit failed: {e}"}))
+                                                  {"reason": f"submit failed: {e}", "run": work.run}))
             else:
+                self.load[device] = max(0, self.load[device] - 1)
                 self.operator_hold(letter_id, f"{device} refused the piece: {e}")
+            return
+        now = self.store.get(letter_id)
+        if (now is None or now.get("device") != device or now["stage"] != rec["stage"]
+                or now.get("print_run") != rec.get("print_run")):
+            # Cancelled or reprinted while the device took it: take it back if it still can.
+            why_not = await self.devices[device].withdraw(letter_id)
+            if why_not is None:
+                self.load[device] = max(0, self.load[device] - 1)
+            if now is not None:
+                self.store.update(letter_id, event=f"withdrawn from {device}" if why_not is None
+                                  else f"not withdrawn from {device}: {why_not}")
             return
         if rec["stage"] == "printing":
             self.store.update(letter_id, job=ref)

@@ -54,12 +54,14 @@ def judge(unproven: list[dict], shown: str) -> tuple[str, int | None]:
 
 class Prover:
     def __init__(self, store: Store, client: SupplierClient, *, prove_after: float,
-                 alert: Callable[..., None], counters, wake_outbox: Callable[[], None],
+                 alert: Callable[..., None], counters,
+                 clear_alert: Callable[[str], object] = lambda key: None, wake_outbox: Callable[[], None],
                  clock: Callable[[], float] = time.time, spare_wait: float = 0.05):
         self.store = store
         self.client = client
         self.prove_after = prove_after
         self.alert = alert
+        self.clear_alert = clear_alert
         self.counters = counters
         self.wake_outbox = wake_outbox
         self.clock = clock
@@ -161,7 +163,8 @@ class Prover:
         self.counters["proof_conflicts"] += 1
         sent = ", ".join(e["status"] for e in unproven)
         self.alert("api", f"{what}, but this appliance sent {sent}: another writer has this "
-                          "letter (a second floor, or Notify itself); check it at Notify", letter_id)
+                          "letter (a second floor, or Notify itself); check it at Notify", letter_id,
+                   key=f"letter:{letter_id}:conflict", severity="critical")
         last = unproven[-1]
         self.store.outbox_proven(letter_id, last["status"], last["seq"])
 
@@ -173,5 +176,7 @@ class Prover:
         if behind and not self._behind_alerted:
             self.alert("api", f"status proofs are behind: an update answered 202 "
                               f"{(self.clock() - oldest) / 60:.0f} min ago is not yet read back "
-                              "(no spare rate budget, or Notify's reads fail)")
+                              "(no spare rate budget, or Notify's reads fail)", key="api:proofs-behind")
+        elif not behind and self._behind_alerted:
+            self.clear_alert("api:proofs-behind")
         self._behind_alerted = behind

@@ -13,6 +13,7 @@ import asyncio
 import os
 import shutil
 import time
+from collections import Counter
 from pathlib import Path
 
 from appliance.store.journal import Journal, open_private, private_dir
@@ -40,6 +41,11 @@ class FilePrinter(Driver):
         self.completed = 0
         self.aborted = 0
         self._final: dict[str, float] = {}  # letter id -> when it became final (keep_seconds)
+        # What it holds, counted here (the work queue's own depth misses the piece it has
+        # taken and waits with while paused): letter id -> jobs not begun, and the one printing.
+        self._waiting: Counter[str] = Counter()
+        self._withdrawn: Counter[str] = Counter()  # jobs taken back, skipped when their turn comes
+        self._printing: str | None = None
 
     async def start(self) -> None:
         private_dir(self.output_dir)
@@ -54,27 +60,66 @@ class FilePrinter(Driver):
 
     async def submit(self, work: Work) -> str:
         job = f"{self.name}-{work.letter_id}"
+        self._waiting[work.letter_id] += 1
         self._worker.put(work)
-        self.emit("job.queued", work.letter_id, job)
+        self.emit("job.queued", work.letter_id, job, run=work.run)
         return job
 
+    async def withdraw(self, letter_id: str) -> str | None:
+        """A job not begun is taken back (it is skipped when its turn comes)."""
+        if self._waiting[letter_id] > 0:
+            self._waiting[letter_id] -= 1
+            self._withdrawn[letter_id] += 1
+            return None
+        if self._printing == letter_id:
+            return f"{self.name} is printing it now"
+        return f"{self.name} does not hold it"
+
     async def _print(self, work: Work, seq: int) -> None:
+        lid = work.letter_id
+        if self._withdrawn[lid] > 0:  # taken back while it waited: nothing to print, nothing to say
+            self._withdrawn[lid] -= 1
+            self._tidy(lid)
+            return
+        self._waiting[lid] -= 1
+        self._tidy(lid)
+        self._printing = lid
+        try:
+            await self._print_one(work, seq)
+        finally:
+            self._printing = None
+
+    def _tidy(self, letter_id: str) -> None:
+        for c in (self._waiting, self._withdrawn):
+            if c[letter_id] <= 0:
+                del c[letter_id]
+
+    async def _print_one(self, work: Work, seq: int) -> None:
         job = f"{self.name}-{work.letter_id}"
-        self.emit("job.processing", work.letter_id, job)
+        run = {"run": work.run}  # a report of an earlier run is known as such (a reprint's old job)
+        self.emit("job.processing", work.letter_id, job, **run)
         await asyncio.sleep(self.settings.get("job_seconds", 0.05))
         every = self.settings.get("fail_every", 0)
         if every and seq % every == 0:
             self.aborted += 1
-            self.emit("job.aborted", work.letter_id, job, reason="simulated job abort")
+            self.emit("job.aborted", work.letter_id, job, reason="simulated job abort", **run)
             return
         dest = self.output_dir / f"{work.letter_id}.pdf"
         tmp = dest.with_suffix(".part")
-        await asyncio.to_thread(_copy_private, work.pdf, tmp)
+        try:
+            await asyncio.to_thread(_copy_private, work.pdf, tmp)
+        except FileNotFoundError:
+            # Its PDF went while it waited (the letter was cancelled or reprinted since):
+            # nothing is printed, and the pipeline hears the job ended.
+            tmp.unlink(missing_ok=True)
+            self.aborted += 1
+            self.emit("job.aborted", work.letter_id, job, reason=f"its PDF is gone ({work.pdf.name})", **run)
+            return
         # The ledger line is the moment of printing (the page counter); the file follows.
         await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "job": job, "pages": work.pages})
         os.replace(tmp, dest)
         self.completed += 1
-        self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets)
+        self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets, **run)
 
     def forget(self, letter_id: str) -> None:
         if self.settings.get("keep_seconds", 0) <= 0:
@@ -97,7 +142,7 @@ class FilePrinter(Driver):
         return {lid: ("job.completed" if lid in printed else "absent") for lid in letter_ids}
 
     def health(self) -> Health:
-        depth = self._worker.depth
+        depth = sum(self._waiting.values()) + (1 if self._printing else 0)
         state = "paused" if self.paused else ("busy" if depth else "idle")
         return Health(state, str(self.output_dir), depth,
                       {"completed": self.completed, "aborted": self.aborted})
