@@ -84,7 +84,9 @@ def register(sub) -> None:
     socket_arg(p)
     p.add_argument("id")
     p.add_argument("outcome", choices=["enclosed", "dispatched", "reprint", "fail"])
-    p.set_defaults(func=lambda a: _act(a, "resolve", id=a.id, outcome=a.outcome))
+    p.add_argument("--code", help="with fail: one of the profile's agreed FAILED reason codes")
+    p.set_defaults(func=lambda a: _act(a, "resolve", id=a.id, outcome=a.outcome,
+                                       **({"code": a.code} if a.code else {})))
 
 
 def _act(args, cmd: str, **kw) -> int:
@@ -134,13 +136,16 @@ def format_status(s: dict) -> str:
     for name, d in (s.get("devices") or {}).items():
         lines.append(f"{name:<18} {d.get('family', ''):<9} {d.get('state') or '?':<9} "
                      f"{d.get('load', 0):>4} {d.get('queue_depth', 0):>5}")
-    alerts = s.get("alerts") or []
+    alerts = s.get("alerts") or []  # open ones, most severe first
     if alerts:
-        lines.append("alerts")
-        for a in alerts[-10:]:
+        lines.append(f"open alerts {len(alerts)}" + ("  (first 10; appliance alerts lists all)"
+                                                     if len(alerts) > 10 else ""))
+        for a in alerts[:10]:
             when = time.strftime("%H:%M:%S", time.localtime(a.get("t") or 0))
             lid = f" ({a['letter_id']})" if a.get("letter_id") else ""
-            lines.append(f"  {when} {a.get('source')}: {a.get('message')}{lid}")
+            times = f" x{a['count']}" if a.get("count", 1) > 1 else ""
+            lines.append(f"  {a.get('severity', 'warning'):<8} {when}{times} {a.get('source')}: "
+                         f"{a.get('message')}{lid}")
     return "\n".join(lines)
 
 
