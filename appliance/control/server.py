@@ -218,7 +218,7 @@ class ControlServer:
             archived_total, more = archived_page(
                 store.archived_statuses(), store.archived_counts(), q=q, status=status or None,
                 exclude={r["id"] for r in hot}, start=max(0, offset - len(hot)),
-                limit=limit - len(page))
+                limit=limit - len(page), specs=store.archived_specifications())
             page += more
         return {"total": len(hot) + archived_total, "letters": page}
 

@@ -162,22 +162,25 @@ class Archive:
         for rec in records:
             ordered = {"id": rec["id"], **rec}  # id first: lets find() match a line cheaply
             lines.append(json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode())
-            index.append(f"{rec['id']}\t{rec['status']}\t{rec.get('rev', 0)}\t{date}".encode())
+            index.append(f"{rec['id']}\t{rec['status']}\t{rec.get('rev', 0)}\t{date}"
+                         f"\t{rec.get('specification_id') or ''}".encode())
         Journal(self.dir / f"{date}.jsonl", keep_open=False).append_lines(lines)
         Journal(self.index_path, keep_open=False).append_lines(index)
 
     def scan_index(self, want_rev: set[str] | frozenset[str] = frozenset()
-                   ) -> tuple[dict[str, str], dict[str, int]]:
-        """(id -> status, id -> rev for ids in ``want_rev``); later lines win.
+                   ) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
+        """(id -> status, id -> rev for ids in ``want_rev``, id -> specification); later
+        lines win.  Lines written before the specification column have none.
 
         Reads one short line per archived letter: 100 000 letters is a few MB.
         """
         try:
             data = self.index_path.read_bytes()
         except FileNotFoundError:
-            return {}, {}
+            return {}, {}, {}
         statuses: dict[str, str] = {}
         revs: dict[str, int] = {}
+        specs: dict[str, str] = {}
         interned: dict[str, str] = {}
         for line in complete_lines(data):
             parts = line.decode("utf-8", "replace").split("\t")
@@ -185,12 +188,14 @@ class Archive:
                 continue
             letter_id, status, rev = parts[0], parts[1], parts[2]
             statuses[letter_id] = interned.setdefault(status, status)
+            if len(parts) > 4 and parts[4]:  # a few distinct packs: interned, ~1 pointer each
+                specs[letter_id] = interned.setdefault(parts[4], parts[4])
             if letter_id in want_rev:
                 try:
                     revs[letter_id] = int(rev)
                 except ValueError:
                     continue
-        return statuses, revs
+        return statuses, revs, specs
 
     def dated_files(self) -> list[Path]:
         """Archive files, newest first."""

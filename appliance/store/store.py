@@ -91,6 +91,7 @@ class Store:
         self._book = OutboxBook()                           # status updates until proven
         self._to_archive: dict[str, dict[str, Any]] = {}    # finished, not yet appended
         self._archived: dict[str, str] = {}                 # id -> status (on disk or queued)
+        self._archived_specs: dict[str, str] = {}           # id -> specification (for listings)
         self._archived_counts: Counter[str] = Counter()
         self._next_seq = 1
         self._next_doc = 1
@@ -179,7 +180,7 @@ class Store:
             self._next_seq = max(self._next_seq, int(entry["seq"]) + 1)
 
     def _load_archive_index(self) -> None:
-        statuses, revs = self._archive.scan_index(want_rev=set(self._letters))
+        statuses, revs, self._archived_specs = self._archive.scan_index(want_rev=set(self._letters))
         self._archived = statuses
         # A letter in both places: the archive copy is newer unless the hot one was changed
         # after archiving (a late status such as RETURNED on a DISPATCHED letter).
@@ -212,6 +213,10 @@ class Store:
     def archived_statuses(self) -> Mapping[str, str]:
         """id -> status of every archived letter, oldest archived first (read-only, live)."""
         return MappingProxyType(self._archived)
+
+    def archived_specifications(self) -> Mapping[str, str]:
+        """id -> specification of archived letters (those archived before it was kept: none)."""
+        return MappingProxyType(self._archived_specs)
 
     def archived_counts(self) -> dict[str, int]:
         return {status: n for status, n in self._archived_counts.items() if n > 0}
@@ -320,6 +325,7 @@ class Store:
         if rec is None:
             raise UnknownLetter(letter_id)
         status = self._archived.pop(letter_id, None)
+        self._archived_specs.pop(letter_id, None)
         if status is not None:
             self._archived_counts[status] -= 1
         self._letters[letter_id] = rec
@@ -587,6 +593,8 @@ class Store:
         self._doc_ids.pop(letter_id, None)
         self._to_archive[letter_id] = rec
         self._archived[letter_id] = rec["status"]
+        if rec.get("specification_id"):
+            self._archived_specs[letter_id] = rec["specification_id"]
         self._archived_counts[rec["status"]] += 1
 
     # --- durability ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ def test_page_is_newest_archived_first_and_skips_excluded():
     total, page = archived_page(ARCHIVED, COUNTS, exclude={"L019", "nothot"}, start=0, limit=3)
     assert total == 19
     assert [r["id"] for r in page] == ["L018", "L017", "L016"]
-    assert page[0] == {"id": "L018", "status": "DISPATCHED", "stage": "archived"}
+    assert page[0] == {"id": "L018", "status": "DISPATCHED", "stage": "archived", "specification_id": None}
 
 
 def test_status_filter_and_id_search_count_only_matches():
@@ -66,5 +66,16 @@ async def test_paging_through_a_real_store_lists_every_letter_once(tmp_path):
         assert [r["id"] for r in returned["letters"]] == ["letter0003"] and returned["total"] == 1
         dispatched = await server.cmd_letters(status="DISPATCHED", limit=500)
         assert dispatched["total"] == 29 == len(dispatched["letters"])
+        # archived letters keep their specification for the console's column (was blank)
+        assert {r["specification_id"] for r in dispatched["letters"]} == {"notify-c5"}
+    finally:
+        store.close()
+
+
+async def test_archived_letters_keep_their_specification_across_a_restart(tmp_path):
+    finished_store(tmp_path / "state", 5).close()
+    store = Store(tmp_path / "state")
+    try:
+        assert dict(store.archived_specifications()) == {f"letter{i:04d}": "notify-c5" for i in (0, 1, 2, 4)}
     finally:
         store.close()

@@ -82,8 +82,8 @@ class LettersScreen(Screen):
         if res is None:
             return
         # a letter refused by Notify says so where its stage would be: it needs a person.  Marked
-        # letters (space) show in reverse and are counted below.  The
-        # archive index knows id and status only: "-" where it sends no specification.
+        # letters (space) show in reverse and are counted below.  Letters archived before
+        # the archive index kept their specification show "-".
         self.page_ids = [r["id"] for r in res["letters"]]
         self.query_one("#letters-table", FitTable).set_rows([
             (r["id"], {"id": Text(r["id"], style="reverse bold") if r["id"] in self.marked else r["id"],
