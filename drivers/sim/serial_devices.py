@@ -135,15 +135,14 @@ class PtyPort:
         self.master = self.slave = None
 
     def read(self, timeout: float) -> bytes:
-        if self.master is None:
+        fd = self.master  # once: another thread may unplug (stop) meanwhile
+        if fd is None:
             time.sleep(timeout)
             return b""
-        r, _, _ = select.select([self.master], [], [], timeout)
-        if not r:
-            return b""
         try:
-            return os.read(self.master, 4096)
-        except OSError:
+            r, _, _ = select.select([fd], [], [], timeout)
+            return os.read(fd, 4096) if r else b""
+        except (OSError, ValueError):  # closed under us: unplugged
             return b""
 
     def write(self, data: bytes) -> bool:
@@ -584,7 +583,7 @@ class FramedFrankerSim(_DeviceSim):
         the command, which was then dropped: the piece was never franked, its report never
         came, and the demo waited for ever on one ENCLOSED letter."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not self._stop.is_set():
             answer = None
             for frame in self.framer.feed(self.port.read(0.005)):
                 if frame.error in ("ack", "nak"):
