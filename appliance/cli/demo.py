@@ -33,7 +33,11 @@ def register(sub) -> None:
     p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
     p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
     p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
-    p.add_argument("--quiet", action="store_true", help="no live progress line (the final table still prints)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no live progress line (the final table still prints)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the demo runs "
+                        "(port 0: any free one, printed at start)")
     p.add_argument("--cups", action="store_true",
                    help="print through a real private cupsd with emulated IPP printers "
                         "(needs cups + cups-ipp-utils; about 1 s per job per printer)")

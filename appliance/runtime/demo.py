@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import signal
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import replace
 from importlib import resources
 from pathlib import Path
@@ -28,6 +30,7 @@ from appliance.pipeline.pipeline import Pipeline, PipelineSettings
 from appliance.runtime.assemble import build
 
 FINAL_ORDER = [s.value for s in Status]
+log = logging.getLogger("appliance.demo")
 
 
 def demo_profile_path() -> Path:
@@ -72,7 +75,8 @@ def operated_floor(profile: Profile, state_dir: Path, options: list[str]) -> Pro
             return spec
         log = state_dir / "devices" / spec.name / "machine.jsonl"
         log.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        opts = [*OPERATOR_OPTIONS, f"log={log}", *spec.settings.get("sim_options", []), *extra.get(spec.name, [])]
+        opts = [*OPERATOR_OPTIONS, f"log={log}", *spec.settings.get("sim_options", []),
+                *extra.get(spec.name, [])]
         return replace(spec, settings={**spec.settings, "sim_options": opts})
 
     return replace(profile, inserters=tuple(map(tend, profile.inserters)),
@@ -95,6 +99,39 @@ def resume_sandbox(sandbox, store) -> dict[str, int]:
         if told:
             sandbox.set_status(letter, told[-1], rec.get("reason_code"), rec.get("reason_text"))
     return seen
+
+
+class FloorOperator:
+    """Settles pieces on operator hold from the simulated machines' logs
+    (``drivers.sim.floor_operator``), as a person at the machines would; each one is counted
+    and printed, so a hold is never hidden (the demo had none before a resume)."""
+
+    def __init__(self, pipe: Pipeline, state_dir: Path):
+        from appliance.pipeline.operator import Operator
+
+        self.pipe, self.op = pipe, Operator(pipe)
+        prof = pipe.profile
+        self.inserters = [d.name for d in prof.inserters]
+        self.frankers = [d.name for d in prof.frankers]
+        self.logs = {d.name: state_dir / "devices" / d.name / "machine.jsonl"
+                     for d in (*prof.inserters, *prof.frankers)}
+        self.settled: Counter[str] = Counter()
+
+    async def settle(self) -> None:
+        held = self.pipe.store.letters(stage="operator-hold")
+        if not held:
+            return
+        from drivers.sim.floor_operator import machine_truth, outcome
+
+        truth = machine_truth(self.logs)
+        for rec in held:
+            what = outcome(rec["id"], truth, self.inserters, self.frankers)
+            try:
+                await self.op.resolve(rec["id"], what)
+            except Exception as e:  # refused (moved on meanwhile): look again next time
+                log.info("demo operator: %s not settled: %s", rec["id"], e)
+                continue
+            self.settled[what] += 1
 
 
 def _finished(store, ids) -> int:
@@ -189,23 +226,28 @@ async def run_demo(args) -> int:
     socket_path = args.socket or (DEFAULT_SOCKET if args.hold else None)
     progress = not args.quiet and sys.stderr.isatty()
     report: list[str] = []
-    metrics = None
+    metrics = operator = None
     try:
         await app.start(socket_path)
         if getattr(args, "metrics", None):
             from appliance.runtime.metrics import MetricsSettings, start_metrics
 
             metrics = start_metrics(MetricsSettings(listen=args.metrics), pipe)
+            if not args.quiet:
+                print(f"metrics at http://{metrics.address[0]}:{metrics.address[1]}/metrics", file=sys.stderr,
+                      flush=True)
         if not args.quiet:
             again = (f"; resuming: {seen['final']} final, {seen['in_flight']} unfinished from an earlier run"
                      if seen["final"] or seen["in_flight"] else "")
             print(f"sandbox at {sandbox.base_url}; {args.letters} letters; state in {state_dir}{again}",
                   file=sys.stderr)
         deadline = started + args.timeout
+        operator = FloorOperator(pipe, state_dir)
         while time.monotonic() < deadline:
             if pipe.idle():
                 finished = True
                 break
+            await operator.settle()
             if progress:
                 print(_progress_line(pipe, started, len(ids), done_before), end="", file=sys.stderr,
                       flush=True)
@@ -225,7 +267,7 @@ async def run_demo(args) -> int:
         open_alerts = len(pipe.snapshot().get("alerts") or [])
         await app.stop()
         if metrics:
-            metrics.stop()
+            await asyncio.to_thread(metrics.stop)  # a scrape under way needs the loop to finish
         elapsed = time.monotonic() - started
         done_now = sum(n for s, n in summary_counts.items() if s in FINAL) - done_before
         summary = {
@@ -240,6 +282,7 @@ async def run_demo(args) -> int:
             "alerts": open_alerts,
             "finished": finished,
             "state_dir": str(state_dir),
+            "holds_settled": dict(operator.settled) if operator else {},
         }
         await sandbox.stop()
         if floor:
@@ -283,4 +326,7 @@ def _final_table(summary: dict, done_now: int) -> str:
     lines += ["", "API calls        count"]
     for k, n in summary["api_calls"].items():
         lines.append(f"  {k:<14} {n:>7}")
+    if summary.get("holds_settled"):
+        told = ", ".join(f"{n} {k}" for k, n in sorted(summary["holds_settled"].items()))
+        lines += ["", f"pieces on hold settled by the demo's operator from the machines' logs: {told}"]
     return "\n".join(lines)

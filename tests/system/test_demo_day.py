@@ -107,8 +107,9 @@ def test_the_operator_refills_the_franker_and_a_reused_state_folder_says_nothing
 def _demo_on_a_tty(*args: str, timeout: float = 120) -> tuple[int, str]:
     """The demo with its stderr on a pseudo-terminal (so it draws its progress line)."""
     master, slave = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "demo", *args], cwd=ROOT, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=slave, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc = subprocess.Popen([sys.executable, "-m", "appliance", "demo", *args], cwd=ROOT,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
     os.close(slave)
     out = bytearray()
     end = time.monotonic() + timeout
