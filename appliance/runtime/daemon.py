@@ -58,6 +58,14 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await app.start(socket_path, max_clients=cfg.max_clients)
+    # --- metrics (issue 16): optional Prometheus endpoint over the pipeline's own figures ---
+    from appliance.runtime.metrics import start_metrics
+    try:
+        metrics = start_metrics(cfg.metrics, app.pipeline)
+    except BaseException:
+        await app.stop()
+        raise
+    # --- end metrics ---
     daily = asyncio.create_task(app.mi.scheduler(), name="mi-daily")
     log.info("running: %s, profile %s", cfg.api.base_url, profile.name)
     sdnotify.notify(f"READY=1\nSTATUS=printing for {cfg.api.base_url} with profile {profile.name}")
@@ -71,5 +79,7 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
         if dog:
             dog.cancel()
         daily.cancel()
+        if metrics:  # metrics (issue 16)
+            await asyncio.to_thread(metrics.stop)
         await app.stop()
     return 0
