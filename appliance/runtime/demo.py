@@ -262,6 +262,12 @@ async def run_demo(args) -> int:
                       file=sys.stderr)
             await _wait_for_signal()
     finally:
+        failing = sys.exc_info()[0] is not None  # Ctrl-C or an error: say what is left, keep the folder
+        if failing and not finished and not report:
+            try:
+                report = stuck_report(pipe)
+            except Exception as e:  # the report must not hide the error that brought us here
+                report = [f"(no report of stuck letters: {e})"]
         summary_counts = store.counts()
         finished_here = _finished(store, ids)
         open_alerts = len(pipe.snapshot().get("alerts") or [])
@@ -290,6 +296,10 @@ async def run_demo(args) -> int:
             shutil.rmtree(floor.root, ignore_errors=True)
         if made_tmp and finished:
             shutil.rmtree(state_dir, ignore_errors=True)
+        if failing and not finished:
+            print("\n".join(["", *report]), file=sys.stderr)
+            print(f"appliance: demo stopped before it finished ({finished_here} of {len(ids)} letters final); "
+                  f"state kept in {state_dir} (rerun with --state-dir {state_dir} to resume)", file=sys.stderr)
     print(_final_table(summary, done_now))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
