@@ -298,8 +298,9 @@ async def run_demo(args) -> int:
             shutil.rmtree(state_dir, ignore_errors=True)
         if failing and not finished:
             print("\n".join(["", *report]), file=sys.stderr)
-            print(f"appliance: demo stopped before it finished ({finished_here} of {len(ids)} letters final); "
-                  f"state kept in {state_dir} (rerun with --state-dir {state_dir} to resume)", file=sys.stderr)
+            print(f"appliance: demo stopped before it finished ({finished_here} of {len(ids)} letters "
+                  f"final); state kept in {state_dir} (rerun with --state-dir {state_dir} to resume)",
+                  file=sys.stderr)
     print(_final_table(summary, done_now))
     if args.summary_json:
         Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n")
