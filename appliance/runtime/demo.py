@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 
 from appliance.config.profile import DeviceSpec, Profile, load_profile
-from appliance.config.settings import sandbox_api
+from appliance.config.settings import parse_listen, sandbox_api
 from appliance.control.client import DEFAULT_SOCKET
 from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
@@ -177,13 +177,23 @@ async def run_demo(args) -> int:
 
     if args.letters < 0:
         raise UserError("--letters must be 0 or more")
+    if getattr(args, "metrics", None):
+        try:
+            parse_listen(args.metrics)
+        except ValueError as e:
+            raise UserError(f"--metrics: {e}") from None
     made_tmp = not args.state_dir
     state_dir = Path(args.state_dir) if args.state_dir else Path(tempfile.mkdtemp(prefix="appliance-demo-"))
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        profile = operated_floor(load_profile(args.profile or serial_floor_path()), state_dir,
+                                 list(getattr(args, "sim_option", None) or ()))
+    except BaseException:
+        if made_tmp:  # a mistake in the options: nothing was done, nothing to keep
+            shutil.rmtree(state_dir, ignore_errors=True)
+        raise
     sandbox = Sandbox(SandboxOptions(letters=args.letters, bad_ratio=args.bad_ratio, seed=args.seed,
                                      log_path=Path(args.sandbox_log) if args.sandbox_log else None))
-    profile = operated_floor(load_profile(args.profile or serial_floor_path()), state_dir,
-                             list(getattr(args, "sim_option", None) or ()))
     # Letters move in seconds on the demo floor: one stuck for two minutes is worth an alert.
     # The sandbox behaves as the deployed server (updates applied ~1 s after the 202): the
     # demo finishes when every status is proven applied, read back 2 s after its 202.
@@ -263,7 +273,10 @@ async def run_demo(args) -> int:
             await _wait_for_signal()
     finally:
         failing = sys.exc_info()[0] is not None  # Ctrl-C or an error: say what is left, keep the folder
-        if failing and not finished and not report:
+        untouched = not store.counts()  # e.g. a device that would not start: no letter was taken
+        if failing and untouched:
+            finished = made_tmp  # nothing to resume: the temporary folder goes
+        elif failing and not finished and not report:
             try:
                 report = stuck_report(pipe)
             except Exception as e:  # the report must not hide the error that brought us here
@@ -296,7 +309,7 @@ async def run_demo(args) -> int:
             shutil.rmtree(floor.root, ignore_errors=True)
         if made_tmp and finished:
             shutil.rmtree(state_dir, ignore_errors=True)
-        if failing and not finished:
+        if failing and not finished and not untouched:
             print("\n".join(["", *report]), file=sys.stderr)
             print(f"appliance: demo stopped before it finished ({finished_here} of {len(ids)} letters "
                   f"final); state kept in {state_dir} (rerun with --state-dir {state_dir} to resume)",
