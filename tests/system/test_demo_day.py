@@ -157,3 +157,15 @@ def test_a_demo_that_cannot_finish_names_what_is_stuck_keeps_its_folder_and_resu
         assert draws and all(d.endswith("\x1b[K") or "\x1b[K" in d for d in draws)
     finally:
         subprocess.run(["rm", "-rf", str(state)], check=False)
+
+
+def test_a_mistake_in_the_demo_options_is_one_line_and_leaves_no_folder(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TMPDIR": str(tmp_path)}
+    for args, says in ((["--sim-option", "fm201:stock=3"], "no simulated machine fm201"),
+                       (["--sim-option", "fm200:stok=3"], "unknown simulator option 'stok'"),
+                       (["--metrics", "9464"], "--metrics: '9464' is not HOST:PORT")):
+        run = subprocess.run([sys.executable, "-m", "appliance", "demo", "--letters", "1", *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=60, env=env)
+        assert run.returncode == 2 and says in run.stderr, run.stderr
+        assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+    assert not list(tmp_path.glob("appliance-demo-*"))
