@@ -17,15 +17,27 @@ def register(sub) -> None:
     p.add_argument("--letters", type=int, default=200, help="letters the sandbox offers (default 200)")
     p.add_argument("--bad-ratio", type=float, default=0.1,
                    help="share of letters with a bad PDF (default 0.1)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1,
+                   help="which letters the sandbox makes (default 1); with a reused --state-dir, letters "
+                        "already final there are not offered again")
     p.add_argument("--profile", metavar="TOML",
                    help="hardware profile (default: file printers + serial inserter and franking "
                         "machine simulated on ptys)")
-    p.add_argument("--state-dir", metavar="DIR", help="keep state here (default: a temporary folder)")
+    p.add_argument("--state-dir", metavar="DIR",
+                   help="keep state here; reusing one resumes its unfinished letters (default: a temporary "
+                        "folder, deleted when the demo finishes, kept and named when it does not)")
+    p.add_argument("--sim-option", action="append", default=[], metavar="NAME:KEY=VALUE",
+                   help="option for a simulated machine, e.g. fm200:stock=40 (a small ink cartridge) or "
+                        "fm200:refill_seconds=0 (nobody refills it; the default: refilled after 1 s); "
+                        "repeatable")
     p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
     p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
     p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")
-    p.add_argument("--quiet", action="store_true", help="no live progress line")
+    p.add_argument("--quiet", action="store_true",
+                   help="no live progress line (the final table still prints)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus metrics at http://HOST:PORT/metrics while the demo runs "
+                        "(port 0: any free one, printed at start)")
     p.add_argument("--cups", action="store_true",
                    help="print through a real private cupsd with emulated IPP printers "
                         "(needs cups + cups-ipp-utils; about 1 s per job per printer)")

@@ -50,6 +50,33 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """[metrics]: the optional Prometheus endpoint (``appliance.runtime.metrics``)."""
+
+    listen: str = ""  # "HOST:PORT", e.g. "127.0.0.1:9464"; empty: no endpoint
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9464`` for IPv6; port 0: any free one) -> (host, port); ValueError
+    names the fix."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT; write e.g. \"127.0.0.1:9464\"")
+    return host, int(port)
+
+
+def _listen(v: str) -> str | None:
+    if not v:
+        return None
+    try:
+        parse_listen(v)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+@dataclass(frozen=True)
 class Config:
     api: ApiConfig
     poll_interval: float
@@ -67,6 +94,7 @@ class Config:
     spool_retention_hours: float = 0.0  # 0: delete a spooled PDF once its letter is final
     intake: IntakeSettings = IntakeSettings()
     max_clients: int = 32  # control-socket connections at once
+    metrics: MetricsSettings = MetricsSettings()
 
 
 def _url(v: str) -> str | None:
@@ -143,6 +171,10 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
     },
     "control": {
         "max_clients": (int, 32, _at_least(1)),
+    },
+    # Prometheus endpoint, off unless listen is set (e.g. "127.0.0.1:9464"); scrape /metrics.
+    "metrics": {
+        "listen": (str, "", _listen),
     },
     "poll": {
         "interval": (float, 5.0, _positive),
@@ -276,6 +308,7 @@ def load_config(path: str | Path) -> Config:
         source=path,
         intake=intake_settings(v["intake"]),
         max_clients=v["control"]["max_clients"],
+        metrics=MetricsSettings(listen=v["metrics"]["listen"]),
     )
 
 

@@ -23,6 +23,7 @@ from appliance.core.packs import load_packs
 from appliance.pipeline.pipeline import PipelineSettings
 from appliance.runtime import sdnotify
 from appliance.runtime.assemble import Appliance, build
+from appliance.runtime.metrics import start_metrics
 from appliance.runtime.reload import reload_profile
 
 log = logging.getLogger("appliance")
@@ -80,6 +81,11 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await app.start(socket_path, max_clients=cfg.max_clients)
+    try:  # optional Prometheus endpoint over the pipeline's own figures
+        metrics = start_metrics(cfg.metrics, app.pipeline)
+    except BaseException:
+        await app.stop()
+        raise
     daily = asyncio.create_task(app.mi.scheduler(), name="mi-daily")
     log.info("running: %s, profile %s", cfg.api.base_url, profile.name)
     ready = f"printing for {cfg.api.base_url} with profile"
@@ -99,5 +105,7 @@ async def run_daemon(config_path: str, socket_path: str = DEFAULT_SOCKET) -> int
         daily.cancel()
         reloader.cancel()
         loop.remove_signal_handler(signal.SIGHUP)
+        if metrics:
+            await asyncio.to_thread(metrics.stop)
         await app.stop()
     return 0

@@ -62,6 +62,8 @@ class Faults:
     stock: int = -1  # envelopes (inserter) or ink units (franker); -1: a full hopper/cartridge
     stock_low: int = 0  # report low stock at or below this
     refill_seconds: float = 0.0  # out of stock: refilled after this long (0 = wait for refill())
+    #   with a cartridge/hopper of ``stock`` again when stock was given (else a full one)
+    log: str = ""  # append one JSON line per piece handled here (the machine's ground truth)
     divert_every: int = 0
     unknown_code_at: int = 0  # report an error with a code no protocol file knows
     error_at: int = 0  # report a known error code after the Nth piece
@@ -133,15 +135,14 @@ class PtyPort:
         self.master = self.slave = None
 
     def read(self, timeout: float) -> bytes:
-        if self.master is None:
+        fd = self.master  # once: another thread may unplug (stop) meanwhile
+        if fd is None:
             time.sleep(timeout)
             return b""
-        r, _, _ = select.select([self.master], [], [], timeout)
-        if not r:
-            return b""
         try:
-            return os.read(self.master, 4096)
-        except OSError:
+            r, _, _ = select.select([fd], [], [], timeout)
+            return os.read(fd, 4096) if r else b""
+        except (OSError, ValueError):  # closed under us: unplugged
             return b""
 
     def write(self, data: bytes) -> bool:
@@ -178,6 +179,7 @@ class _DeviceSim:
         self._thread: threading.Thread | None = None
         self._held: list[bytes] = []
         self._inbuf = bytearray()
+        self._early: list[str] = []  # commands read while waiting for the host's answer (framed)
         self._next_piece = 0.0
         self._next_hb = 0.0
         self._quiet_until = 0.0
@@ -187,7 +189,8 @@ class _DeviceSim:
         self._await_host = False
         self.reporting = True
         self.paused = False
-        self.log_path: Path | None = None  # ground truth: one JSON line per piece handled
+        self.log_path: Path | None = Path(self.f.log) if self.f.log else None  # ground truth, per piece
+        self.refills = 0  # consumables changed by the (simulated) operator
         self.handled: deque[tuple[str, str]] = deque(maxlen=100000)  # (letter id, outcome), heard or not
 
     def _record(self, batch: int, seq: int, letter_id: str, outcome: str) -> None:
@@ -275,7 +278,7 @@ class _DeviceSim:
                     continue
                 if data:
                     self._await_host = False
-                if data or self._inbuf:
+                if data or self._inbuf or self._early:
                     self._inbuf += data
                     for cmd in self.take_commands():
                         self.received.append(cmd)
@@ -298,7 +301,8 @@ class _DeviceSim:
             self.state = "READY"
             self.send(self.ready_message())
         elif self.state == "OUT_OF_STOCK" and self.f.refill_seconds and now >= self._refill_at + self.f.refill_seconds:
-            self.stock = self.FULL_STOCK
+            self.stock = self.f.stock if self.f.stock > 0 else self.FULL_STOCK  # the operator's new one
+            self.refills += 1
         if (self.state in ("READY", "RUN") and not self.paused and not self._await_host and self.queue
                 and now >= self._next_piece):
             self._next_piece = now + self.f.piece_seconds
@@ -541,7 +545,7 @@ class FramedFrankerSim(_DeviceSim):
     def __init__(self, link: Path, faults: Faults | None = None):
         super().__init__(link, faults)
         self.framer = StxEtxFramer(self.STX, self.ETX, self.f.checksum, "body+etx", "ascii",
-                                   self.f.checksum_encoding, 128)
+                                   self.f.checksum_encoding, 128, control={self.ACK: "ack", self.NAK: "nak"})
         self.frames_sent = 0
         self.naks = 0
         self.credit = 500000
@@ -571,15 +575,24 @@ class FramedFrankerSim(_DeviceSim):
         # no answer after retries: the machine drops the report (like a real one would)
 
     def _wait_answer(self, timeout: float) -> int | None:
-        """Read until ACK or NAK; anything else is a command, kept for later."""
+        """Read until ACK or NAK; frames that arrive meanwhile are commands, kept for later.
+
+        Every byte goes through the one framer, so an ACK/NAK is only a byte *between*
+        frames: a host frame whose binary CRC holds 0x06 or 0x15 (P|...|articles-blind has
+        CRC 06 EF) is a command, not the answer.  Reading those bytes as the ACK corrupted
+        the command, which was then dropped: the piece was never franked, its report never
+        came, and the demo waited for ever on one ENCLOSED letter."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            data = self.port.read(0.005)
-            for i, b in enumerate(data):
-                if b in (self.ACK, self.NAK):
-                    self._inbuf += data[:i] + data[i + 1:]
-                    return b
-            self._inbuf += data
+        while time.monotonic() < deadline and not self._stop.is_set():
+            answer = None
+            for frame in self.framer.feed(self.port.read(0.005)):
+                if frame.error in ("ack", "nak"):
+                    if answer is None:
+                        answer = self.ACK if frame.error == "ack" else self.NAK
+                elif frame.ok:
+                    self._early.append(frame.text)
+            if answer is not None:
+                return answer
             if self.port.master is None:
                 return None
         return None
@@ -587,7 +600,8 @@ class FramedFrankerSim(_DeviceSim):
     def take_commands(self) -> list[str]:
         frames = self.framer.feed(bytes(self._inbuf))
         self._inbuf.clear()
-        return [fr.text for fr in frames if fr.ok]
+        early, self._early = self._early, []
+        return early + [fr.text for fr in frames if fr.ok]
 
     def command(self, text: str) -> None:
         parts = text.split("|")
