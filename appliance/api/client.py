@@ -214,14 +214,18 @@ class SupplierClient:
                                                    headers=headers)
                 resp = await self._send(self._http, request, cap, f"{method} {path}")
             except TokenError as e:
+                self.stats[f"error.{kind}.token"] += 1
                 if not e.retryable:
                     raise
                 failure: Exception = e
             except httpx.TransportError as e:  # timeouts, refused/reset connections
+                self.stats[f"error.{kind}.{type(e).__name__}"] += 1
                 if tls := self._tls_refused(url, e):
                     raise tls from None
                 failure = e
             else:
+                if resp.status_code not in expect:  # by kind and answer, for the metrics
+                    self.stats[f"error.{kind}.{resp.status_code}"] += 1
                 if resp.status_code == 429:
                     retry_after = parse_retry_after(resp.headers.get("retry-after"))
                     self.limiter.penalise(retry_after)

@@ -100,6 +100,12 @@ class RateLimiter:
         """True while a Retry-After is being waited out."""
         return self._clock() < self._paused_until
 
+    @property
+    def tokens(self) -> float:
+        """Requests that could leave at once now (for the metrics)."""
+        self._refill()
+        return self._tokens
+
     def _refill(self) -> float:
         now = self._clock()
         if now > self._last:

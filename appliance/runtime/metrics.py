@@ -31,8 +31,7 @@ def reading(pipe) -> dict[str, Any]:
         "snapshot": snap,
         "stages": dict(Counter(r["stage"] for r in pipe.store.in_flight())),
         "api": dict(pipe.client.stats),
-        # tokens: only once the limiter says (a public ``tokens``); its burst and rate meanwhile
-        "limiter": {"tokens": getattr(limiter, "tokens", None), "burst": limiter.current_burst,
+        "limiter": {"tokens": limiter.tokens, "burst": limiter.current_burst,
                     "rate": float(limiter.current), "paused": limiter.paused,
                     "penalties": limiter.penalties, "decreases": limiter.decreases},
     }
@@ -96,8 +95,9 @@ class PipelineCollector:
         yield counter("appliance_api_calls", "Supplier API requests sent, by kind", ["kind"],
                       [((k,), v) for k, v in sorted(api.items()) if k not in errors])
         yield counter("appliance_api_errors",
-                      "Supplier API answers that were errors or broke the contract, by kind",
-                      ["kind"], [((k,), v) for k, v in sorted(errors.items())])
+                      "Supplier API requests that failed (kind.answer: an HTTP status, a transport "
+                      "error, token) or whose answer broke the contract (malformed)",
+                      ["kind"], [((k.removeprefix("error."),), v) for k, v in sorted(errors.items())])
         lim = r["limiter"]
         if lim["tokens"] is not None:
             yield gauge("appliance_api_limiter_tokens", "Requests the rate limiter would let go at once now",

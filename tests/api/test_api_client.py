@@ -273,6 +273,7 @@ async def test_429_retry_after_honoured(sb, client):
     assert (first.status, second.status) == (429, 200)
     assert second.time - first.time >= 1.0
     assert client.stats["list"] == 2
+    assert client.stats["error.list.429"] == 1  # failures by kind and answer, for the metrics
 
 
 async def test_429_until_retries_run_out_raises_rate_limited(sb):
@@ -291,6 +292,7 @@ async def test_server_errors_retried(sb):
             await c.list_letters(limit=1)
     statuses = [r.status for r in records(sb, "list")]
     assert statuses.count(200) == 10 and {500, 502} & set(statuses)
+    assert sum(c.stats[f"error.list.{n}"] for n in (500, 502, 503)) == len(statuses) - 10
     sb.faults.error_ratio = 1.0
     async with make_client(sb, max_retries=2) as c:
         with pytest.raises(ServerError):
