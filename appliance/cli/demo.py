@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from appliance.control.protocol import DEFAULT_SOCKET
 from appliance.runtime.demo import run_demo
-from appliance.runtime.logs import quiet_http_logs
+from appliance.runtime.logs import setup_logging
 
 
 def register(sub) -> None:
@@ -51,6 +50,5 @@ def register(sub) -> None:
 
 def cmd_demo(args) -> int:
     # Warnings (alerts) are counted in the summary; keep the progress line readable.
-    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
-    quiet_http_logs()
+    setup_logging("error")  # the daemon's human lines (time, device, letter), URLs redacted
     return asyncio.run(run_demo(args))
