@@ -82,7 +82,7 @@ async def test_audit_command_cli_csv_and_console_screen(floor, tmp_path, capsys)
                 break
             await pilot.pause(0.05)
         assert grid.row_count == len(rows)
-        shown = [grid.get_row_at(i) for i in range(grid.row_count)]
+        shown = [[str(c) for c in grid.get_row_at(i)] for i in range(grid.row_count)]  # cells: plain Text
         assert [(s[0], int(s[1]), int(s[2]), int(s[5])) for s in shown] == \
             [(r["device"], r["batch"], r["expected"], r["reprinted"]) for r in rows]
         note = str(app.screen.query_one("#audit-note", Static).render())
