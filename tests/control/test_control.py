@@ -189,6 +189,9 @@ class FakeStore:
     def archived_counts(self):
         return dict(Counter(self.archived.values()))
 
+    def archived_specifications(self):
+        return {i: "notify-c5" for i in self.archived}
+
 
 async def test_letters_with_100k_archived():
     class P:
@@ -200,7 +203,8 @@ async def test_letters_with_100k_archived():
     assert res["total"] == 100_005
     assert [r["id"] for r in res["letters"][:5]] == [f"hot{i}" for i in range(4, -1, -1)]
     # archived letters follow, most recently archived first
-    assert res["letters"][5] == {"id": "arch099999", "status": "DISPATCHED", "stage": "archived"}
+    assert res["letters"][5] == {"id": "arch099999", "status": "DISPATCHED", "stage": "archived",
+                                 "specification_id": "notify-c5"}
     res = await server.cmd_letters(limit=3, offset=100_002)
     assert [r["id"] for r in res["letters"]] == ["arch000002", "arch000001", "arch000000"]
     res = await server.cmd_letters(q="arch0999", limit=200)
