@@ -44,7 +44,7 @@ SMOKE = {
     "ingest_bench.py": (["--quick"], {"appliance", "naive", "ingest_ratio_vs_naive", "status_request_ratio"}),
     "sandbox_throughput.py": (["--seconds", "0.3", "--letters", "20"], {"requests_per_s", "errors"}),
     "marks_bench.py": (["--repeats", "1"], {"ms_per_page", "kb_added_per_sheet"}),
-    "readback_bench.py": (["--letters", "12"], {"judge_us", "audit_rows_ms", "floor", "baseline"}),
+    "readback_bench.py": (["--letters", "12", "--audit-batches", "40"], {"judge_us", "audit_rows_ms", "floor", "baseline"}),
     "file_inserter_bench.py": (["--pieces", "60", "--batch", "20"], {"write_pieces_per_s", "apply_pieces_per_s"}),
     "intake_bench.py": (["--quick", "--baseline", ""], {"ingest", "rss", "bombs"}),
 }
