@@ -41,7 +41,8 @@ class Alerting:
         a, tell = self.alerts.raise_(key, source, message, time.time(), severity=severity,
                                      letter_id=letter_id, device=device)
         if a.count == 1:
-            log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "")
+            log.warning("%s: %s%s", source, message, f" ({letter_id})" if letter_id else "",
+                        extra={"letter_id": letter_id, "device": device})  # journald fields
         if tell:
             self.publish("alert", a.as_dict())
         return a

@@ -137,7 +137,7 @@ class IntakeSide:
                 Path(pdf).unlink(missing_ok=True)
         self.store.let_go(letter_id, why)
         self.counters["let_go"] += 1
-        log.info("letter %s let go: %s", letter_id, why)
+        log.info("letter %s let go: %s", letter_id, why, extra={"letter_id": letter_id, "stage": "let-go"})
         self.publish("letter", self.letter_brief(letter_id))
 
     async def _window_loop(self) -> None:

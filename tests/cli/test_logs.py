@@ -135,3 +135,24 @@ def test_info_does_not_log_every_http_request(logging_reset, capfd):
         logging_reset.append(setup_logging("debug", env={}))
         httpx.get(sb.base_url + "/_status")
         assert "HTTP Request: GET" in capfd.readouterr().err
+
+
+def test_an_alert_is_logged_with_its_letter_and_device_as_fields(caplog):
+    """The pipeline's alerts carry letter and device as record fields (journald's
+    LETTER_ID/DEVICE under systemd), logged once per cause, not once per repeat."""
+    from appliance.core.alerts import Alerts
+    from appliance.pipeline.alerting import Alerting
+
+    class Floor(Alerting):
+        specs = {"fm200": object()}
+        alerts = Alerts()
+
+        def publish(self, *a):
+            pass
+
+    floor = Floor()
+    with caplog.at_level(logging.WARNING):
+        for _ in range(3):
+            floor.alert("fm200", "out of ink", "L-9")
+    (rec,) = [r for r in caplog.records if "out of ink" in r.getMessage()]
+    assert (rec.letter_id, rec.device) == ("L-9", "fm200")
