@@ -168,7 +168,9 @@ class Finishing:
             return  # late news from a printer we already moved away from, or of an earlier run
         if rec["status"] == Status.PRINTED and rec["stage"] != "printing":
             return  # a reprint's old job: the letter has moved on
-        attempts = rec.get("attempts", 0) + 1
+        # A service fault (CUPS lost the job in a restart) is retried, never counted towards
+        # FAILED: that is for the printer or the letter failing (fault classes).
+        attempts = rec.get("attempts", 0) + (0 if ev.detail.get("service_fault") else 1)
         self.store.update(letter_id, attempts=attempts, stage="verified", event=ev.kind,
                           reason=ev.detail.get("reason"))
         if attempts >= self.profile.print_attempts:

@@ -484,7 +484,7 @@ class CupsPrinter(Driver):
                     f"job {t.job_id} stuck pending since CUPS restarted mid-job (printer idle; pages may "
                     f"or may not have printed); {policy}", t.letter_id)
         if self.on_stall == "reroute":
-            await self.cancel_and_reroute(t, f"stuck in CUPS after a restart on {self.queue}")
+            await self.cancel_and_reroute(t, f"stuck in CUPS after a restart on {self.queue}", service_fault=True)
 
     async def _apply_stop_policy(self) -> None:
         if self.on_stop != "reroute" or self.paused:
@@ -500,7 +500,9 @@ class CupsPrinter(Driver):
         if self.batcher:
             self.batcher.abort_open(why)
 
-    async def cancel_and_reroute(self, t: Tracked, why: str) -> None:
+    async def cancel_and_reroute(self, t: Tracked, why: str, *, service_fault: bool = False) -> None:
+        """``service_fault``: CUPS lost the job, not the printer or the letter (a restart
+        mid-job): the pipeline prints it again without counting a print attempt."""
         job_id = t.job_id
         try:
             await self.io(lambda c: c.cancelJob(job_id))
@@ -517,7 +519,8 @@ class CupsPrinter(Driver):
         if t.batch:
             await self.batcher.fail(t, "job.aborted", f"cancelled CUPS job {job_id}: {why}")
             return
-        self.emit("job.aborted", t.letter_id, str(job_id), reason=f"cancelled CUPS job {job_id}: {why}")
+        extra = {"service_fault": True} if service_fault else {}
+        self.emit("job.aborted", t.letter_id, str(job_id), reason=f"cancelled CUPS job {job_id}: {why}", **extra)
         self.publish()
 
     # --- operator actions -------------------------------------------------------------
