@@ -36,6 +36,8 @@ from appliance.runtime.cups_demo import cups_profile_text  # noqa: E402
 from appliance.sandbox import SandboxOptions, run_in_thread  # noqa: E402
 from appliance.store.store import Store  # noqa: E402
 from drivers.sim.cups_floor import CupsSandbox, missing_binaries, sandbox_root  # noqa: E402
+from drivers.sim.floor_operator import machine_truth  # noqa: E402
+from drivers.sim.floor_operator import outcome as settle_outcome  # noqa: E402
 
 GOOD_PATH = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
 FINAL = {"DISPATCHED", "REJECTED", "FAILED", "CANCELLED"}
@@ -85,22 +87,6 @@ dispatch_on = "franked"
 """
 
 
-def machine_truth(logs: dict[str, Path]) -> dict[str, dict[str, str]]:
-    """machine -> letter id -> what it last did with the piece (inserted/franked/diverted)."""
-    out: dict[str, dict[str, str]] = {}
-    for name, path in logs.items():
-        seen: dict[str, str] = {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    r = json.loads(line)
-                except ValueError:
-                    continue
-                seen[r["letter_id"]] = r["outcome"]
-        out[name] = seen
-    return out
-
-
 class Operator:
     """Settles held pieces over the control socket from what the machines really did."""
 
@@ -121,12 +107,7 @@ class Operator:
         done = 0
         for row in rows or []:
             lid = row["id"] if isinstance(row, dict) else row
-            if truth["fm200"].get(lid) == "franked":
-                outcome = "dispatched"
-            elif truth["lf3000"].get(lid) == "inserted":
-                outcome = "enclosed"  # in an envelope; the franker has not stamped it
-            else:
-                outcome = "reprint"  # never enclosed (or spoilt): print it again
+            outcome = settle_outcome(lid, truth, inserters=["lf3000"], frankers=["fm200"])
             try:
                 call(self.sock, "resolve", id=lid, outcome=outcome)
             except Exception:

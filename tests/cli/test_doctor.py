@@ -16,25 +16,19 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from appliance.cli.main import main
 from appliance.sandbox import SandboxOptions, run_in_thread
 from appliance.sandbox.model import DOCUMENT_ONLY
 from appliance.store.store import Store
+from tests.fixtures.keys import KEYS
 
 PROFILE = '[profile]\nname = "doc"\n[[printer]]\nname = "folder"\ndriver = "file"\n'
 
 
 @pytest.fixture(scope="module")
 def keypair():
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    pub = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, pub
+    return KEYS.pem, KEYS.pub  # the suite's one key pair (tests.fixtures.keys)
 
 
 @pytest.fixture(scope="module")

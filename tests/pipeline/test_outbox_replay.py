@@ -13,17 +13,7 @@ from types import SimpleNamespace
 from appliance.pipeline.outbox import OutboxSender
 from appliance.store.committer import Committer
 from appliance.store.store import Store
-
-
-class Events:
-    async def accepted_sent(self, letter_id):
-        pass
-
-    async def accept_expired(self, letter_id, unsure):
-        pass
-
-    def update_refused(self, letter_id, entry):
-        pass
+from tests.pipeline.test_outbox_order import Events
 
 
 class Client:
