@@ -174,6 +174,7 @@ class Finishing:
         self.store.update(letter_id, attempts=attempts, stage="verified", event=ev.kind,
                           reason=ev.detail.get("reason"))
         if attempts >= self.profile.print_attempts:
+            log.warning("%s: %s; print failed %d times, FAILED (%s)", ev.device, ev.kind, attempts, letter_id)
             self._set_status(letter_id, Status.FAILED, "PRINT_FAILED",
                              f"print failed {attempts} times (last: {ev.kind} on {ev.device})",
                              event="print-failed")

@@ -327,9 +327,10 @@ class Batcher:
                     p.reachable = False
                     p.publish()
                 await asyncio.to_thread(self.manifest.forget, name)
+                extra = {"service_fault": True} if isinstance(e, CupsUnavailable) else {}  # see CupsPrinter.submit
                 for s in slots:
                     p.counters["aborted"] += 1
-                    p.emit("job.aborted", s.letter_id, None, reason=f"CUPS did not take batch {name}: {e}")
+                    p.emit("job.aborted", s.letter_id, None, reason=f"CUPS did not take batch {name}: {e}", **extra)
                 return
         finally:
             pdf.unlink(missing_ok=True)  # CUPS has its own copy now; patient data leaves no trace
@@ -434,9 +435,10 @@ class Batcher:
             p.emit(kind, s.letter_id, str(t.job_id), queue=p.queue, batch=bj.name, position=s.position,
                    state=describe_job(state, reasons))
 
-    async def fail(self, t: Tracked, kind: str, why: str) -> None:
+    async def fail(self, t: Tracked, kind: str, why: str, *, service_fault: bool = False) -> None:
         """The job will not finish: letters the printer proves done stay PRINTED, the
-        others get ``kind`` (job.aborted / job.canceled: the pipeline reprints them)."""
+        others get ``kind`` (job.aborted / job.canceled: the pipeline reprints them;
+        ``service_fault``: without counting a print attempt)."""
         bj = t.batch
         if bj.ended:
             return
@@ -454,9 +456,10 @@ class Batcher:
             self.p.counters["aborted" if kind != "job.canceled" else "canceled"] += 1
             self.p.alert(f"batchfail:{bj.name}", f"{why}: {bj.reported} of {len(bj.slots)} letters printed, "
                                                   f"{len(rest)} go back for reprint (from position {rest[0].position})")
+        extra = {"service_fault": True} if service_fault else {}
         for s in rest:
             self.p.emit(kind, s.letter_id, str(t.job_id), queue=self.p.queue, batch=bj.name, position=s.position,
-                        reason=f"{why}; letter {s.position} of {len(bj.slots)} not proven printed")
+                        reason=f"{why}; letter {s.position} of {len(bj.slots)} not proven printed", **extra)
         bj.reported = len(bj.slots)
         self._end(t)
 
@@ -472,11 +475,12 @@ class Batcher:
         task.add_done_callback(self._tasks.discard)
 
     def abort_open(self, why: str) -> None:
-        """Letters still waiting for a batch never reached CUPS: hand them all back."""
+        """Letters still waiting for a batch never reached CUPS: hand them all back, without
+        counting a print attempt (none was made)."""
         for batch in list(self.open.values()):
             for w in batch.works:
                 self.p.counters["rerouted"] += 1
-                self.p.emit("job.aborted", w.letter_id, None, reason=f"not sent: {why}")
+                self.p.emit("job.aborted", w.letter_id, None, reason=f"not sent: {why}", service_fault=True)
         self.open.clear()
 
     # --- restart ----------------------------------------------------------------------

@@ -191,7 +191,10 @@ class CupsPrinter(Driver):
                 self.reachable = False
                 self.publish()
             self.counters["aborted"] += 1
-            self.emit("job.aborted", work.letter_id, None, reason=f"CUPS did not take the job: {e}")
+            # Not answering is CUPS's fault, not the letter's or the printer's: printed again
+            # without counting an attempt.  A refusal (an IPP error) still counts.
+            extra = {"service_fault": True} if isinstance(e, CupsUnavailable) else {}
+            self.emit("job.aborted", work.letter_id, None, reason=f"CUPS did not take the job: {e}", **extra)
             return ""
         job_id = int(job_id)
         now = time.monotonic()
@@ -517,7 +520,7 @@ class CupsPrinter(Driver):
             return  # its final state arrived meanwhile and was reported
         self.counters["rerouted"] += 1
         if t.batch:
-            await self.batcher.fail(t, "job.aborted", f"cancelled CUPS job {job_id}: {why}")
+            await self.batcher.fail(t, "job.aborted", f"cancelled CUPS job {job_id}: {why}", service_fault=service_fault)
             return
         extra = {"service_fault": True} if service_fault else {}
         self.emit("job.aborted", t.letter_id, str(job_id), reason=f"cancelled CUPS job {job_id}: {why}", **extra)
