@@ -16,6 +16,35 @@ from appliance.core.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class Bound:
+    """An upstream ``{operator, value}`` constraint on a measured quantity."""
+
+    operator: str  # LESS_THAN | LESS_THAN_OR_EQUAL | EQUAL | GREATER_THAN ...
+    value: float
+
+    def allows(self, x: float) -> bool:
+        op, v = self.operator, self.value
+        return {"LESS_THAN": x < v, "LESS_THAN_OR_EQUAL": x <= v, "EQUAL": x == v,
+                "GREATER_THAN": x > v, "GREATER_THAN_OR_EQUAL": x >= v}.get(op, True)
+
+    def describe(self) -> str:
+        words = {"LESS_THAN": "below", "LESS_THAN_OR_EQUAL": "at most", "EQUAL": "exactly",
+                 "GREATER_THAN": "above", "GREATER_THAN_OR_EQUAL": "at least"}
+        return f"{words.get(self.operator, self.operator)} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Postage:
+    """The pack's ``postage``: tariff, speed and the mailpiece bounds it allows."""
+
+    id: str = ""
+    size: str = ""
+    delivery_days: int | None = None
+    max_weight_g: float | None = None
+    max_thickness_mm: float | None = None
+
+
+@dataclass(frozen=True)
 class Pack:
     id: str
     name: str
@@ -30,6 +59,17 @@ class Pack:
     postage_id: str = ""
     max_sheets: int | None = None  # inclusive upper bound
     max_sides: int | None = None
+    black_coverage: Bound | None = None  # constraints.blackCoveragePercentage (percent of page area)
+    colour_coverage: Bound | None = None  # constraints.colourCoveragePercentage
+    delivery_days: Bound | None = None  # constraints.deliveryDays (working days to the recipient)
+    postage: Postage = field(default_factory=Postage)
+    billing_id: str = ""
+    description: str = ""
+
+    @property
+    def same_day(self) -> bool:
+        """``SAME_DAY`` packs: produced and dispatched the day they arrive."""
+        return "SAME_DAY" in self.features
 
     @property
     def sides_per_sheet(self) -> int:
@@ -51,6 +91,23 @@ def _bound(constraint: dict | None) -> int | None:
     return None
 
 
+def _measure(constraint: dict | None) -> Bound | None:
+    if not constraint or "value" not in constraint:
+        return None
+    return Bound(str(constraint.get("operator", "LESS_THAN")), float(constraint["value"]))
+
+
+def _postage(d: dict) -> Postage:
+    def num(key):
+        v = d.get(key)
+        return None if v is None else float(v)
+
+    days = d.get("deliveryDays")
+    return Postage(id=str(d.get("id", "")), size=str(d.get("size", "")),
+                   delivery_days=None if days is None else int(days),
+                   max_weight_g=num("maxWeightGrams"), max_thickness_mm=num("maxThicknessMm"))
+
+
 def pack_from_upstream(d: dict) -> Pack:
     """Build a Pack from either the upstream JSON or our distilled form."""
     a = d.get("assembly", d)
@@ -70,6 +127,12 @@ def pack_from_upstream(d: dict) -> Pack:
         postage_id=d.get("postage", {}).get("id", ""),
         max_sheets=_bound(constraints.get("sheets")),
         max_sides=_bound(constraints.get("sides")),
+        black_coverage=_measure(constraints.get("blackCoveragePercentage")),
+        colour_coverage=_measure(constraints.get("colourCoveragePercentage")),
+        delivery_days=_measure(constraints.get("deliveryDays")),
+        postage=_postage(d.get("postage") or {}),
+        billing_id=str(d.get("billingId", "")),
+        description=str(d.get("description", "")),
     )
 
 

@@ -85,6 +85,9 @@ REJECT_REASONS: dict[str, str] = {
     "ACTIVE_CONTENT": "PDF carries active content (JavaScript, launch actions, embedded files, "
                       "rich media or XFA)",
     "PDF_TOO_COMPLEX": "PDF is over the appliance's complexity budget for one letter",
+    "COVERAGE_EXCEEDED": "a page has more ink coverage than the pack specification allows",
+    "TOO_HEAVY": "the mailpiece would weigh more than the pack's postage allows",
+    "TOO_THICK": "the mailpiece would be thicker than the pack's postage allows",
 }
 
 
