@@ -1,0 +1,174 @@
+"""Ink coverage measured in the real intake workers and judged against the pack.
+
+Reference pages carry one filled rectangle of known area and no text (so their true
+coverage is that area); the renderer's stated accuracy at the default 36 dpi is 0.3
+percentage points, so 19 % and 21 % are decided the right way round a bound of 20 %.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from dataclasses import asdict
+
+import pytest
+
+from appliance.api.client import SupplierClient
+from appliance.config.profile import load_profile
+from appliance.config.settings import sandbox_api
+from appliance.core.packs import load_packs
+from appliance.core.verify import PdfFacts, describe_coverage, judge
+from appliance.intake.coverage import CoverageLimits
+from appliance.intake.pdfcheck import CheckLimits
+from appliance.intake.pool import IntakePool
+from appliance.intake.settings import IntakeSettings
+from appliance.intake.worker import check_task
+from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+from appliance.runtime.demo import demo_profile_path
+from appliance.sandbox import Sandbox, SandboxOptions
+from appliance.sandbox.letters import LetterFactory
+from appliance.sandbox.pdfgen import BLACK, make_pdf
+from appliance.store.store import Store
+from tests.fixtures import QUICK
+
+PACKS = load_packs()
+ACCURACY = 0.3  # percentage points at 36 dpi (appliance.intake.coverage)
+TASK_SECONDS = 10.0
+RED = (1.0, 0.0, 0.0)
+
+
+@pytest.fixture(scope="module")
+def pool():
+    p = IntakePool(IntakeSettings(workers=2, memory_mb=384, cpu_seconds=5, task_seconds=TASK_SECONDS))
+    p.start()
+    yield p
+    p.stop()
+
+
+def _check(pool, tmp_path, pdf: bytes, coverage: CoverageLimits | None = CoverageLimits()) -> dict:
+    path = tmp_path / "letter.pdf"
+    path.write_bytes(pdf)
+    job = {"path": str(path), "check": asdict(CheckLimits()),
+           "coverage": asdict(coverage) if coverage else None}
+    return asyncio.run(pool.run(check_task, job))
+
+
+def _verdict(pool, tmp_path, pdf: bytes, pack: str):
+    result = _check(pool, tmp_path, pdf)
+    assert result["ok"], result
+    facts = PdfFacts(**result["facts"])
+    return judge("a" * 64, "a" * 64, facts, PACKS[pack]), facts
+
+
+def test_a_page_at_19_percent_black_is_accepted(pool, tmp_path):
+    verdict, facts = _verdict(pool, tmp_path, make_pdf("c19", 2, fills=(None, (0.19, BLACK)), text=False),
+                              "notify-c5")
+    assert verdict.ok, verdict
+    assert facts.black_coverage[1] == pytest.approx(19.0, abs=ACCURACY)
+
+
+def test_a_page_at_21_percent_black_is_rejected_naming_the_page_and_the_value(pool, tmp_path):
+    verdict, facts = _verdict(pool, tmp_path, make_pdf("c21", 2, fills=(None, (0.21, BLACK)), text=False),
+                              "notify-c5")
+    assert not verdict.ok and verdict.reason_code == "COVERAGE_EXCEEDED"
+    assert facts.black_coverage[1] == pytest.approx(21.0, abs=ACCURACY)
+    assert f"page 2 black coverage {facts.black_coverage[1]:.1f} %" in verdict.reason_text
+    assert "pack notify-c5 allows below 20 %" in verdict.reason_text
+
+
+def test_colour_over_a_colour_packs_bound_is_rejected(pool, tmp_path):
+    pdf = make_pdf("red", 1, fills=((0.15, RED),), text=False)
+    verdict, facts = _verdict(pool, tmp_path, pdf, "notify-c5-colour")  # colour below 10 %
+    assert facts.black_coverage[0] == pytest.approx(0.0, abs=ACCURACY)
+    assert facts.colour_coverage[0] == pytest.approx(15.0, abs=ACCURACY)
+    assert verdict.reason_code == "COVERAGE_EXCEEDED"
+    assert "page 1 colour coverage 15" in verdict.reason_text and "below 10 %" in verdict.reason_text
+    ok, _ = _verdict(pool, tmp_path, make_pdf("red", 1, fills=((0.08, RED),), text=False), "notify-c5-colour")
+    assert ok.ok, ok
+
+
+def test_measuring_switched_off_measures_nothing(pool, tmp_path):
+    result = _check(pool, tmp_path, make_pdf("off", 1, fills=((0.5, BLACK),)), coverage=None)
+    facts = PdfFacts(**result["facts"])
+    assert facts.black_coverage == () and judge("a" * 64, "a" * 64, facts, PACKS["notify-c5"]).ok
+
+
+@pytest.mark.parametrize("share", [0.10, 0.19, 0.21, 0.50])
+def test_pdfium_measures_reference_pages_within_its_stated_accuracy(pool, tmp_path, share):
+    result = _check(pool, tmp_path, make_pdf("ref", 1, fills=((share, BLACK),), text=False))
+    assert PdfFacts(**result["facts"]).black_coverage[0] == pytest.approx(100 * share, abs=ACCURACY)
+
+
+@pytest.mark.skipif(shutil.which("gs") is None, reason="Ghostscript (gs) is not installed")
+def test_ghostscript_inkcov_agrees_on_the_reference_page(pool, tmp_path):
+    path = tmp_path / "ref.pdf"
+    path.write_bytes(make_pdf("ref", 1, fills=((0.21, BLACK),), text=False))
+    out = subprocess.run(["gs", "-dSAFER", "-dBATCH", "-dNOPAUSE", "-q", "-sDEVICE=inkcov", "-r36",
+                          "-o", "-", str(path)], capture_output=True, text=True, timeout=30).stdout
+    k = float(out.split()[3]) * 100
+    pdfium = PdfFacts(**_check(pool, tmp_path, path.read_bytes())["facts"]).black_coverage[0]
+    assert k == pytest.approx(21.0, abs=1.0) and pdfium == pytest.approx(k, abs=1.0)
+
+
+def test_a_huge_mediabox_gets_a_verdict_within_the_worker_budget(pool, tmp_path):
+    """A 14 400 pt square page (/UserUnit would make it larger still) must not allocate a
+    bitmap of its size: it is rendered coarser and judged (here: the wrong paper size)."""
+    pdf = make_pdf("huge", 1, fills=((0.5, BLACK),)).replace(b"/MediaBox [0 0 595 842]",
+                                                               b"/MediaBox [0 0 14400 14400]")
+    started = time.monotonic()
+    result = _check(pool, tmp_path, pdf, CoverageLimits(dpi=300))  # 60 000 px square at 300 dpi
+    assert time.monotonic() - started < TASK_SECONDS
+    assert result["ok"], result
+    facts = PdfFacts(**result["facts"])
+    a4_fill = 100 * 595 * 421 / 14400 ** 2  # the fill is A4-sized
+    assert facts.black_coverage[0] == pytest.approx(a4_fill, abs=0.1)
+    assert judge("a" * 64, "a" * 64, facts, PACKS["notify-c5"]).reason_code == "PAGE_SIZE_MISMATCH"
+
+
+def test_a_pdf_the_renderer_cannot_open_is_a_content_fault(pool, tmp_path):
+    """pypdf repairs what pdfium will not open: one clear content fault, no worker death."""
+    pdf = make_pdf("bad", 1).replace(b"/Type /Catalog", b"/Type /Katalog")
+    result = _check(pool, tmp_path, pdf)
+    assert result["ok"] or result.get("class") == "content", result
+
+
+def test_the_sandbox_serves_every_pack_and_coverage_both_sides_of_20_percent():
+    letters = LetterFactory(3).make(200, bad_ratio=0.1)
+    assert {lt.specification_id for lt in letters} == set(PACKS)
+    assert {"notify-sameday", "client3-abnormal-results"} <= {lt.specification_id for lt in letters}
+    tops = [max(s for s, _ in filter(None, lt.fills())) for lt in letters if lt.kind in ("good", "coverage")]
+    assert min(tops) < 0.2 < max(tops)
+    assert all(max(s for s, _ in filter(None, lt.fills())) > 0.2
+               for lt in letters if lt.kind == "coverage")
+
+
+async def test_the_measured_coverage_is_stored_with_the_letter_and_over_bound_ones_rejected(tmp_path):
+    sb = Sandbox(SandboxOptions(**QUICK, letters=0, seed=5))
+    await sb.start(host="127.0.0.1", port=0)
+    good = sb.add_letters(4, bad_ratio=0)
+    over = sb.letters[sb.add_letters(1, bad_ratio=0)[0]]
+    over.kind = "coverage"  # its last page 25 to 45 % black
+    store = Store(tmp_path / "state")
+    client = SupplierClient(sandbox_api(sb.base_url))
+    pipe = Pipeline(PipelineSettings(spool_dir=tmp_path / "state" / "spool", poll_interval=0.1,
+                                     prove_after=0.2),
+                    client, store, load_profile(demo_profile_path()), PACKS, state_dir=tmp_path / "state")
+    try:
+        await pipe.start()
+        assert await pipe.run_until_idle(timeout=60)
+        recs = {i: store.get(i) for i in good}
+    finally:
+        await pipe.stop()
+        await client.aclose()
+        store.close()
+        await sb.stop()
+    for letter_id, rec in recs.items():
+        letter = sb.letters[letter_id]
+        share, _ = letter.fills()[0]
+        measured = rec["coverage_colour"] if letter.colour else rec["coverage_black"]
+        assert measured == pytest.approx(100 * share, abs=1.0)  # the page's text adds ~0.2 %
+        assert describe_coverage(rec).startswith("black ") and "(page 1)" in describe_coverage(rec)
+    assert over.status == "REJECTED" and over.reason_code == "COVERAGE_EXCEEDED"
+    assert f"page {over.pages} black coverage" in over.reason_text
