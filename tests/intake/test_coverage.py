@@ -8,6 +8,7 @@ percentage points, so 19 % and 21 % are decided the right way round a bound of 2
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import subprocess
 import time
@@ -20,7 +21,7 @@ from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.core.packs import load_packs
 from appliance.core.verify import PdfFacts, describe_coverage, judge
-from appliance.intake.coverage import CoverageLimits
+from appliance.intake.coverage import CoverageLimits, rgb_coverage
 from appliance.intake.pdfcheck import CheckLimits
 from appliance.intake.pool import IntakePool
 from appliance.intake.settings import IntakeSettings
@@ -87,6 +88,29 @@ def test_colour_over_a_colour_packs_bound_is_rejected(pool, tmp_path):
     assert "page 1 colour coverage 15" in verdict.reason_text and "below 10 %" in verdict.reason_text
     ok, _ = _verdict(pool, tmp_path, make_pdf("red", 1, fills=((0.08, RED),), text=False), "notify-c5-colour")
     assert ok.ok, ok
+
+
+def test_the_bitmap_arithmetic_matches_the_definition_pixel_by_pixel():
+    """K = 1 - max(R, G, B), colour = the largest mean of max - channel, on an RGB bitmap
+    with row padding, neutral rows, a coloured band and noise."""
+    rng = random.Random(4)
+    width, height, stride = 37, 70, 37 * 3 + 1
+    rows = []
+    for y in range(height):
+        if y < 20:
+            px = bytes(v for _ in range(width) for v in [rng.randrange(256)] * 3)  # greys
+        elif y < 40:
+            px = bytes([255] * (3 * width))
+        else:
+            px = bytes(rng.randrange(256) for _ in range(3 * width))
+        rows.append(px + b"\x00")
+    buf = b"".join(rows)
+    pixels = [row[i:i + 3] for row in rows for i in range(0, 3 * width, 3)]
+    k = sum(255 - max(p) for p in pixels)
+    c = max(sum(max(p) - p[j] for p in pixels) for j in range(3))
+    full = 255 * width * height
+    assert rgb_coverage(buf, width, height, stride) == (round(100 * k / full, 2), round(100 * c / full, 2))
+    assert rgb_coverage(buf[:20 * stride], width, 20, stride)[1] == 0.0
 
 
 def test_measuring_switched_off_measures_nothing(pool, tmp_path):
