@@ -21,7 +21,7 @@ from appliance.config.profile import load_profile
 from appliance.config.settings import sandbox_api
 from appliance.core.packs import load_packs
 from appliance.core.verify import PdfFacts, describe_coverage, judge
-from appliance.intake.coverage import CoverageLimits, rgb_coverage
+from appliance.intake.coverage import CoverageFault, CoverageLimits, measure, rgb_coverage
 from appliance.intake.pdfcheck import CheckLimits
 from appliance.intake.pool import IntakePool
 from appliance.intake.settings import IntakeSettings
@@ -33,6 +33,7 @@ from appliance.sandbox.letters import LetterFactory
 from appliance.sandbox.pdfgen import BLACK, make_pdf
 from appliance.store.store import Store
 from tests.fixtures import QUICK
+from tui.screens.detail import timeline_text
 
 PACKS = load_packs()
 ACCURACY = 0.3  # percentage points at 36 dpi (appliance.intake.coverage)
@@ -151,11 +152,12 @@ def test_a_huge_mediabox_gets_a_verdict_within_the_worker_budget(pool, tmp_path)
     assert judge("a" * 64, "a" * 64, facts, PACKS["notify-c5"]).reason_code == "PAGE_SIZE_MISMATCH"
 
 
-def test_a_pdf_the_renderer_cannot_open_is_a_content_fault(pool, tmp_path):
-    """pypdf repairs what pdfium will not open: one clear content fault, no worker death."""
-    pdf = make_pdf("bad", 1).replace(b"/Type /Catalog", b"/Type /Katalog")
-    result = _check(pool, tmp_path, pdf)
-    assert result["ok"] or result.get("class") == "content", result
+def test_a_file_the_renderer_cannot_open_is_a_fault_with_one_clear_line(tmp_path):
+    """(pypdf refuses such files first; the worker turns this into PDF_UNREADABLE.)"""
+    path = tmp_path / "x.pdf"
+    path.write_bytes(b"%PDF-1.4\nnot a pdf at all\n%%EOF\n")
+    with pytest.raises(CoverageFault, match=r"^the renderer cannot open it \("):
+        measure(path)
 
 
 def test_the_sandbox_serves_every_pack_and_coverage_both_sides_of_20_percent():
@@ -193,6 +195,8 @@ async def test_the_measured_coverage_is_stored_with_the_letter_and_over_bound_on
         share, _ = letter.fills()[0]
         measured = rec["coverage_colour"] if letter.colour else rec["coverage_black"]
         assert measured == pytest.approx(100 * share, abs=1.0)  # the page's text adds ~0.2 %
-        assert describe_coverage(rec).startswith("black ") and "(page 1)" in describe_coverage(rec)
+        line = describe_coverage(rec)
+        assert line.startswith("black ") and "(page 1)" in line
+        assert f"coverage         {line}" in timeline_text(rec).plain  # the console's letter detail
     assert over.status == "REJECTED" and over.reason_code == "COVERAGE_EXCEEDED"
     assert f"page {over.pages} black coverage" in over.reason_text
