@@ -18,7 +18,8 @@ import pytest
 
 from appliance.api.client import SupplierClient
 from appliance.config.profile import load_profile
-from appliance.config.settings import sandbox_api
+from appliance.config.settings import load_config, sandbox_api
+from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
 from appliance.core.verify import PdfFacts, describe_coverage, judge
 from appliance.intake.coverage import CoverageFault, CoverageLimits, measure, rgb_coverage
@@ -200,3 +201,14 @@ async def test_the_measured_coverage_is_stored_with_the_letter_and_over_bound_on
         assert f"coverage         {line}" in timeline_text(rec).plain  # the console's letter detail
     assert over.status == "REJECTED" and over.reason_code == "COVERAGE_EXCEEDED"
     assert f"page {over.pages} black coverage" in over.reason_text
+
+
+def test_the_intake_settings_switch_measuring_and_refuse_a_silly_resolution(tmp_path):
+    base = '[api]\nbase_url = "http://127.0.0.1:9000"\nauth = "none"\n[paths]\nprofile = "p.toml"\n[intake]\n'
+    (tmp_path / "a.toml").write_text(base + "coverage = false\ncoverage_dpi = 72\n")
+    intake = load_config(tmp_path / "a.toml").intake
+    assert (intake.coverage, intake.coverage_dpi) == (False, 72)
+    assert IntakeSettings().coverage and IntakeSettings().coverage_dpi == 36  # default: measured
+    (tmp_path / "b.toml").write_text(base + "coverage_dpi = 5\n")
+    with pytest.raises(ConfigError, match=r"\[intake\] coverage_dpi: must be 9 to 300"):
+        load_config(tmp_path / "b.toml")
