@@ -12,6 +12,9 @@ Three parts, all in one invocation so their figures compare on one machine state
   good letters: the daemon's peak RSS (target <= 150 MB) and the largest worker's.
 * ``bombs`` -- time until 200 good letters are DISPATCHED with and without eight bombs and
   eight storage drips (1 byte/s) listed before them (target: ratio <= 1.5).
+* ``coverage`` (not run by default) -- ``ingest`` with ink coverage measured and not
+  (``[intake] coverage``), the largest ``--workers`` each; ``benchmarks/coverage_bench.py``
+  runs it beside its renderer comparison.
 
 Prints one JSON line.  Usage:
     python benchmarks/intake_bench.py [--parts ingest,rss,bombs] [--letters 2000] [--quick]
@@ -93,6 +96,7 @@ def descendants(root: int) -> list[int]:
 CHILD = r'''
 import asyncio, json, os, re, subprocess, sys, threading, time, inspect
 code, letters, rate, workers = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+coverage = sys.argv[6] if len(sys.argv) > 6 else ""  # "on" / "off"; "" = the tree's default
 sys.path.insert(0, code)
 sys.path.insert(0, os.path.join(code, "benchmarks"))
 from ingest_bench import FAST_FLOOR
@@ -122,7 +126,8 @@ async def main():
     params = inspect.signature(PipelineSettings).parameters
     if "intake" in params:
         from appliance.intake.settings import IntakeSettings
-        kw["intake"] = IntakeSettings(workers=workers)
+        extra = {"coverage": coverage == "on"} if coverage else {}
+        kw["intake"] = IntakeSettings(workers=workers, **extra)
     else:
         kw["download_workers"] = 32
     pipe = Pipeline(PipelineSettings(**kw), client, store, load_profile(work / "floor.toml"),
@@ -144,9 +149,10 @@ if __name__ == "__main__":
 '''
 
 
-def run_child(code: Path, letters: int, rate: float, workers: int) -> dict:
+def run_child(code: Path, letters: int, rate: float, workers: int, coverage: str = "") -> dict:
     out = subprocess.run([sys.executable, "-c", CHILD, str(code), str(letters), str(rate), str(workers),
-                          str(ROOT / "benchmarks")], capture_output=True, text=True, cwd=code, timeout=900)
+                          str(ROOT / "benchmarks"), coverage], capture_output=True, text=True, cwd=code,
+                         timeout=900)
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode or not lines:
         return {"error": (out.stderr or out.stdout).strip().splitlines()[-1:] or ["no output"]}
@@ -173,6 +179,23 @@ def part_ingest(a) -> dict:
                                capture_output=True)
     for w in a.workers:
         out[f"workers_{w}"] = run_child(ROOT, a.letters, a.rate, w)
+    return out
+
+
+def part_coverage(a) -> dict:
+    """Ingest with coverage measured and not, one after the other on this tree; CPU per page
+    from the difference (pages: those of the sandbox's seed-3 letters that parse)."""
+    sys.path.insert(0, str(ROOT))
+    from appliance.sandbox import Sandbox, SandboxOptions
+
+    sb = Sandbox(SandboxOptions(letters=a.letters, seed=3))
+    pages = sum(lt.pages for lt in sb.letters.values() if lt.kind != "corrupt")
+    w = max(a.workers)
+    on, off = run_child(ROOT, a.letters, a.rate, w, "on"), run_child(ROOT, a.letters, a.rate, w, "off")
+    out = {"letters": a.letters, "pages": pages, "workers": w, "on": on, "off": off}
+    if "cpu_ms_per_letter" in on and "cpu_ms_per_letter" in off:
+        extra = (on["cpu_ms_per_letter"] - off["cpu_ms_per_letter"]) * a.letters
+        out["coverage_cpu_ms_per_page"] = round(extra / pages, 2)
     return out
 
 
@@ -255,7 +278,8 @@ def main() -> None:
         a.letters, a.workers = min(a.letters, 60), a.workers[:1]
     out = {"machine": f"{os.cpu_count()} cores", "date": time.strftime("%Y-%m-%d")}
     for part in a.parts.split(","):
-        out[part] = {"ingest": part_ingest, "rss": part_rss, "bombs": part_bombs}[part](a)
+        out[part] = {"ingest": part_ingest, "rss": part_rss, "bombs": part_bombs,
+                     "coverage": part_coverage}[part](a)
     print(json.dumps(out))
 
 

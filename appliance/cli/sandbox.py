@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=9000, help="port (default 9000; 0 picks a free one)")
     p.add_argument("--letters", type=int, default=50, help="PENDING letters to start with")
     p.add_argument("--bad-ratio", type=float, default=0.1,
-                   help="share of deliberately bad letters (hash/corrupt/sheets)")
+                   help="share of deliberately bad letters (hash/corrupt/sheets/coverage)")
     p.add_argument("--seed", type=int, default=1, help="seed for letters and faults")
     p.add_argument("--rate-limit-every", type=int, default=0,
                    help="answer every Nth API request with 429 (0 = never)")

@@ -32,6 +32,10 @@ class PdfFacts:
     active: tuple[str, ...] = ()  # active content found ("JavaScript", "a /Launch action", ...)
     decoded_bytes: int = 0  # all streams decoded
     warnings: int = 0  # pypdf warnings while reading (repairs it made)
+    # Ink coverage per page in percent (``appliance.intake.coverage``); empty: not measured
+    # (intake ``coverage = false``, or more pages than are measured).
+    black_coverage: tuple[float, ...] = ()
+    colour_coverage: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -94,4 +98,39 @@ def judge(expected_sha256: str, actual_sha256: str, facts: PdfFacts, pack: Pack 
     problem = _size_problem(facts.page_sizes, pack.paper_size, policy.page_tolerance_mm)
     if problem:
         return _reject("PAGE_SIZE_MISMATCH", problem)
+    problem = _coverage_problem(facts, pack)
+    if problem:
+        return _reject("COVERAGE_EXCEEDED", problem)
     return Verdict(True, facts.pages, sheets)
+
+
+def _coverage_problem(facts: PdfFacts, pack: Pack) -> str | None:
+    """The first page over the pack's bound, checked on the measured value as it is (the
+    renderer's accuracy is stated in ``appliance.intake.coverage``)."""
+    for what, bound, values in (("black", pack.black_coverage, facts.black_coverage),
+                                ("colour", pack.colour_coverage, facts.colour_coverage)):
+        if bound is None:
+            continue
+        for n, value in enumerate(values, 1):
+            if not bound.allows(value):
+                return f"page {n} {what} coverage {value:.1f} %; pack {pack.id} allows {bound.describe()} %"
+    return None
+
+
+def coverage_summary(facts: PdfFacts) -> dict:
+    """What a verified letter stores: the largest black and colour coverage and their pages."""
+    out: dict = {}
+    for what, values in (("black", facts.black_coverage), ("colour", facts.colour_coverage)):
+        if values:
+            top = max(range(len(values)), key=values.__getitem__)
+            out[f"coverage_{what}"] = values[top]
+            out[f"coverage_{what}_page"] = top + 1
+    return out
+
+
+def describe_coverage(rec: dict) -> str:
+    """A letter's stored coverage as one line ("black 12.3 % (page 2), colour 4.0 % (page 1)");
+    "" when it was not measured."""
+    parts = [f"{what} {rec[f'coverage_{what}']:.1f} % (page {rec.get(f'coverage_{what}_page')})"
+             for what in ("black", "colour") if rec.get(f"coverage_{what}") is not None]
+    return ", ".join(parts)

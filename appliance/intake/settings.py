@@ -27,6 +27,8 @@ class IntakeSettings:
     min_rate_kbps: float = 8.0  # slower than this (averaged, after a 5 s grace) is a stall
     max_decoded_mb: float = 200.0  # all streams of one letter, decoded
     tasks_per_worker: int = 500  # a worker is replaced after this many tasks (fresh heap)
+    coverage: bool = True  # render each page to measure its ink coverage against the pack
+    coverage_dpi: int = 36  # resolution of that render (accuracy: appliance.intake.coverage)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property

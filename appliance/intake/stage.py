@@ -37,6 +37,7 @@ from appliance.core.errors import UserError
 from appliance.core.packs import Pack
 from appliance.core.verify import PdfFacts, Verdict, VerifyPolicy, judge
 from appliance.intake import faults
+from appliance.intake.coverage import CoverageLimits
 from appliance.intake.faults import Decision, Fault, FaultClass
 from appliance.intake.fetch import FetchLimits, redact
 from appliance.intake.pdfcheck import CheckLimits
@@ -210,7 +211,8 @@ class Intake:
             self._spool_path(letter_id).unlink(missing_ok=True)
             return fault, {}
         job = {"path": str(self._spool_path(letter_id)),
-               "check": asdict(CheckLimits(max_decoded=int(self.s.max_decoded_mb * 1024 * 1024)))}
+               "check": asdict(CheckLimits(max_decoded=int(self.s.max_decoded_mb * 1024 * 1024))),
+               "coverage": asdict(CoverageLimits(dpi=self.s.coverage_dpi)) if self.s.coverage else None}
         async with self._check_slots:
             try:
                 result = await self.pool.run(check_task, job)

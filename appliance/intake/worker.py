@@ -12,10 +12,11 @@ from __future__ import annotations
 import resource
 import signal
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from appliance.core.errors import FetchFault, PdfTooLarge
+from appliance.intake import coverage
 from appliance.intake.fetch import FetchLimits, fetch
 from appliance.intake.hosts import HostPolicy
 from appliance.intake.pdfcheck import CheckLimits, check_pdf
@@ -28,6 +29,7 @@ def init_worker(memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon stops its pool itself
     import pypdf  # noqa: F401  - loaded once per worker, not per letter
+    coverage.load()
 
 
 def _cpu_budget(seconds: float) -> None:
@@ -71,10 +73,20 @@ def fetch_task(job: dict) -> dict:
 
 def check_task(job: dict) -> dict:
     """Read the PDF at ``job["path"]`` under the limits: ``{"ok", "facts"}``; a PDF that
-    needs more memory than the worker has is a content fault (PDF_TOO_COMPLEX)."""
+    needs more memory than the worker has is a content fault (PDF_TOO_COMPLEX).  With
+    ``job["coverage"]`` (CoverageLimits), a PDF pypdf could read is rendered to measure
+    each page's ink coverage; one the renderer cannot open or render is PDF_UNREADABLE."""
     _cpu_budget(job["cpu_seconds"])
     try:
-        return {"ok": True, "facts": asdict(check_pdf(Path(job["path"]), CheckLimits(**job["check"])))}
+        path = Path(job["path"])
+        facts = check_pdf(path, CheckLimits(**job["check"]))
+        if job.get("coverage") and facts.page_sizes:  # read to the last page: measure it
+            try:
+                black, colour = coverage.measure(path, coverage.CoverageLimits(**job["coverage"]))
+            except coverage.CoverageFault as e:
+                return _content("PDF_UNREADABLE", str(e))
+            facts = replace(facts, black_coverage=black, colour_coverage=colour)
+        return {"ok": True, "facts": asdict(facts)}
     except MemoryError:
         return _content("PDF_TOO_COMPLEX", f"reading it needed more than the worker's "
                                            f"{job['memory_mb']} MB of memory")

@@ -17,7 +17,7 @@ from appliance.api.limits import is_safe_id
 from appliance.core.errors import UserError
 from appliance.core.routing import capable
 from appliance.core.status import REJECT_REASONS, Status, is_final
-from appliance.core.verify import PdfFacts, Verdict
+from appliance.core.verify import PdfFacts, Verdict, coverage_summary
 
 log = logging.getLogger("appliance.pipeline.intake")
 
@@ -189,7 +189,8 @@ class IntakeSide:
             return
         # Printed only once Notify has queued the ACCEPTED within the window (accepted_sent).
         self.store.update(letter_id, event="verified", stage="accepting", pdf=str(pdf),
-                          pages=verdict.pages, sheets=verdict.sheets, intake_retry_at=None)
+                          pages=verdict.pages, sheets=verdict.sheets, intake_retry_at=None,
+                          **coverage_summary(facts))
         self._set_status(letter_id, Status.ACCEPTED, event="verified", deadline=deadline)
 
     # --- what the outbox reports (appliance.pipeline.outbox.OutboxEvents) -----------------

@@ -1,8 +1,12 @@
 """Sandbox letters: deterministic PENDING letters over real pack specifications.
 
-A share of them are deliberately bad so a client's checks can be exercised:
-``hash`` (listed sha256Hash does not match the bytes), ``corrupt`` (not a parseable PDF,
-hash matches) and ``sheets`` (valid PDF with more sheets than the pack allows).  PDF
+Letters are spread over all 24 embedded pack specifications (same-day ones included).
+Each good PDF carries a filled area so its ink coverage is known and below every pack's
+bound: page 1 black, 2 to 15 % of the page (a colour pack's: blue, 2 to 8 %, under its
+colour bound of 10 %).  A share of them are deliberately bad so a client's checks can be
+exercised: ``hash`` (listed sha256Hash does not match the bytes), ``corrupt`` (not a
+parseable PDF, hash matches), ``sheets`` (valid PDF with more sheets than the pack
+allows) and ``coverage`` (its last page 25 to 45 % black, over the 20 % every pack allows).  PDF
 bytes are made lazily on first use; they are cheap (tens of microseconds each).
 
 Like the deployed server's letters they carry a queue priority (lower is listed first,
@@ -18,14 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.core.packs import Pack, load_packs
-from appliance.sandbox.pdfgen import make_corrupt, make_pdf
+from appliance.sandbox.pdfgen import BLACK, Fill, make_corrupt, make_pdf
 
-#: Packs letters are spread over: plain, colour, C4, admail, braille, client, first class.
+#: Packs listed first in the spread (the rest follow in id order): plain, colour, C4,
+#: admail, braille, client, first class, same day.
 SPREAD = (
     "notify-c5", "notify-c5-colour", "notify-c4", "notify-admail", "notify-braille",
-    "client3-invites", "notify-first",
+    "client3-invites", "notify-first", "notify-sameday",
 )
-BAD_KINDS = ("hash", "corrupt", "sheets")
+BAD_KINDS = ("hash", "corrupt", "sheets", "coverage")
 GOOD_MAX_PAGES = 8  # keep PDFs small even where the pack allows many sides
 DEFAULT_PRIORITY = 10  # the deployed server's default
 URGENT_PRIORITY = 5
@@ -42,7 +47,8 @@ class SandboxLetter:
     specification_id: str
     group_id: str
     pages: int
-    kind: str = "good"  # good | hash | corrupt | sheets | given (made by Sandbox.add_letter)
+    kind: str = "good"  # good | hash | corrupt | sheets | coverage | given (Sandbox.add_letter)
+    colour: bool = False  # its pack prints in colour (a good letter's fill is then colour)
     status: str = "PENDING"
     reason_code: str | None = None
     reason_text: str | None = None
@@ -78,8 +84,20 @@ class SandboxLetter:
             if self.kind == "corrupt":
                 self._pdf = make_corrupt(self.id)
             else:
-                self._pdf = make_pdf(self.id, self.pages, (f"Specification {self.specification_id}",))
+                self._pdf = make_pdf(self.id, self.pages, (f"Specification {self.specification_id}",),
+                                     fills=self.fills())
         return self._pdf
+
+    def fills(self) -> tuple[Fill | None, ...]:
+        """The filled area of each page (deterministic from the id, drawing nothing from the
+        factory's random stream, so a seed still makes the same letters)."""
+        h = int(self.id[:8], 16) if len(self.id) >= 8 and all(c in "0123456789abcdef" for c in self.id[:8]) \
+            else sum(self.id.encode())
+        if self.kind == "coverage":
+            return (None,) * (self.pages - 1) + ((0.25 + (h % 21) / 100, BLACK),)
+        if self.colour:
+            return ((0.02 + (h % 7) / 100, (0.0, 0.0, 1.0)),)
+        return ((0.02 + (h % 14) / 100, BLACK),)
 
     @property
     def sha256(self) -> str:
@@ -136,15 +154,16 @@ class LetterFactory:
     def __init__(self, seed: int, packs: dict[str, Pack] | None = None):
         self.rng = random.Random(seed)
         self.packs = packs or load_packs()
-        self.spread = [p for p in SPREAD if p in self.packs] or sorted(self.packs)
+        first = [p for p in SPREAD if p in self.packs]
+        self.spread = first + sorted(set(self.packs) - set(first))
         self.groups = [uuid.UUID(int=self.rng.getrandbits(128), version=4).hex for _ in range(4)]
         self.made = 0
         self.bad_made = 0
 
     def make(self, n: int, bad_ratio: float, priority: int | None = None) -> list[SandboxLetter]:
-        """``n`` letters; ``priority`` None = the factory's spread (2 in 9 urgent: 9 shares
-        no factor with the pack spread or the bad-letter spacing, so urgent letters come in
-        every pack and kind), else that priority for all of them."""
+        """``n`` letters; ``priority`` None = the factory's spread (2 in 9 urgent; the pack
+        spread shifts each round, so urgent letters come in every pack and kind), else that
+        priority for all of them."""
         out = []
         for _ in range(n):
             self.made += 1
@@ -153,14 +172,17 @@ class LetterFactory:
             if bad_ratio > 0 and int(self.made * bad_ratio) > self.bad_made:
                 kind = BAD_KINDS[self.bad_made % len(BAD_KINDS)]
                 self.bad_made += 1
-            spec = self.spread[self.made % len(self.spread)]
+            # Each round over the packs starts one further on, so neither the urgent letters
+            # nor the bad ones (whose spacings share factors with 24) keep to some packs.
+            n_packs = len(self.spread)
+            spec = self.spread[(self.made + self.made // n_packs) % n_packs]
             pack = self.packs[spec]
             pages = (_too_many_pages(pack) if kind == "sheets"
                      else self.rng.randint(1, _page_limit(pack)))
             letter_id = uuid.UUID(int=self.rng.getrandbits(128), version=4).hex
             out.append(SandboxLetter(
                 id=letter_id, specification_id=spec, group_id=self.rng.choice(self.groups),
-                pages=pages, kind=kind,
+                pages=pages, kind=kind, colour=pack.colour,
                 priority=(priority if priority is not None else
                           URGENT_PRIORITY if self.made % 9 in (2, 6) else DEFAULT_PRIORITY),
             ))

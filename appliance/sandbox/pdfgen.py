@@ -3,7 +3,8 @@
 Why hand-rolled: the sandbox must mint thousands of small, valid, deterministic PDFs in
 well under a second, without a PDF library.  Each page is A4 with Helvetica text naming
 the letter and "page k of n", so a reader (pypdf ``extract_text``) can prove which letter
-it holds.
+it holds.  A page may also carry a filled rectangle covering a known share of its area
+(``fills``), so its ink coverage is known: full page width, from the bottom edge up.
 """
 
 from __future__ import annotations
@@ -15,16 +16,31 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def _page_content(lines: list[str]) -> bytes:
-    ops = ["BT", "/F1 12 Tf", "14 TL", "72 770 Td"]
+#: (share of the page area 0..1, (r, g, b) 0..1): a rectangle of that colour and area.
+Fill = tuple[float, tuple[float, float, float]]
+BLACK = (0.0, 0.0, 0.0)
+
+
+def _fill_ops(fill: Fill | None) -> list[str]:
+    if not fill or fill[0] <= 0:
+        return []
+    share, (r, g, b) = fill
+    return [f"{r:g} {g:g} {b:g} rg", f"0 0 {A4_WIDTH} {A4_HEIGHT * min(1.0, share):.4f} re f", "0 g"]
+
+
+def _page_content(lines: list[str], fill: Fill | None = None) -> bytes:
+    ops = [*_fill_ops(fill), "BT", "/F1 12 Tf", "14 TL", "72 770 Td"]
     for line in lines:
         ops.append(f"({_escape(line)}) Tj T*")
     ops.append("ET")
     return "\n".join(ops).encode("latin-1", "replace")
 
 
-def make_pdf(letter_id: str, pages: int, extra_lines: tuple[str, ...] = ()) -> bytes:
-    """A valid PDF with ``pages`` A4 pages, each naming ``letter_id`` and its page number."""
+def make_pdf(letter_id: str, pages: int, extra_lines: tuple[str, ...] = (),
+             fills: tuple[Fill | None, ...] = (), text: bool = True) -> bytes:
+    """A valid PDF with ``pages`` A4 pages, each naming ``letter_id`` and its page number
+    (``text`` False: no text, a reference page whose coverage is its fill alone); page k
+    carries ``fills[k - 1]`` if given."""
     if pages < 1:
         raise ValueError("a PDF needs at least one page")
     # Object numbers: 1 catalog, 2 page tree, 3 font, then (page, content) pairs.
@@ -34,7 +50,8 @@ def make_pdf(letter_id: str, pages: int, extra_lines: tuple[str, ...] = ()) -> b
     for k in range(1, pages + 1):
         page_no, content_no = 4 + 2 * (k - 1), 5 + 2 * (k - 1)
         kids.append(f"{page_no} 0 R")
-        stream = _page_content([f"Letter {letter_id}", f"page {k} of {pages}", *extra_lines])
+        lines = [f"Letter {letter_id}", f"page {k} of {pages}", *extra_lines] if text else []
+        stream = _page_content(lines, fills[k - 1] if k <= len(fills) else None)
         objects.append(
             f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 {A4_WIDTH} {A4_HEIGHT}] "
             f"/Resources << /Font << /F1 3 0 R >> >> /Contents {content_no} 0 R >>".encode()

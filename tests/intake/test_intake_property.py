@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.core.verify import PdfFacts
+from appliance.intake.coverage import CoverageLimits
 from appliance.intake.pdfcheck import CheckLimits
 from appliance.intake.pool import IntakePool, WorkerDied
 from appliance.intake.settings import IntakeSettings
@@ -63,7 +64,8 @@ ops = st.lists(st.tuples(st.sampled_from(["flip", "cut", "insert", "digit", "rep
 def test_mutated_pdfs_always_get_a_verdict_within_budget(pool, tmp_path_factory, seed, ops):
     path = tmp_path_factory.mktemp("m") / "m.pdf"
     path.write_bytes(_mutate(SEEDS[seed], ops))
-    job = {"path": str(path), "check": asdict(CheckLimits(max_decoded=50 * 1024 * 1024))}
+    job = {"path": str(path), "check": asdict(CheckLimits(max_decoded=50 * 1024 * 1024)),
+           "coverage": asdict(CoverageLimits())}  # what pypdf lets through, pdfium renders
     started = time.monotonic()
     try:
         result = asyncio.run(pool.run(check_task, job))

@@ -17,6 +17,7 @@ import pytest
 from appliance.core.errors import UserError
 from appliance.core.packs import load_packs
 from appliance.core.status import RETURN_REASONS
+from appliance.intake import coverage
 from appliance.sandbox import RequestRecord, Sandbox, SandboxOptions, run_in_thread
 from appliance.sandbox.model import DOCUMENT_ONLY
 
@@ -282,10 +283,10 @@ def _fetch_pdf(client, letter_id):
     return httpx.get(client.get(f"/letters/{letter_id}/data").headers["location"]).content
 
 
-def test_bad_letter_kinds_behave_as_described(sb, client):
+def test_bad_letter_kinds_behave_as_described(sb, client, tmp_path):
     packs = load_packs()
     kinds = {l.kind for l in sb.letters.values()}
-    assert kinds == {"good", "hash", "corrupt", "sheets"}
+    assert kinds == {"good", "hash", "corrupt", "sheets", "coverage"}
     for letter in sb.letters.values():
         listed = client.get(f"/letters/{letter.id}").json()["data"]["attributes"]["sha256Hash"]
         content = _fetch_pdf(client, letter.id)
@@ -302,8 +303,13 @@ def test_bad_letter_kinds_behave_as_described(sb, client):
         pages = len(pypdf.PdfReader(io.BytesIO(content)).pages)
         if letter.kind == "sheets":
             assert pack.sheets_for(pages) > pack.max_sheets
-        else:
-            assert pages <= pack.max_sides and pack.sheets_for(pages) <= pack.max_sheets
+            continue
+        assert pages <= pack.max_sides and pack.sheets_for(pages) <= pack.max_sheets
+        (tmp_path / "l.pdf").write_bytes(content)
+        black, colour = coverage.measure(tmp_path / "l.pdf")
+        over = not all(map(pack.black_coverage.allows, black)) or (
+            pack.colour_coverage is not None and not all(map(pack.colour_coverage.allows, colour)))
+        assert over == (letter.kind == "coverage"), (letter.kind, black, colour)
 
 
 def test_letters_spread_over_real_packs_and_are_deterministic():

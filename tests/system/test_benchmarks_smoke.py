@@ -47,6 +47,7 @@ SMOKE = {
     "readback_bench.py": (["--letters", "12", "--audit-batches", "40"], {"judge_us", "audit_rows_ms", "floor", "baseline"}),
     "file_inserter_bench.py": (["--pieces", "60", "--batch", "20"], {"write_pieces_per_s", "apply_pieces_per_s"}),
     "intake_bench.py": (["--quick", "--baseline", ""], {"ingest", "rss", "bombs"}),
+    "coverage_bench.py": (["--dpi", "36", "--json"], {"renderers", "summary"}),
 }
 
 
@@ -64,6 +65,9 @@ def test_benchmark_runs_at_tiny_size(script):
         assert fig["ingest"]["workers_1"]["letters_per_s"] > 0
         assert fig["rss"]["daemon_peak_rss_mb"] > 0
         assert fig["bombs"]["with_bombs_and_drips"]["seconds_until_good_dispatched"] is not None
+    if script == "coverage_bench.py":  # pdfium measured every reference page, within its accuracy
+        pdfium = [r for r in fig["renderers"] if r["renderer"] == "pdfium"]
+        assert len(pdfium) == 7 and fig["summary"]["pdfium@36"]["max_error_points"] <= 0.3
 
 
 @pytest.mark.cups

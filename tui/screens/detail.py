@@ -10,6 +10,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Header, Static
 
+from appliance.core.verify import describe_coverage
 from tui.screens.confirm import ChoiceScreen, ConfirmScreen, FailReasonScreen, NoteScreen, ask_failure
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock, letter_status
@@ -37,6 +38,8 @@ def timeline_text(rec: dict) -> Text:
             t.append(f"  {f:<17}")
             t.append(value)
             t.append("\n")
+    if describe_coverage(rec):
+        t.append(f"  {'coverage':<17}{describe_coverage(rec)}\n")
     t.append("\nTimeline\n", style="bold underline")
     for h in rec.get("history") or []:
         extra = " ".join(f"{k}={v}" for k, v in h.items() if k not in SKIP_IN_EVENT and v is not None)
