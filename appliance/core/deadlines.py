@@ -226,3 +226,20 @@ def parse_days(names: Iterable[str]) -> frozenset[int]:
             raise ValueError(n)
         out.add(WEEKDAYS.index(key))
     return frozenset(out)
+
+
+def deadlines_line(view: dict | None) -> str:
+    """One line for the console and ``appliance status`` from the snapshot's ``deadlines``
+    (a daemon from before deadlines sends none: empty line)."""
+    if not view:
+        return ""
+    cut = str(view.get("next_cutoff") or "")
+    when = cut[11:16] if len(cut) >= 16 else cut
+    day = ""
+    try:
+        day = " " + WEEKDAYS[date.fromisoformat(cut[:10]).weekday()]
+    except ValueError:
+        pass
+    return (f"deadlines: at risk {view.get('at_risk', 0)}  missed today {view.get('missed_today', 0)} "
+            f"(kept {view.get('missed_total', 0)})  next cut-off {when}{day}"
+            + ("  order FIFO" if view.get("order") == "fifo" else ""))

@@ -11,14 +11,14 @@ A mixin of ``Pipeline`` (``appliance.pipeline.pipeline``); ``deadline_clock`` is
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from datetime import datetime
 from typing import Any
 
-from appliance.core.deadlines import MissedTally, RateMeter, Risk, Waiting, assess, dispatch_by, edf_key
-from appliance.store.journal import write_private
+from appliance.core.deadlines import RateMeter, Risk, Waiting, assess, dispatch_by, edf_key
+from appliance.core.routing import why_not
+from appliance.mi.missed import read_missed, write_missed
 
 log = logging.getLogger("appliance.pipeline.deadlines")
 
@@ -37,14 +37,7 @@ class Deadlines:
         self.dispatch_rate = RateMeter(window_s=600.0)
         self.at_risk: dict[str, Risk] = {}
         self._deadline_alerts: set[str] = set()
-        self._missed_path = self.state_dir / "deadlines" / "missed.json"
-        try:
-            self.missed = MissedTally(json.loads(self._missed_path.read_text()).get("missed"))
-        except FileNotFoundError:
-            self.missed = MissedTally()
-        except (OSError, ValueError, AttributeError) as e:  # a torn or edited file: start again, say so
-            log.warning("missed-deadline counts unreadable (%s); counting from zero", e)
-            self.missed = MissedTally()
+        self.missed = read_missed(self.state_dir)  # kept across restarts
 
     @property
     def service(self):
@@ -97,8 +90,7 @@ class Deadlines:
 
     def _save_missed(self) -> None:
         try:
-            self._missed_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            write_private(self._missed_path, json.dumps({"missed": self.missed.counts}).encode(), durable=True)
+            write_missed(self.state_dir, self.missed)
         except OSError as e:  # the counts must never stop the floor
             self.alert("deadlines", f"cannot keep the missed-deadline counts: {e}", key="deadlines:save")
 
@@ -109,7 +101,10 @@ class Deadlines:
         stage = rec["stage"]
         pack = self.packs.get(rec.get("specification_id") or "")
         if stage == "held":
-            return f"no capable printer for pack {rec.get('specification_id')}"
+            able = [f"{s.name} {self.device_state.get(s.name, 'offline')}" for s in self.profile.printers
+                    if pack is not None and why_not(s.caps, pack, self.profile.print_features) is None]
+            return (f"no printer available for pack {rec.get('specification_id')}: {', '.join(able)}" if able
+                    else f"no capable printer for pack {rec.get('specification_id')}")
         if stage == "wait-envelope":
             return f"envelope {pack.envelope_id if pack else '?'} not loaded"
         if stage.startswith("wait-"):
@@ -168,6 +163,18 @@ class Deadlines:
             await asyncio.sleep(WATCH_INTERVAL)
 
     # --- views ---------------------------------------------------------------------------
+
+    def deadline_detail(self, rec: dict) -> dict[str, Any]:
+        """A letter's detail: its dispatch-by in local time and, if at risk, why."""
+        due, out = self.deadline_of(rec), {}
+        if due is not None:
+            out["dispatch_by_local"] = datetime.fromtimestamp(due, self.service.tz).isoformat(timespec="minutes")
+        risk = self.at_risk.get(rec["id"])
+        if risk is not None:
+            out["at_risk"] = risk.why
+        if rec.get("deadline_missed"):
+            out["at_risk"] = "missed its dispatch-by"
+        return out
 
     def deadlines_view(self) -> dict[str, Any]:
         """The ``deadlines`` field of the status snapshot."""
