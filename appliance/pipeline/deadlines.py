@@ -62,8 +62,11 @@ class Deadlines:
     def work_key(self, letter_id: str) -> tuple:
         """Where a letter stands in every queue: earliest dispatch-by first, then the order
         it was listed (Notify lists by its priority; the letter resource carries none)."""
-        rec = self.store.get(letter_id) or {}
-        return (edf_key(self.deadline_of(rec), 0, self.service.order)[0], rec.get("created") or 0.0, letter_id)
+        return self.record_key(self.store.get(letter_id) or {"id": letter_id})
+
+    def record_key(self, rec: dict) -> tuple:
+        """``work_key`` from a record already at hand."""
+        return (edf_key(self.deadline_of(rec), 0, self.service.order)[0], rec.get("created") or 0.0, rec["id"])
 
     # --- dispatch and misses -------------------------------------------------------------
 
@@ -127,7 +130,7 @@ class Deadlines:
             if due is None:
                 continue
             self._maybe_missed(rec, now)
-            waiting.append((self.work_key(rec["id"]), Waiting(rec["id"], due, rec.get("specification_id") or "?",
+            waiting.append((self.record_key(rec), Waiting(rec["id"], due, rec.get("specification_id") or "?",
                                                               self._blocked(rec))))
         waiting.sort(key=lambda kw: kw[0])
         lead = self.service.at_risk_lead_minutes * 60.0

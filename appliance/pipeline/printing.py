@@ -153,7 +153,7 @@ class Printing:
         return False
 
     async def retry_held(self) -> None:
-        for letter_id in list(self.held):
+        for letter_id in sorted(self.held, key=self.work_key):  # earliest deadline first
             await self.route(letter_id)
             if self.store.get(letter_id) is None or self.store.get(letter_id)["stage"] != "held":
                 self.held.discard(letter_id)  # cancelled or finished meanwhile
