@@ -58,3 +58,32 @@ async def test_same_day_letter_overtakes_a_backlog_of_economy_mail(tmp_path):
     # those already at the press or the finishing line (and those done before it came)
     assert 1000 - before_listing > 300, before_listing  # there really was a backlog behind it
     assert overtaken_by - before_listing < 100, (before_listing, overtaken_by)
+
+
+async def test_a_devices_work_queue_is_earliest_deadline_first_and_stable():
+    import asyncio
+
+    from appliance.core.packs import load_packs
+    from drivers.base import Work
+    from drivers.work_queue import WorkQueue
+
+    pack = load_packs()["notify-c5"]
+    done: list[str] = []
+    paused = [True]
+
+    async def handle(work, seq):
+        done.append(work.letter_id)
+
+    q = WorkQueue(handle, lambda: paused[0])
+    for lid, due in (("late-1", 300.0), ("soon", 100.0), ("late-2", 300.0), ("sooner", 50.0), ("late-3", 300.0)):
+        q.put(Work(lid, None, pack, 1, 1, order=(due,)))
+    task = asyncio.create_task(q.run())
+    await asyncio.sleep(0.1)  # paused: nothing chosen yet, so work put now still goes first
+    q.put(Work("urgent", None, pack, 1, 1, order=(10.0,)))
+    paused[0] = False
+    for _ in range(100):
+        if len(done) == 6:
+            break
+        await asyncio.sleep(0.02)
+    task.cancel()
+    assert done == ["urgent", "sooner", "soon", "late-1", "late-2", "late-3"]
