@@ -9,7 +9,7 @@ import asyncio
 import io
 from datetime import datetime, timezone
 
-from appliance.cli.mi import write_csv
+from appliance.cli.mi import format_report, write_csv
 from appliance.cli.operate import format_status
 from appliance.mi.missed import read_missed
 from appliance.mi.service import MiService
@@ -91,6 +91,7 @@ async def test_at_risk_alert_before_the_cutoff_then_missed_counted_everywhere(tm
     finally:
         mi.close()
     assert rep["missed_deadlines"] == {"notify-sameday": 1}
+    assert "missed dispatch deadlines 1: notify-sameday 1" in format_report(rep)  # appliance mi preview
     out = io.StringIO()
     write_csv(rep, out)
     assert "2026-12-02,notify-sameday,,missed-deadlines,no,1," in out.getvalue()
