@@ -194,18 +194,32 @@ def assess(waiting: Sequence[Waiting], now: float, rate_per_min: float | None,
 
 
 class MissedTally:
-    """Missed deadlines per day (the deadline's local date) and pack; JSON-able."""
+    """Missed deadlines per day (the deadline's local date) and pack; JSON-able.  The ids of
+    the last ``keep_ids`` letters counted are kept too, so a letter is never counted twice
+    (not even when a restart loses the letter's own note that it was)."""
 
-    def __init__(self, counts: Mapping[str, Mapping[str, int]] | None = None, keep_days: int = 400):
+    def __init__(self, counts: Mapping[str, Mapping[str, int]] | None = None, keep_days: int = 400,
+                 ids: Iterable[str] = (), keep_ids: int = 20_000):
         self.keep_days = keep_days
         self.counts: dict[str, dict[str, int]] = {d: dict(p) for d, p in (counts or {}).items()}
+        self.ids: deque[str] = deque(ids, maxlen=keep_ids)
+        self._seen = set(self.ids)
 
-    def add(self, day: date | str, pack: str, n: int = 1) -> None:
+    def add(self, day: date | str, pack: str, n: int = 1, letter_id: str | None = None) -> bool:
+        """Count a miss; False (nothing counted) for a letter counted already."""
+        if letter_id is not None:
+            if letter_id in self._seen:
+                return False
+            if len(self.ids) == self.ids.maxlen:
+                self._seen.discard(self.ids[0])
+            self.ids.append(letter_id)
+            self._seen.add(letter_id)
         day = str(day)
         by_pack = self.counts.setdefault(day, {})
         by_pack[pack] = by_pack.get(pack, 0) + n
         for old in sorted(self.counts)[:-self.keep_days]:  # bounded: a year and a bit
             del self.counts[old]
+        return True
 
     def day(self, d: date | str) -> int:
         return sum(self.counts.get(str(d), {}).values())

@@ -25,10 +25,11 @@ def read_missed(state_dir: Path) -> MissedTally:
     """The kept counts; a missing file is none, an unreadable one is logged and taken as none."""
     path = missed_path(state_dir)
     try:
-        counts = json.loads(path.read_text()).get("missed") or {}
-        if not all(isinstance(p, dict) for p in counts.values()):
+        doc = json.loads(path.read_text())
+        counts, ids = doc.get("missed") or {}, doc.get("letters") or []
+        if not all(isinstance(p, dict) for p in counts.values()) or not isinstance(ids, list):
             raise ValueError("not a table of days")
-        return MissedTally(counts)
+        return MissedTally(counts, ids=[str(i) for i in ids])
     except FileNotFoundError:
         return MissedTally()
     except (OSError, ValueError, AttributeError) as e:
@@ -39,4 +40,5 @@ def read_missed(state_dir: Path) -> MissedTally:
 def write_missed(state_dir: Path, tally: MissedTally) -> None:
     path = missed_path(state_dir)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_private(path, json.dumps({"missed": tally.counts}, sort_keys=True).encode(), durable=True)
+    doc = {"missed": tally.counts, "letters": list(tally.ids)}  # letters: counted already, never again
+    write_private(path, json.dumps(doc, sort_keys=True).encode(), durable=True)

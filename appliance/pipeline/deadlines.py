@@ -86,7 +86,8 @@ class Deadlines:
         day = datetime.fromtimestamp(due, self.service.tz).date()
         self.store.update(rec["id"], deadline_missed=True, event=f"missed its dispatch-by "
                           f"{datetime.fromtimestamp(due, self.service.tz):%Y-%m-%d %H:%M}")
-        self.missed.add(day, rec.get("specification_id") or "?")
+        if not self.missed.add(day, rec.get("specification_id") or "?", letter_id=rec["id"]):
+            return False  # counted before a restart that lost the letter's note
         self.counters["deadline_missed"] += 1
         self._save_missed()
         return True

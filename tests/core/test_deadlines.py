@@ -127,3 +127,15 @@ def test_missed_tally_counts_and_is_bounded():
     t.add("2026-12-03", "notify-c5")
     assert sorted(t.counts) == ["2026-12-02", "2026-12-03"]
     assert MissedTally(t.counts).between(date(2026, 12, 3), date(2026, 12, 3)) == {"2026-12-03": {"notify-c5": 1}}
+
+
+def test_missed_tally_counts_a_letter_once_even_from_a_reloaded_copy():
+    t = MissedTally()
+    assert t.add("2026-12-02", "notify-sameday", letter_id="L1")
+    assert not t.add("2026-12-02", "notify-sameday", letter_id="L1")
+    again = MissedTally(t.counts, ids=list(t.ids))  # as read back after a restart
+    assert not again.add("2026-12-02", "notify-sameday", letter_id="L1") and again.total() == 1
+    small = MissedTally(keep_ids=2)
+    for lid in ("a", "b", "c"):
+        small.add("2026-12-02", "p", letter_id=lid)
+    assert list(small.ids) == ["b", "c"] and small.add("2026-12-02", "p", letter_id="a")
