@@ -39,6 +39,7 @@ class Work:
     pages: int
     sheets: int
     run: int = 0  # print run whose sheets these are (sheet marks, read-backs); 0 = unknown
+    order: tuple = ()  # where it stands in a device's own queue: (dispatch-by, ...), earliest first
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from appliance.cli.common import config_arg, config_path
 from appliance.control.client import DEFAULT_SOCKET, DaemonNotRunning, call
 from appliance.core.errors import UserError
+from appliance.mi.missed import MISSED_ITEM
 
 CSV_COLUMNS = ("day", "specification_id", "group_id", "line_item", "named", "quantity",
                "stock_remaining", "timestamp", "submitted", "to_submit", "states", "mi_ids")
@@ -129,6 +130,9 @@ def format_report(rep: dict) -> str:
                 out.append(f"! {e['key']}: {e['state']}: {e.get('error') or ''}")
     if rep.get("journal_errors"):
         out.append(f"! {rep['journal_errors']} device event(s) could not be journalled (see the log)")
+    missed = rep.get("missed_deadlines") or {}
+    out.append(f"missed dispatch deadlines {sum(missed.values())}" + (": " + ", ".join(
+        f"{pack} {n}" for pack, n in sorted(missed.items())) if missed else ""))
     return "\n".join(out)
 
 
@@ -163,6 +167,9 @@ def write_csv(rep: dict, out) -> int:
                     "" if r["stock_remaining"] is None else r["stock_remaining"], r["timestamp"],
                     r["submitted"], r["to_submit"], " ".join(e["state"] for e in r["entries"]),
                     " ".join(e["mi_id"] for e in r["entries"] if e.get("mi_id"))])
+    # missed dispatch deadlines per pack: counted here for the supplier, never submitted as MI
+    for pack, n in sorted((rep.get("missed_deadlines") or {}).items()):
+        w.writerow([rep["day"], pack, "", MISSED_ITEM, "no", n, "", "", 0, 0, "not-mi", ""])
     return len(rep["lines"])
 
 

@@ -12,6 +12,7 @@ import time
 
 from appliance.cli.common import socket_arg
 from appliance.control.client import call
+from appliance.core.deadlines import deadlines_line
 from appliance.core.errors import UserError
 from appliance.core.status import RETURN_REASONS, TransitionError, return_reason
 
@@ -132,6 +133,11 @@ def format_status(s: dict) -> str:
         lines.append(f"TASK {t['name']} {t['state']} after {t['restarts']} failure(s): {t['last_error']}")
     counts = s.get("counts") or {}
     lines.append("letters  " + "  ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+    dl = s.get("deadlines")
+    if dl:
+        lines.append(deadlines_line(dl))
+        lines += [f"  at risk {r['id']} ({r['pack']}, by {r['dispatch_by'][11:16]}): {r['why']}"
+                  for r in (dl.get("risks") or [])[:5]]
     lines.append(f"{'device':<18} {'family':<9} {'state':<9} {'load':>4} {'queue':>5}")
     for name, d in (s.get("devices") or {}).items():
         lines.append(f"{name:<18} {d.get('family', ''):<9} {d.get('state') or '?':<9} "

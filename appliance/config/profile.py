@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import drivers
+from appliance.config.service import parse_service
 from appliance.config.settings import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
+from appliance.core.deadlines import ServiceTable
 from appliance.core.errors import ConfigError
 from appliance.core.packs import load_packs
 from appliance.core.reprint import ReprintPolicy
@@ -54,6 +56,7 @@ class Profile:
     marks: MarksSettings = field(default_factory=MarksSettings)  # [marks]: clear zones for sheet marks
     reprint: ReprintPolicy = field(default_factory=ReprintPolicy)  # [reprint]: automatic reprints
     verify: VerifyPolicy = field(default_factory=VerifyPolicy)  # [verify]: what PDFs this floor takes
+    service: ServiceTable = field(default_factory=ServiceTable)  # [service]: cut-offs, dispatch days
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -139,12 +142,12 @@ def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
     allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks",
-               "reprint", "verify"}
+               "reprint", "verify", "service"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
                 f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
-                "[[franker]], [events], [mi], [failure_reasons], [marks], [reprint] or [verify]"
+                "[[franker]], [events], [mi], [failure_reasons], [marks], [reprint], [verify] or [service]"
             )
     head = data.get("profile", {})
     if not isinstance(head, dict):
@@ -199,6 +202,7 @@ def load_profile(path: str | Path) -> Profile:
         marks=marks,
         reprint=parse_reprint(path, data.get("reprint"), {s.name for s in families["printer"]}),
         verify=_verify(path, data.get("verify")),
+        service=parse_service(path, data.get("service")),
     )
 
 

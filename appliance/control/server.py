@@ -227,6 +227,7 @@ class ControlServer:
         if rec is None:
             raise UserError(f"letter {id} is not known to this appliance; check the id")
         rec["outbox"] = self.p.store.outbox_of(id)
+        rec.update(self.p.deadline_detail(rec))  # dispatch-by in local time, and why at risk
         return rec
 
     async def cmd_pause(self, device: str) -> str:

@@ -26,7 +26,6 @@ import asyncio
 import heapq
 import logging
 import time
-from collections import deque
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Protocol
@@ -62,7 +61,8 @@ class IntakeSink(Protocol):
 class Intake:
     def __init__(self, *, store, client: SupplierClient, pool: IntakePool, packs: dict[str, Pack],
                  policy: VerifyPolicy, settings: IntakeSettings, spool_dir: Path, max_pdf_bytes: int,
-                 sink: IntakeSink, alert: Callable[..., None], counters, clock=time.time):
+                 sink: IntakeSink, alert: Callable[..., None], counters, clock=time.time,
+                 order: Callable[[str], Any] | None = None):
         self.store = store
         self.client = client
         self.pool = pool
@@ -75,7 +75,9 @@ class Intake:
         self.alert = alert
         self.counters = counters
         self.clock = clock
-        self._ready: deque[str] = deque()
+        # (order, seq, id), a heap: due letters, earliest dispatch-by first (``order``), stable
+        self._order = order or (lambda letter_id: 0)
+        self._ready: list[tuple[Any, int, str]] = []
         self._waiting: list[tuple[float, int, str]] = []  # (due, seq, id): retries, a heap
         self._seq = 0
         self._known: set[str] = set()  # ready, waiting or running
@@ -96,8 +98,12 @@ class Intake:
             self._seq += 1
             heapq.heappush(self._waiting, (at, self._seq, letter_id))
         else:
-            self._ready.append(letter_id)
+            self._ready_push(letter_id)
         self._wake.set()
+
+    def _ready_push(self, letter_id: str) -> None:
+        self._seq += 1
+        heapq.heappush(self._ready, (self._order(letter_id), self._seq, letter_id))
 
     def pending(self, letter_id: str) -> bool:
         return letter_id in self._known
@@ -132,7 +138,7 @@ class Intake:
                         pass
                     continue
                 await self._fetch_slots.acquire()
-                letter_id = self._ready.popleft()
+                letter_id = heapq.heappop(self._ready)[2]
                 task = asyncio.create_task(self._attempt(letter_id), name=f"intake-{letter_id[:12]}")
                 task.fetch_slot = True  # released when its download ends (or the task does)
                 self._running.add(task)
@@ -154,7 +160,7 @@ class Intake:
     def _promote_due(self) -> None:
         now = self.clock()
         while self._waiting and self._waiting[0][0] <= now:
-            self._ready.append(heapq.heappop(self._waiting)[2])
+            self._ready_push(heapq.heappop(self._waiting)[2])
 
     # --- one attempt ---------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from appliance.core.errors import UserError
 from appliance.core.packs import Pack
 from appliance.mi.journal import MiJournal, StockBook, mi_dir
 from appliance.mi.ledger import Ledger, ledger_view, lock_submissions, resolve, submit_day
+from appliance.mi.missed import read_missed
 from appliance.mi.settings import MiSettings
 
 log = logging.getLogger("appliance.mi.journal")
@@ -57,6 +58,7 @@ class MiService:
     def __init__(self, state_dir: Path, settings: MiSettings, packs: dict[str, Pack], client=None,
                  *, clock=time.time, alert=None):
         self.settings = settings
+        self.state_dir = state_dir
         self.journal = MiJournal(state_dir, settings, packs)
         self.dir = mi_dir(state_dir)
         self.client = client
@@ -78,7 +80,9 @@ class MiService:
                 "uncertain": sum(1 for r in rows for e in r["entries"] if e["state"] == "uncertain"),
                 "unnamed": sorted({r["line_item"] for r in rows if not r["named"]}),
                 "allow_default_names": self.settings.allow_default_names,
-                "last_run": self.last_run}
+                "last_run": self.last_run,
+                # dispatch deadlines missed that day, per pack (appliance.pipeline.deadlines)
+                "missed_deadlines": read_missed(self.state_dir).counts.get(day, {})}
 
     async def submit(self, day: str, *, partial: bool = False,
                      allow_default_names: bool = False) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class IntakeSide:
             return None
         if self.store.add_letter(ref.id, ref.specification_id, ref.group_id, ref.sha256,
                                  listed_at=asked_at):
+            self.stamp_deadline(ref.id, ref.specification_id)  # dispatch-by, from its arrival
             return ref.id
         rec = self.store.get(ref.id)
         if rec["stage"] == "let-go":  # ours again for a new window

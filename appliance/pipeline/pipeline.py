@@ -29,7 +29,7 @@ from appliance.config.profile import DeviceSpec, Profile
 from appliance.core.alerts import Alerts
 from appliance.core.pacing import ListingWindow
 from appliance.core.packs import Pack
-from appliance.core.status import TransitionError
+from appliance.core.status import Status, TransitionError
 from appliance.core.stuck import overdue
 from appliance.core.supervisor import Supervisor
 from appliance.intake.pool import IntakePool
@@ -37,6 +37,7 @@ from appliance.intake.settings import IntakeSettings
 from appliance.intake.stage import Intake
 from appliance.pipeline.alerting import Alerting
 from appliance.pipeline.audit import AuditLog
+from appliance.pipeline.deadlines import Deadlines
 from appliance.pipeline.finishing import Finishing
 from appliance.pipeline.intake_side import IntakeSide
 from appliance.pipeline.outbox import OutboxSender
@@ -76,7 +77,7 @@ class PipelineSettings:
     let_go_keep: float = 24 * 3600.0  # seconds a let-go letter is remembered (to be taken again)
 
 
-class Pipeline(IntakeSide, Printing, Finishing, Alerting):
+class Pipeline(IntakeSide, Printing, Finishing, Alerting, Deadlines):
     def __init__(
         self,
         settings: PipelineSettings,
@@ -118,7 +119,7 @@ class Pipeline(IntakeSide, Printing, Finishing, Alerting):
         self.intake = Intake(store=store, client=client, pool=self.pool, packs=packs, policy=profile.verify,
                              settings=settings.intake, spool_dir=settings.spool_dir,
                              max_pdf_bytes=settings.max_pdf_bytes, sink=self, alert=self.alert,
-                             counters=self.counters)
+                             counters=self.counters, order=self.work_key)
         self._stuck_alerted: set[tuple[str, str]] = set()
         self._backlog: dict[str, None] = {}  # letters waiting for room at a printer, in order
         self.last_poll_empty = False
@@ -134,6 +135,7 @@ class Pipeline(IntakeSide, Printing, Finishing, Alerting):
         spool = settings.spool_dir
         spool.mkdir(parents=True, exist_ok=True, mode=0o700)
         os.chmod(spool, 0o700)  # patient data: private even if the folder existed already
+        self._init_deadlines()  # dispatch-by, EDF order, at-risk watch, missed counts
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -161,6 +163,7 @@ class Pipeline(IntakeSide, Printing, Finishing, Alerting):
         sv.spawn("spool-sweeper", self._spool_sweeper)
         sv.spawn("stuck-sweeper", self._stuck_sweeper)
         sv.spawn("alert-watch", self._alert_watch)
+        sv.spawn("deadlines", self._deadline_watch)
 
     async def stop(self) -> None:
         """Stop taking work, flush what is known, close devices.  Nothing is lost: what
@@ -219,6 +222,8 @@ class Pipeline(IntakeSide, Printing, Finishing, Alerting):
             return False
         if changed:
             self.counters[f"status.{status}"] += 1
+            if status == Status.DISPATCHED:
+                self.deadline_dispatched(letter_id)
             self.outbox.wake()
         return changed
 
@@ -328,6 +333,7 @@ class Pipeline(IntakeSide, Printing, Finishing, Alerting):
             },
             **self.waiting_counts(),
             "waiting_for_printer": len(self._backlog),
+            "deadlines": self.deadlines_view(),
             "outbox": len(self.store.outbox_pending()),
             "updates": self._updates_view(),
             "alerts": [a.as_dict() for a in self.alerts.open_alerts()],

@@ -29,7 +29,8 @@ class Printing:
     def _work(self, rec: dict) -> Work:
         pack = self.packs[rec["specification_id"]]
         return Work(rec["id"], Path(rec["pdf"]) if rec.get("pdf") else None, pack,
-                    rec.get("pages") or 0, rec.get("sheets") or 0, rec.get("print_run") or 0)
+                    rec.get("pages") or 0, rec.get("sheets") or 0, rec.get("print_run") or 0,
+                    order=self.work_key(rec["id"])[:2])  # devices that queue work go EDF too
 
     async def _with_marks(self, work: Work, rec: dict) -> Work | None:
         """The printer gets a copy with sheet marks (``<id>.r<run>.pdf``); the record keeps
@@ -86,7 +87,7 @@ class Printing:
             if waiting_for_room(views, pack, self.profile.print_features):
                 # Printers are up but hold all they should: wait in line, no alert.
                 if letter_id not in self._backlog:
-                    self._backlog[letter_id] = None
+                    self._backlog[letter_id] = self.work_key(letter_id)
                 return
             if not capable(views, pack, self.profile.print_features) and self.profile.on_no_printer == "reject":
                 # Accepted already (a reprint, a profile changed since): too late to reject.
@@ -152,7 +153,7 @@ class Printing:
         return False
 
     async def retry_held(self) -> None:
-        for letter_id in list(self.held):
+        for letter_id in sorted(self.held, key=self.work_key):  # earliest deadline first
             await self.route(letter_id)
             if self.store.get(letter_id) is None or self.store.get(letter_id)["stage"] != "held":
                 self.held.discard(letter_id)  # cancelled or finished meanwhile
@@ -162,8 +163,9 @@ class Printing:
         await self.drain_backlog()
 
     async def drain_backlog(self) -> None:
-        """Route letters that waited for room, oldest first, while printers have room."""
-        for letter_id in list(self._backlog):
+        """Route letters that waited for room, earliest deadline first (``work_key``), while
+        printers have room."""
+        for letter_id in sorted(self._backlog, key=self._backlog.__getitem__):
             rec = self.store.get(letter_id)
             if rec is None or rec["stage"] != "verified":
                 self._backlog.pop(letter_id, None)

@@ -36,6 +36,7 @@ class Recoverable(Protocol):
     async def hand_on(self, letter_id: str, family: str, stage: str) -> None: ...
     def operator_hold(self, letter_id: str, why: str) -> None: ...
     async def retry_waiting(self) -> None: ...
+    def record_key(self, rec: dict) -> tuple: ...  # where it stands: earliest deadline first
 
 
 async def recover(p: Recoverable) -> None:
@@ -49,7 +50,7 @@ async def recover(p: Recoverable) -> None:
         if not accepted or accepted[0].get("sent"):
             p.store.update(rec["id"], stage="verified", event="ACCEPTED was answered before the restart")
             await p.route(rec["id"])
-    for rec in by_stage.get("verified", []) + by_stage.get("held", []):
+    for rec in sorted(by_stage.get("verified", []) + by_stage.get("held", []), key=p.record_key):  # EDF
         await p.route(rec["id"])
     for stage in AT_DEVICE:
         by_device: dict[str, list[str]] = {}

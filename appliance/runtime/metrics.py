@@ -147,6 +147,15 @@ class PipelineCollector:
                       [((t["name"],), t["restarts"]) for t in snap.get("tasks", [])])
         yield gauge("appliance_healthy", "1 while no supervised task keeps failing",
                     rows=[((), 1 if snap.get("healthy", True) else 0)])
+        dl = snap.get("deadlines") or {}
+        yield gauge("appliance_deadlines_at_risk", "Letters that will miss their dispatch-by at the current rate",
+                    rows=[((), dl.get("at_risk", 0))])
+        yield gauge("appliance_deadlines_missed", "Letters that missed their dispatch-by, by day (the "
+                    "deadline's) and pack, for the last 14 days kept", ["day", "pack"],
+                    [((day, pack), n) for day, packs in sorted((dl.get("missed") or {}).items())
+                     for pack, n in sorted(packs.items())])
+        yield counter("appliance_deadlines_missed_total", "Letters that missed their dispatch-by (all days kept)",
+                      rows=[((), dl.get("missed_total", 0))])
 
 
 class MetricsServer:

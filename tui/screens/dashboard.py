@@ -15,6 +15,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
+from appliance.core.deadlines import deadlines_line
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.detail import LetterDetailScreen
 from tui.widgets.fit_table import FitTable, clip
@@ -78,6 +79,10 @@ def summary_text(s: dict) -> Text:
     tp = s.get("throughput") or []
     t.append(f"  final/min {tp[-1] if tp else 0} {sparkline(tp)}\n")
     t.append("  ".join(f"{k} {counts[k]}" for k in ORDER if counts.get(k)) or "no letters yet")
+    dl = s.get("deadlines")
+    if dl:  # one line: at risk, missed today, next cut-off
+        t.append("\n" + deadlines_line(dl), style="bold red" if dl.get("missed_today") else
+                 "bold yellow" if dl.get("at_risk") else "")
     return t
 
 

@@ -16,7 +16,8 @@ from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock, letter_status
 
 FIELDS = ("status", "stage", "specification_id", "group_id", "printer", "device", "job", "pages",
-          "sheets", "attempts", "reason_code", "reason_text", "hold_reason")
+          "sheets", "attempts", "reason_code", "reason_text", "hold_reason", "dispatch_by_local",
+          "dispatch_rule", "at_risk")
 SKIP_IN_EVENT = {"t", "event"}
 
 
