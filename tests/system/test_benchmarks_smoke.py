@@ -48,6 +48,7 @@ SMOKE = {
     "file_inserter_bench.py": (["--pieces", "60", "--batch", "20"], {"write_pieces_per_s", "apply_pieces_per_s"}),
     "intake_bench.py": (["--quick", "--baseline", ""], {"ingest", "rss", "bombs"}),
     "coverage_bench.py": (["--dpi", "36", "--json"], {"renderers", "summary"}),
+    "deadline_bench.py": (["--backlog", "100", "--json"], {"edf", "fifo", "speedup"}),
 }
 
 
