@@ -3,10 +3,13 @@ envelope id (a client-branded envelope never used for another pack); a letter wh
 envelope nobody holds is held before printing, with one alert per envelope, and printed
 and enclosed in the right envelope once an operator loads it over the control socket."""
 
+import argparse
+import asyncio
 import json
 import os
 from pathlib import Path
 
+from appliance.cli import devices
 from appliance.control.client import ControlClient
 from appliance.control.server import ControlServer
 from appliance.core.errors import ControlError
@@ -57,7 +60,7 @@ def printed(state: Path) -> set[str]:
     return {json.loads(x)["letter_id"] for x in path.read_text().splitlines()} if path.exists() else set()
 
 
-async def test_envelope_held_before_print_then_loaded_and_branded_never_mixed(tmp_path):
+async def test_envelope_held_before_print_then_loaded_and_branded_never_mixed(tmp_path, capsys):
     profile = tmp_path / "profile.toml"
     profile.write_text(PROFILE)
     sb = await new_sandbox(good=0)
@@ -91,8 +94,11 @@ async def test_envelope_held_before_print_then_loaded_and_branded_never_mixed(tm
                             assert "\n" not in str(e) and ("nope" in str(e) or "economy-c4" in str(e)), e
                         else:
                             raise AssertionError(f"{bad} was accepted")
-                    said = await c.call("envelopes", inserter="stock", action="add", envelope="economy-c4")
-                    assert said["envelopes"] == ["economy-c4", "economy-c5"], said
+                # The CLI an operator types at the reload, over the same socket.
+                cli = argparse.Namespace(what=["envelopes", "stock", "add", "economy-c4"], socket=str(sock),
+                                         json=False, config=None, profile=None)
+                assert await asyncio.to_thread(devices.cmd_devices, cli) == 0
+                assert capsys.readouterr().out.strip() == "stock holds economy-c4, economy-c5"
                 await f.wait_final(c5, timeout=30)
                 assert "routing:envelope:economy-c4" not in {a.key for a in f.pipe.alerts.open_alerts()}
                 events = [h.get("event") for h in (f.store.get(c5[0]) or {}).get("history", [])]
@@ -114,3 +120,30 @@ async def test_envelope_held_before_print_then_loaded_and_branded_never_mixed(tm
     assert json.loads(saved.read_text())["inserters"]["stock"] == ["economy-c4", "economy-c5"]
     log = [json.loads(x) for x in (state / "envelopes.jsonl").read_text().splitlines()]
     assert [(e["inserter"], e["action"], e["envelope"]) for e in log] == [("stock", "add", "economy-c4")]
+
+
+def test_loaded_envelopes_survive_a_restart_and_the_profile_is_only_the_first_start(tmp_path):
+    from appliance.core.errors import ActionRefused
+    from appliance.pipeline.envelopes import EnvelopeStock
+
+    first = EnvelopeStock(tmp_path, {"a": frozenset({"economy-c5"}), "b": frozenset()})
+    assert first.takes("b", "anything") and not first.takes("a", "first-c5")  # no list = any
+    assert first.change("a", "add", "first-c5", who="sam") == "a holds economy-c5, first-c5"
+    assert first.change("a", "remove", "economy-c5") == "a holds first-c5"
+    mistakes = {("c", "add", "x"): "no inserter named 'c'; inserters: a, b",
+                ("a", "remove", "economy-c5"): "envelope economy-c5 is not loaded at a (holds first-c5)",
+                ("b", "remove", "x"): "takes any envelope", ("a", "add", "two words"): "no spaces"}
+    for bad, words in mistakes.items():
+        try:
+            first.change(*bad)
+        except ActionRefused as e:
+            assert words in str(e) and "\n" not in str(e), e
+        else:
+            raise AssertionError(bad)
+    # Restarted with the same profile, and with a new inserter added to it.
+    again = EnvelopeStock(tmp_path, {"a": frozenset({"economy-c5"}), "b": frozenset(),
+                                     "new": frozenset({"x"})})
+    assert again.listing("a") == ["first-c5"] and again.listing("b") is None and again.listing("new") == ["x"]
+    assert (tmp_path / "envelopes.json").stat().st_mode & 0o777 == 0o600
+    assert [(h["action"], h["envelope"], h["by"]) for h in again.history()] == [
+        ("add", "first-c5", "sam"), ("remove", "economy-c5", "operator")]
