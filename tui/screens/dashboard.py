@@ -213,8 +213,9 @@ class DashboardScreen(Screen):
                 if text:
                     self.notify("start with + (load) or - (unload), then the envelope id", severity="error")
                 return
-            said = await self.app.call("envelopes", inserter=name, who=self.app.operator,
-                                       action="add" if text[0] == "+" else "remove", envelope=text[1:].strip())
+            action = "add" if text[0] == "+" else "remove"
+            said = await self.app.call("envelopes", inserter=name, who=self.app.operator, action=action,
+                                       envelope=text[1:].strip())
             if said:
                 self.notify(said["message"])
             await self.app.refresh_status()
