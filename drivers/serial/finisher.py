@@ -140,6 +140,7 @@ class SerialFinisher(Driver):
         self._snapshot_at = 0.0
         self._next_batch = self._read_journal_batches() + 1
         self._batch_key: tuple[str, str] | None = None  # (envelope, postage) of the open batch
+        self._ending: int | None = None  # batch told to end for the next (envelope, postage)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -285,12 +286,16 @@ class SerialFinisher(Driver):
             while self.pending and self._ready():
                 key = finishing_key(self.pending[0])
                 if self.tracker.open and self._batch_key not in (None, key):
-                    # A batch never mixes envelopes or tariffs: this one ends first (its
-                    # pieces all reported), then the next opens; the monitor wakes us.
+                    # A batch never mixes envelopes or tariffs: this one ends first, then the
+                    # next opens once its pieces are all settled (reported, or left out when
+                    # the machine closed the batch without them: see _tray).
+                    if self._ending != self.tracker.batch:
+                        self._ending = self.tracker.batch
+                        await self._send("end_batch", batch=self.tracker.batch)
                     if self.tracker.outstanding:
                         break
                     self.tracker.close_batch()
-                    await self._send("end_batch", batch=self.tracker.batch)
+                    self._ending = None
                 if not self.tracker.open:
                     batch = self._next_batch
                     self._next_batch = batch % 9999 + 1
@@ -530,6 +535,16 @@ class SerialFinisher(Driver):
     def _tray(self, g: dict[str, str]) -> None:
         self._count("trays")
         count = int(g["count"]) if g.get("count", "").isdigit() else None
+        batch = int(g["batch"]) if g.get("batch", "").isdigit() else None
+        if batch is not None and batch == self._ending == self.tracker.batch and self.tracker.outstanding:
+            # The machine closed the batch we ended without reporting these: it went past
+            # them, as when a later piece is reported (_piece_report).
+            for piece in self.tracker.take_all():
+                if self.readback and not piece.reads:
+                    self._suspect(piece, hand_pulled())
+                else:
+                    self._unknown(piece, "its report never came (its batch ended)")
+            self._wake.set()
         self.emit("tray.complete", None, g.get("batch"), count=count, tray=g.get("tray"))
 
     def _stock(self, item: str, count: int) -> None:
