@@ -147,3 +147,30 @@ def test_loaded_envelopes_survive_a_restart_and_the_profile_is_only_the_first_st
     assert (tmp_path / "envelopes.json").stat().st_mode & 0o777 == 0o600
     assert [(h["action"], h["envelope"], h["by"]) for h in again.history()] == [
         ("add", "first-c5", "sam"), ("remove", "economy-c5", "operator")]
+
+
+async def test_envelope_unloaded_while_the_letter_prints_waits_at_the_inserter_until_loaded(tmp_path):
+    from appliance.pipeline.operator import Operator
+
+    profile = tmp_path / "profile.toml"
+    profile.write_text(PROFILE.replace("job_seconds = 0.01", "job_seconds = 1.0"))
+    sb = await new_sandbox(good=0)
+    state = tmp_path / "state"
+    try:
+        async with Floor(sb, tmp_path, profile=profile) as f:
+            op = Operator(f.pipe)
+            lid = sb.add_letter(specification_id="client1-campaign1", pages=2)
+            await f.wait(lambda: (f.store.get(lid) or {}).get("stage") == "printing")
+            await op.envelopes("branded", "remove", "client1-campaign1", who="sam")
+            await f.wait(lambda: f.store.get(lid)["stage"] == "wait-inserter")
+            alert = next(a for a in f.pipe.alerts.open_alerts()
+                         if a.key == "routing:envelope:client1-campaign1")
+            assert alert.message == "load envelope client1-campaign1: 1 letters waiting"
+            assert not ledger(state, "stock", "enclosed.jsonl")  # never enclosed in another pack's envelope
+            await op.envelopes("branded", "add", "client1-campaign1", who="sam")
+            await f.wait_final([lid])
+            assert "routing:envelope:client1-campaign1" not in {a.key for a in f.pipe.alerts.open_alerts()}
+    finally:
+        await sb.stop()
+    assert sb.letters[lid].status == "DISPATCHED"
+    assert ledger(state, "branded", "enclosed.jsonl")[lid]["envelope"] == "client1-campaign1"
