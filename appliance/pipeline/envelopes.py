@@ -47,8 +47,9 @@ class EnvelopeStock:
                 self.loaded[name] = None if ids is None else frozenset(str(i) for i in ids)
 
     def takes(self, inserter: str, envelope: str | None) -> bool:
+        """A pack naming no envelope (a custom pack) may use any inserter."""
         ids = self.loaded.get(inserter)
-        return ids is None or (envelope or "") in ids
+        return ids is None or not envelope or envelope in ids
 
     def listing(self, inserter: str) -> list[str] | None:
         self._known(inserter)
