@@ -83,14 +83,15 @@ class SimInserter(_SimFinisher):
 
     def refuse(self, work: Work) -> str | None:
         wanted = work.pack.envelope_id or ""
-        if self.envelopes is not None and wanted not in self.envelopes:
+        if wanted and self.envelopes is not None and wanted not in self.envelopes:
             return f"envelope {wanted} not in the feeders ({', '.join(sorted(self.envelopes)) or 'none'})"
         return None
 
     def piece_detail(self, work: Work) -> dict:
         self.stock = getattr(self, "stock", self.settings.get("stock", 100000)) - 1
         wanted = work.pack.envelope_id or ""
-        used = wanted if self.envelopes is None else next(e for e in sorted(self.envelopes) if e == wanted)
+        used = wanted if self.envelopes is None or not wanted else next(
+            e for e in sorted(self.envelopes) if e == wanted)
         return {"envelope": used, "inserts": list(work.pack.insert_ids), "stock_remaining": self.stock}
 
 
