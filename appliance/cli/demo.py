@@ -6,6 +6,7 @@ import asyncio
 
 from appliance.control.protocol import DEFAULT_SOCKET
 from appliance.runtime.demo import run_demo
+from appliance.runtime.demo_scenarios import SCENARIOS
 from appliance.runtime.logs import setup_logging
 
 
@@ -29,6 +30,9 @@ def register(sub) -> None:
                    help="option for a simulated machine, e.g. fm200:stock=40 (a small ink cartridge) or "
                         "fm200:refill_seconds=0 (nobody refills it; the default: refilled after 1 s); "
                         "repeatable")
+    p.add_argument("--scenario", choices=SCENARIOS,
+                   help="play a floor situation: envelopes = one envelope not loaded at the start; its "
+                        "letters are held before printing until the demo's operator loads it")
     p.add_argument("--summary-json", metavar="PATH", help="write final figures as JSON")
     p.add_argument("--sandbox-log", metavar="PATH", help="write the sandbox's request log (JSON lines)")
     p.add_argument("--timeout", type=float, default=600, help="give up after this many seconds")

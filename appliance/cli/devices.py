@@ -11,8 +11,10 @@ import json
 import time
 from pathlib import Path
 
-from appliance.cli.common import config_path, floor_args
+from appliance.cli.common import config_path, floor_args, socket_arg
 from appliance.config.profile import floor_from_args
+from appliance.control.client import call
+from appliance.core.errors import UserError
 
 FRESH_SECONDS = 10.0
 
@@ -22,6 +24,10 @@ def register(sub) -> None:
                        description="List the finishing machines of a floor with link state, counters and stock.")
     floor_args(p, profile_help="a hardware profile (asks each machine directly)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    socket_arg(p)
+    p.add_argument("what", nargs="*", metavar="envelopes INSERTER [add|remove ID]",
+                   help="the envelope ids loaded at an inserter, asked of the running daemon; "
+                        "add or remove one when the feeders are reloaded")
     p.set_defaults(func=cmd_devices)
 
 
@@ -64,7 +70,22 @@ def _line(r: dict) -> str:
     return head + ("\n" + tail if tail else "")
 
 
+def cmd_envelopes(args) -> int:
+    what = args.what
+    if (what[0] != "envelopes" or len(what) not in (2, 4)
+            or (len(what) == 4 and what[2] not in ("add", "remove"))):
+        raise UserError("usage: appliance devices envelopes INSERTER [add|remove ENVELOPE_ID]")
+    kw = {"inserter": what[1]}
+    if len(what) == 4:
+        kw.update(action=what[2], envelope=what[3])
+    answer = call(args.socket, "envelopes", **kw)
+    print(json.dumps(answer, indent=2) if args.json else answer["message"])
+    return 0
+
+
 def cmd_devices(args) -> int:
+    if getattr(args, "what", None):  # appliance devices envelopes ...
+        return cmd_envelopes(args)
     profile, config = floor_from_args(config_path(args.config), args.profile)
     state_dir = config.state_dir if config else None
     rows = [describe(spec, state_dir) for spec in profile.inserters + profile.frankers]

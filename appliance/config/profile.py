@@ -18,6 +18,7 @@ from appliance.config.service import parse_service
 from appliance.config.settings import DEFAULT_CONFIG_PATH, Config, load_config, read_toml
 from appliance.core.deadlines import ServiceTable
 from appliance.core.errors import ConfigError
+from appliance.core.mailpiece import Item, Materials
 from appliance.core.packs import load_packs
 from appliance.core.reprint import ReprintPolicy
 from appliance.core.routing import PrinterCaps, why_not
@@ -57,6 +58,7 @@ class Profile:
     reprint: ReprintPolicy = field(default_factory=ReprintPolicy)  # [reprint]: automatic reprints
     verify: VerifyPolicy = field(default_factory=VerifyPolicy)  # [verify]: what PDFs this floor takes
     service: ServiceTable = field(default_factory=ServiceTable)  # [service]: cut-offs, dispatch days
+    materials: Materials = field(default_factory=Materials)  # [materials]: mailpiece weight/thickness
 
     def devices(self) -> tuple[DeviceSpec, ...]:
         return self.printers + self.inserters + self.frankers
@@ -142,12 +144,13 @@ def load_profile(path: str | Path) -> Profile:
     path = Path(path)
     data = read_toml(path, "hardware profile")
     allowed = {"profile", "printer", "inserter", "franker", "events", "mi", "failure_reasons", "marks",
-               "reprint", "verify", "service"}
+               "reprint", "verify", "service", "materials"}
     for key in data:
         if key not in allowed:
             raise ConfigError(
                 f"{path}: unknown section {key!r}; expected [profile], [[printer]], [[inserter]], "
-                "[[franker]], [events], [mi], [failure_reasons], [marks], [reprint], [verify] or [service]"
+                "[[franker]], [events], [mi], [failure_reasons], [marks], [reprint], [verify], [service] "
+                "or [materials]"
             )
     head = data.get("profile", {})
     if not isinstance(head, dict):
@@ -203,7 +206,65 @@ def load_profile(path: str | Path) -> Profile:
         reprint=parse_reprint(path, data.get("reprint"), {s.name for s in families["printer"]}),
         verify=_verify(path, data.get("verify")),
         service=parse_service(path, data.get("service")),
+        materials=_materials(path, data.get("materials")),
     )
+
+
+_ITEM_KEYS = {"weight_g": float, "thickness_mm": float}
+
+
+def _materials(path: Path, data: Any) -> Materials:
+    """[materials]: what envelopes, inserts and paper weigh and measure (defaults and their
+    sources: appliance.core.mailpiece).  Example::
+
+        [materials]
+        caliper_mm_per_gsm = 0.00125
+        [materials.envelopes]
+        "economy-c5" = { weight_g = 4.5, thickness_mm = 0.3 }
+        [materials.inserts]
+        "CSP15" = { weight_g = 5.0, thickness_mm = 0.1 }
+        [materials.paper]
+        "paper-braille" = { caliper_mm = 0.25 }
+    """
+    if data is None:
+        return Materials()
+    where = f"{path}: [materials]"
+    data = table(where, data, "write [materials] then its keys")
+    known_keys(where, data, ("caliper_mm_per_gsm", "envelopes", "inserts", "paper"))
+    caliper = typed(where, "caliper_mm_per_gsm", data.get("caliper_mm_per_gsm", 0.00125), float)
+    if not 0 < caliper <= 0.01:
+        raise ConfigError(f"{where} caliper_mm_per_gsm: must be above 0 and at most 0.01 (mm per sheet per "
+                          f"gsm; 80 gsm paper is about 0.1 mm: 0.00125), got {caliper:g}")
+    items: dict[str, dict[str, Item]] = {}
+    for section in ("envelopes", "inserts"):
+        sub = f"{where[:-1]}.{section}]"
+        tab = table(sub, data.get(section, {}), f'write [materials.{section}] then "ID" = '
+                                               "{ weight_g = 4.5, thickness_mm = 0.3 }")
+        items[section] = {}
+        for ident, spec in tab.items():
+            key = f'"{ident}"'
+            example = "write { weight_g = 4.5, thickness_mm = 0.3 }"
+            spec = typed_table(f"{sub} {key}", table(f"{sub} {key}", spec, example), _ITEM_KEYS)
+            for k in _ITEM_KEYS:
+                if k not in spec:
+                    raise ConfigError(f"{sub} {key}: {k} missing; {example}")
+            if not 0 <= spec["weight_g"] <= 5000 or not 0 <= spec["thickness_mm"] <= 100:
+                raise ConfigError(f"{sub} {key}: weight_g must be 0-5000 (grams) and thickness_mm 0-100 "
+                                  f"(millimetres), got {spec['weight_g']:g} g, {spec['thickness_mm']:g} mm")
+            items[section][ident] = Item(spec["weight_g"], spec["thickness_mm"])
+    sub = f"{where[:-1]}.paper]"
+    paper = {}
+    for ident, spec in table(sub, data.get("paper", {}), 'write [materials.paper] then "ID" = '
+                                                         "{ caliper_mm = 0.1 }").items():
+        key = f'"{ident}"'
+        spec = typed_table(f"{sub} {key}", table(f"{sub} {key}", spec, "write { caliper_mm = 0.1 }"),
+                           {"caliper_mm": float})
+        mm = spec.get("caliper_mm")
+        if mm is None or not 0 < mm <= 5:
+            raise ConfigError(f"{sub} {key} caliper_mm: give the thickness of one sheet in mm, above 0 "
+                              f"and at most 5 (80 gsm paper: 0.1), got {mm!r}")
+        paper[ident] = mm
+    return Materials(items["envelopes"], items["inserts"], caliper, paper)
 
 
 _VERIFY_KEYS = {"page_tolerance_mm": float, "allow_active_content": bool}

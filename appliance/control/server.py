@@ -239,6 +239,11 @@ class ControlServer:
     async def cmd_drain(self, device: str) -> str:
         return await self.op.drain(device)
 
+    async def cmd_envelopes(self, inserter: str, action: str = "list", envelope: str = "",
+                            who: str = "operator") -> dict:
+        """The envelope ids loaded at an inserter; ``add`` / ``remove`` one."""
+        return await self.op.envelopes(inserter, action, envelope, who)
+
     async def cmd_reprint(self, id: str) -> str:
         return await self.op.reprint(id)
 

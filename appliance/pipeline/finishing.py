@@ -13,6 +13,7 @@ from typing import Any
 
 from appliance.core import reprint
 from appliance.core.status import Status, is_final, status_for_event
+from appliance.pipeline.envelopes import EnvelopeStock
 from drivers.base import DeviceEvent
 
 log = logging.getLogger("appliance.pipeline")
@@ -24,6 +25,7 @@ STAGE_PROVED_BY = {Status.PRINTED: "printing", Status.ENCLOSED: "enclosing", Sta
 FINISHED_THERE = ("job.completed", "job.aborted", "job.canceled", "piece.")
 
 
+
 class Finishing:
     def operator_hold(self, letter_id: str, why: str) -> None:
         """Put a letter before a person: never advanced automatically from here."""
@@ -31,15 +33,85 @@ class Finishing:
         self.alert("operator", f"piece needs a person: {why}", letter_id, key=f"letter:{letter_id}:hold",
                    severity="critical")
 
+    # --- envelopes loaded at the inserters (appliance.pipeline.envelopes) ---------------
+
+    @property
+    def envelope_stock(self) -> EnvelopeStock:
+        stock = self.__dict__.get("_envelope_stock")
+        if stock is None:
+            stock = self.__dict__["_envelope_stock"] = EnvelopeStock(
+                self.state_dir, {s.name: s.accepts for s in self.profile.inserters})
+            self.__dict__["_env_wait"] = {}
+        return stock
+
+    def _takes(self, family: str, spec, wanted: str | None) -> bool:
+        if family == "inserter":
+            return self.envelope_stock.takes(spec.name, wanted)
+        return not spec.accepts or wanted in spec.accepts
+
+    def envelope_hold(self, letter_id: str, rec: dict, pack) -> bool:
+        """Before printing: does any inserter of the floor hold the pack's envelope?  If not,
+        the letter is held (no printed paper waiting at an inserter for hours), with one
+        alert per envelope, and True is returned; it is routed when the envelope is loaded.
+        An inserter that holds it but is down (offline, jammed) does not stop printing: the
+        letter waits at wait-inserter as for any inserter fault, which has its own alert."""
+        if not self.profile.inserters:
+            return False  # finished by hand: nobody to ask
+        env = pack.envelope_id or ""
+        stock, waiting = self.envelope_stock, self.__dict__["_env_wait"]
+        if any(stock.takes(s.name, env) for s in self.profile.inserters):
+            if rec.get("wait_envelope"):
+                self.held.discard(letter_id)  # printer routing decides from here
+                self.store.update(letter_id, wait_envelope=None, event=f"envelope {env} loaded: released")
+            self._envelope_released(env, letter_id)
+            return False
+        self.held.add(letter_id)
+        if rec["stage"] != "held" or rec.get("wait_envelope") != env:
+            self.store.update(letter_id, stage="held", wait_envelope=env, event=f"wait-envelope {env}",
+                              hold_reason=f"envelope {env} is not loaded at any inserter that is up")
+        waiting.setdefault(env, set()).add(letter_id)
+        self._envelope_alert(env)
+        return True
+
+    def _envelope_alert(self, env: str) -> None:
+        n = len(self.__dict__["_env_wait"].get(env, ()))
+        self.alert("routing", f"load envelope {env}: {n} letters waiting", key=f"routing:envelope:{env}",
+                   severity="critical")
+
+    def _envelope_released(self, env: str, letter_id: str) -> None:
+        waiting = self.__dict__["_env_wait"]
+        ids = waiting.get(env)
+        if ids and letter_id in ids:
+            ids.discard(letter_id)
+            if ids:
+                self._envelope_alert(env)
+            else:
+                del waiting[env]
+                self.clear_alert(f"routing:envelope:{env}")
+
+    def refresh_envelope_alerts(self) -> None:
+        """Forget letters no longer waiting for an envelope (cancelled, finished, loaded)."""
+        self.envelope_stock  # noqa: B018 - makes the wait table
+        for env, ids in list(self.__dict__["_env_wait"].items()):
+            for lid in list(ids):
+                rec = self.store.get(lid)
+                if rec is None or rec["stage"] not in ("held", "wait-inserter") or (
+                        rec["stage"] == "held" and rec.get("wait_envelope") != env):
+                    self._envelope_released(env, lid)
+
     def _finisher_for(self, family: str, rec: dict) -> str | None:
         pack = self.packs[rec["specification_id"]]
         wanted = pack.envelope_id if family == "inserter" else pack.postage_id
         specs = self.profile.inserters if family == "inserter" else self.profile.frankers
-        ok = [s for s in specs if (not s.accepts or wanted in s.accepts)
+        ok = [s for s in specs if self._takes(family, s, wanted)
               and self.device_state.get(s.name) in ("idle", "busy")]
         if not ok:
             return None
-        return min(ok, key=lambda s: self.load[s.name]).name
+        name = min(ok, key=lambda s: self.load[s.name]).name
+        if family == "inserter" and name in self.devices:
+            # What the feeders hold, for a driver that checks it (the simulators do).
+            self.devices[name].envelopes = self.envelope_stock.loaded.get(name)
+        return name
 
     async def hand_on(self, letter_id: str, family: str, stage: str) -> None:
         """Give a letter to the next finishing machine, intent first."""
@@ -47,11 +119,21 @@ class Finishing:
         name = self._finisher_for(family, rec)
         if name is None:
             self.store.update(letter_id, stage=f"wait-{family}", event=f"no {family}")
+            pack = self.packs[rec["specification_id"]]
+            env = pack.envelope_id or ""
+            if family == "inserter" and not any(self.envelope_stock.takes(s.name, env)
+                                                for s in self.profile.inserters):
+                # No inserter holds the envelope (unloaded while the letter printed).
+                self.__dict__["_env_wait"].setdefault(env, set()).add(letter_id)
+                self._envelope_alert(env)
+                return
             # One cause, however many letters wait behind it (the device's own alert says why).
             waiting = self.store.stage_count(f"wait-{family}")
             self.alert("routing", f"no {family} available; {waiting} letter(s) wait",
                        key=f"routing:no-{family}", severity="critical")
             return
+        if family == "inserter":
+            self._envelope_released(self.packs[rec["specification_id"]].envelope_id or "", letter_id)
         self.store.update(letter_id, stage=stage, device=name, event="submit")
         self._intend(name, letter_id)
 
@@ -70,6 +152,7 @@ class Finishing:
         for family in ("inserter", "franker"):
             if not self.store.stage_count(f"wait-{family}"):
                 self.clear_alert(f"routing:no-{family}")
+        self.refresh_envelope_alerts()
 
     async def _event_loop(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from pathlib import Path
 from appliance.api.client import ApiError, ApiUnavailable
 from appliance.api.limits import is_safe_id
 from appliance.core.errors import UserError
+from appliance.core.mailpiece import mailpiece, over_bound
 from appliance.core.routing import capable
 from appliance.core.status import REJECT_REASONS, Status, is_final
 from appliance.core.verify import PdfFacts, Verdict, coverage_summary
@@ -188,10 +189,18 @@ class IntakeSide:
                          deadline=deadline)
             await self.committer.durable()
             return
+        # The mailpiece against its postage's bounds (appliance.core.mailpiece), before ACCEPTED.
+        piece = mailpiece(pack, verdict.sheets or 0, self.profile.materials)
+        over = over_bound(pack, piece)
+        if over:
+            pdf.unlink(missing_ok=True)
+            self._reject(letter_id, over[0], over[1], deadline=deadline)
+            await self.committer.durable()
+            return
         # Printed only once Notify has queued the ACCEPTED within the window (accepted_sent).
         self.store.update(letter_id, event="verified", stage="accepting", pdf=str(pdf),
                           pages=verdict.pages, sheets=verdict.sheets, intake_retry_at=None,
-                          **coverage_summary(facts))
+                          weight_g=piece.weight_g, thickness_mm=piece.thickness_mm, **coverage_summary(facts))
         self._set_status(letter_id, Status.ACCEPTED, event="verified", deadline=deadline)
 
     # --- what the outbox reports (appliance.pipeline.outbox.OutboxEvents) -----------------

@@ -14,6 +14,12 @@ from appliance.core.returns import Row, apply_rows
 from appliance.core.status import Status, TransitionError, return_reason
 
 
+def _holds(inserter: str, ids: list[str] | None) -> str:
+    if ids is None:
+        return f"{inserter} takes any envelope (no list in the profile)"
+    return f"{inserter} holds {', '.join(ids) or 'no envelopes'}"
+
+
 class Operator:
     def __init__(self, pipeline):
         self.p = pipeline
@@ -46,6 +52,26 @@ class Operator:
         self.p.device_state[name] = "draining"
         self.p.publish("device", {"name": name, "state": "draining"})
         return f"{name} draining: no new work until resumed"
+
+    async def envelopes(self, inserter: str, action: str = "list", envelope: str = "",
+                        who: str = "operator") -> dict:
+        """List, load (``add``) or unload (``remove``) an envelope id at an inserter: kept in
+        the state folder, logged, shown in the consoles' log; letters held for a loaded
+        envelope are printed now, and a letter whose envelope was unloaded waits."""
+        stock = self.p.envelope_stock
+        if action == "list":
+            return {"inserter": inserter, "envelopes": stock.listing(inserter),
+                    "message": _holds(inserter, stock.listing(inserter))}
+        line = stock.change(inserter, action, envelope, who)
+        self.p.publish("device", {"name": inserter, "state": self.p.device_state.get(inserter),
+                                  "detail": f"envelope {envelope.strip()} "
+                                            f"{'loaded' if action == 'add' else 'unloaded'} by {who[:80]}"})
+        if action == "add":
+            await self.p.retry_held()
+            await self.p.retry_waiting()
+        self.p.refresh_envelope_alerts()
+        await self.p.committer.durable()
+        return {"inserter": inserter, "envelopes": stock.listing(inserter), "message": line}
 
     # --- alerts ----------------------------------------------------------------------
 

@@ -80,6 +80,10 @@ class Printing:
         """Route a letter to a printer (ACCEPTED, or PRINTED when an operator reprints)."""
         rec = self.store.get(letter_id)
         pack = self.packs[rec["specification_id"]]
+        # Envelope first (appliance.pipeline.finishing): a letter whose envelope no inserter
+        # that is up holds waits unprinted, not as paper at an inserter.
+        if self.envelope_hold(letter_id, rec, pack):
+            return
         views = self._printer_views()
         choice = choose_printer(views, pack, self.profile.print_features,
                                 frozenset(self.tried.get(letter_id, ())))

@@ -219,6 +219,12 @@ async def run_demo(args) -> int:
         raise
     pipe, store, client = app.pipeline, app.store, app.client
     ids = list(sandbox.letters)
+    scenario = None
+    if getattr(args, "scenario", None) == "envelopes":
+        from appliance.runtime.demo_scenarios import EnvelopeScenario
+
+        scenario = EnvelopeScenario(pipe, sandbox.letters.values())
+        scenario.prepare()
     seen = resume_sandbox(sandbox, store)
     done_before = sum(n for s, n in store.counts().items() if s in FINAL)
     if ids and seen["final"] == len(ids) and not store.in_flight_ids():
@@ -258,6 +264,8 @@ async def run_demo(args) -> int:
                 finished = True
                 break
             await operator.settle()
+            if scenario:
+                await scenario.step(operator.op)
             if progress:
                 print(_progress_line(pipe, started, len(ids), done_before), end="", file=sys.stderr,
                       flush=True)
@@ -303,6 +311,8 @@ async def run_demo(args) -> int:
             "state_dir": str(state_dir),
             "holds_settled": dict(operator.settled) if operator else {},
         }
+        if scenario:
+            summary["scenario"] = scenario.report()
         await sandbox.stop()
         if floor:
             await asyncio.to_thread(floor.stop)
@@ -350,6 +360,10 @@ def _final_table(summary: dict, done_now: int) -> str:
     lines += ["", "API calls        count"]
     for k, n in summary["api_calls"].items():
         lines.append(f"  {k:<14} {n:>7}")
+    if summary.get("scenario"):
+        from appliance.runtime.demo_scenarios import report_lines
+
+        lines += report_lines(summary["scenario"])
     if summary.get("holds_settled"):
         told = ", ".join(f"{n} {k}" for k, n in sorted(summary["holds_settled"].items()))
         lines += ["", f"pieces on hold settled by the demo's operator from the machines' logs: {told}"]

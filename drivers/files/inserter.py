@@ -3,10 +3,10 @@ result file per batch (or part of one) back.
 
 High-end inserters take their work as a job/run data file dropped into a watched folder
 and write what happened to each piece into a result folder.  This driver collects the
-pieces handed to it into a batch; the batch closes when it holds ``batch_size`` pieces or
-nothing new came for ``batch_idle`` seconds, and is written as ``<batch>.run.csv`` into
-``outbox_dir`` (written to ``.<batch>.run.csv.tmp``, fsynced, then renamed, so the machine
-never sees half a file).  Formats: drivers/files/format.py.
+pieces handed to it into batches of one (envelope, postage) each; a batch closes when it
+holds ``batch_size`` pieces or nothing new came for ``batch_idle`` seconds, and is written
+as ``<batch>.run.csv`` into ``outbox_dir`` (written to ``.<batch>.run.csv.tmp``, fsynced,
+then renamed, so the machine never sees half a file).  Formats: drivers/files/format.py.
 
 Results: every ``*.result.csv`` in ``results_dir`` is read, oldest first.  The machine
 must write each one under another name (e.g. ``<batch>.result.csv.tmp`` or a dot-name)
@@ -44,6 +44,7 @@ import drivers
 from appliance.core.errors import ConfigError
 from appliance.store.journal import fsync_dir, open_private, private_dir, write_private
 from drivers.base import Driver, Health, Work
+from drivers.batching import finishing_key
 from drivers.files.book import Book, BookPiece
 from drivers.files.format import RunRecord, parse_results, render_run
 
@@ -236,8 +237,15 @@ class FileInserter(Driver):
     def _batch_due(self) -> bool:
         if not self.open or self.paused:
             return False
-        return (len(self.open) >= self.cfg["batch_size"]
+        return (len(self._next_run()) >= self.cfg["batch_size"]
                 or time.monotonic() - self._last_submit >= self.cfg["batch_idle"])
+
+    def _next_run(self) -> list[Work]:
+        """The pieces of the next run file: the oldest piece's (envelope, postage) and, in
+        print order, the others that share both, so a run never mixes envelopes or tariffs
+        (the machine loads one envelope and the franker applies one tariff per run)."""
+        key = finishing_key(self.open[0])
+        return [w for w in self.open if finishing_key(w) == key][: self.cfg["batch_size"]]
 
     # --- run data files ---------------------------------------------------------------
 
@@ -245,7 +253,7 @@ class FileInserter(Driver):
         """Close the batch: the file is fsynced under a temporary name, then the book records
         it, then it is renamed into the hot folder.  A crash at any point leaves each piece
         either unknown to the book (absent: sent again) or in a run file the machine gets."""
-        works = self.open[: self.cfg["batch_size"]]
+        works = self._next_run()
         batch = self.book.next_batch_id()
         records = [RunRecord(batch, seq, w.letter_id, w.sheets, tuple(w.pack.insert_ids),
                              w.pack.envelope_id or "", w.pack.postage_id) for seq, w in enumerate(works, 1)]
@@ -257,7 +265,8 @@ class FileInserter(Driver):
             self.emit("device.alert", message=f"cannot write run file {tmp.name} in {self.outbox}: {e}")
             return False
         b = self.book.add_batch([w.letter_id for w in works], time.time())
-        del self.open[: len(works)]
+        taken = {w.letter_id for w in works}
+        self.open = [w for w in self.open if w.letter_id not in taken]
         await self._save()
         await asyncio.to_thread(self._finish_run_files)
         self._count("batches")

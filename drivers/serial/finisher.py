@@ -36,6 +36,7 @@ from appliance.core.errors import ConfigError
 from appliance.core.readback import Verdict, hand_pulled, judge
 from appliance.store.journal import Journal, private_dir, write_private
 from drivers.base import Driver, Health, Work
+from drivers.batching import finishing_key
 from drivers.serial.link import LinkDown, SerialLink
 from drivers.serial.protocol import PIECE_EVENTS, Match, load_protocol, serial_kwargs
 from drivers.serial.tracker import Piece, PieceTracker, prove_unheard
@@ -138,6 +139,8 @@ class SerialFinisher(Driver):
         self._last_activity = time.monotonic()
         self._snapshot_at = 0.0
         self._next_batch = self._read_journal_batches() + 1
+        self._batch_key: tuple[str, str] | None = None  # (envelope, postage) of the open batch
+        self._ending: int | None = None  # batch told to end for the next (envelope, postage)
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -211,9 +214,11 @@ class SerialFinisher(Driver):
         settled: the machine may still be working on that batch (its status answer and
         its reports decide), and their fate must not be guessed from the journal alone."""
         records = self.journal.read()
-        batch = next((r["batch"] for r in reversed(records) if r.get("t") == "batch"), None)
-        if batch is None:
+        head = next((r for r in reversed(records) if r.get("t") == "batch"), None)
+        if head is None:
             return
+        batch = head["batch"]
+        self._batch_key = tuple(head["key"]) if isinstance(head.get("key"), list) else None
         last: dict[str, dict] = {}
         heard_div = 0
         next_seq = 1
@@ -279,13 +284,26 @@ class SerialFinisher(Driver):
             await self._wake.wait()
             self._wake.clear()
             while self.pending and self._ready():
+                key = finishing_key(self.pending[0])
+                if self.tracker.open and self._batch_key not in (None, key):
+                    # A batch never mixes envelopes or tariffs: this one ends first, then the
+                    # next opens once its pieces are all settled (reported, or left out when
+                    # the machine closed the batch without them: see _tray).
+                    if self._ending != self.tracker.batch:
+                        self._ending = self.tracker.batch
+                        await self._send("end_batch", batch=self.tracker.batch)
+                    if self.tracker.outstanding:
+                        break
+                    self.tracker.close_batch()
+                    self._ending = None
                 if not self.tracker.open:
                     batch = self._next_batch
                     self._next_batch = batch % 9999 + 1
-                    self.journal.append({"t": "batch", "batch": batch})
+                    self.journal.append({"t": "batch", "batch": batch, "key": list(key)})
                     if not await self._send("start_batch", batch=batch):
                         break
                     self.tracker.open_batch(batch)
+                self._batch_key = key
                 work = self.pending.popleft()
                 piece = self.tracker.announce(work.letter_id, time.monotonic())
                 piece.sheets, piece.run = work.sheets, work.run
@@ -517,6 +535,16 @@ class SerialFinisher(Driver):
     def _tray(self, g: dict[str, str]) -> None:
         self._count("trays")
         count = int(g["count"]) if g.get("count", "").isdigit() else None
+        batch = int(g["batch"]) if g.get("batch", "").isdigit() else None
+        if batch is not None and batch == self._ending == self.tracker.batch and self.tracker.outstanding:
+            # The machine closed the batch we ended without reporting these: it went past
+            # them, as when a later piece is reported (_piece_report).
+            for piece in self.tracker.take_all():
+                if self.readback and not piece.reads:
+                    self._suspect(piece, hand_pulled())
+                else:
+                    self._unknown(piece, "its report never came (its batch ended)")
+            self._wake.set()
         self.emit("tray.complete", None, g.get("batch"), count=count, tray=g.get("tray"))
 
     def _stock(self, item: str, count: int) -> None:
@@ -566,6 +594,8 @@ class SerialFinisher(Driver):
                 for piece in self.tracker.take_all():
                     self._unknown(piece, f"machine unreachable for more than {t['piece_timeout']:.0f} s")
             if self._ready():
+                if self.pending and self.tracker.open and not self.tracker.outstanding:
+                    self._wake.set()  # a batch waiting to end before the next (envelope, postage)
                 for piece in self.tracker.overdue(now, t["piece_timeout"]):
                     self._unknown(piece, f"no report within {t['piece_timeout']:.0f} s")
                 if (self.tracker.open and not self.tracker.outstanding and not self.pending

@@ -41,10 +41,11 @@ class _SimFinisher(Driver):
     async def _handle(self, work: Work, seq: int) -> None:
         await asyncio.sleep(self.settings.get("piece_seconds", 0.01))
         every = self.settings.get("divert_every", 0)
-        if every and seq % every == 0:
+        refused = self.refuse(work)
+        if refused or (every and seq % every == 0):
             self.counters["diverted"] += 1
             await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "seq": seq, "kind": "piece.diverted"})
-            self.emit("piece.diverted", work.letter_id, str(seq), reason="simulated divert")
+            self.emit("piece.diverted", work.letter_id, str(seq), reason=refused or "simulated divert")
             return
         detail = self.piece_detail(work)
         await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "seq": seq, "kind": self.done_kind, **detail})
@@ -53,6 +54,10 @@ class _SimFinisher(Driver):
 
     def piece_detail(self, work: Work) -> dict:
         return {}
+
+    def refuse(self, work: Work) -> str | None:
+        """Why the machine cannot take this piece (None: it can)."""
+        return None
 
     async def reconcile(self, letter_ids: list[str]) -> dict[str, str]:
         # The simulator's ledger is complete: a piece not in it never left the machine.
@@ -71,10 +76,23 @@ class SimInserter(_SimFinisher):
     ledger_name = "enclosed.jsonl"
     SETTINGS = {"piece_seconds": (float, 0.01), "divert_every": (int, 0), "stock": (int, 100000)}
 
+    #: The envelope ids in the feeders, set by the pipeline from what operators loaded
+    #: (None: the machine is not told, it takes any).  A real machine with an envelope
+    #: reader reports the one it used; this one reports the feeder's envelope that matched.
+    envelopes: frozenset[str] | None = None
+
+    def refuse(self, work: Work) -> str | None:
+        wanted = work.pack.envelope_id or ""
+        if wanted and self.envelopes is not None and wanted not in self.envelopes:
+            return f"envelope {wanted} not in the feeders ({', '.join(sorted(self.envelopes)) or 'none'})"
+        return None
+
     def piece_detail(self, work: Work) -> dict:
         self.stock = getattr(self, "stock", self.settings.get("stock", 100000)) - 1
-        return {"envelope": work.pack.envelope_id, "inserts": list(work.pack.insert_ids),
-                "stock_remaining": self.stock}
+        wanted = work.pack.envelope_id or ""
+        used = wanted if self.envelopes is None or not wanted else next(
+            e for e in sorted(self.envelopes) if e == wanted)
+        return {"envelope": used, "inserts": list(work.pack.insert_ids), "stock_remaining": self.stock}
 
 
 class SimFranker(_SimFinisher):

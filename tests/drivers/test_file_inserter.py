@@ -135,6 +135,8 @@ async def test_good_run_every_letter_enclosed_and_dispatched_once_and_run_files_
         assert raw.startswith(b"batch,seq,letter_id,sheets,inserts,envelope,postage_class\r\n")
         rows = read_csv(f)
         assert 1 <= len(rows) <= 8
+        # one envelope and one tariff per run: the machine loads one, the franker applies one
+        assert len({(row["envelope"], row["postage_class"]) for row in rows}) == 1, rows
         for seq, row in enumerate(rows, 1):
             rec = recs[row["letter_id"]]
             pack = packs[rec["specification_id"]]
@@ -143,6 +145,7 @@ async def test_good_run_every_letter_enclosed_and_dispatched_once_and_run_files_
                            "envelope": pack.envelope_id, "postage_class": pack.postage_id}
             written.append(row["letter_id"])
     assert sorted(written) == sorted(good)
+    assert len({row["postage_class"] for f in files for row in read_csv(f)}) >= 2  # tariffs to keep apart
     assert any(row["inserts"] for f in files for row in read_csv(f))  # the run had inserts to announce
     # every result file was read and moved aside; the machine's reports are exactly the ENCLOSED set
     results = tmp_path / "results"

@@ -37,6 +37,29 @@ async def test_inserter_reports_each_piece_in_print_order_and_completes_the_tray
     assert h.counters["inserted"] == 5 and h.counters["device_count"] >= 0 and h.queue_depth == 0
 
 
+async def test_inserter_batches_never_mix_envelopes_or_tariffs(tmp_path, rigs):
+    """Letters of two tariffs, interleaved: each batch the machine is told of holds one
+    (envelope, postage); the second batch opens only after the first has ended."""
+    from appliance.core.packs import load_packs
+
+    first = next(p for p in load_packs().values() if p.postage_id == "first-class")
+    rig = rigs(tmp_path, "inserter", Faults(heartbeat=0.2))
+    await rig.driver.start()
+    ids = [f"L{i}" for i in range(1, 7)]
+    for i, lid in enumerate(ids):
+        await rig.driver.submit(Work(lid, None, PACK if i % 2 else first, 2, 1))
+    await rig.settled(ids)
+    batches: dict[str, set] = {}
+    for c in rig.sim.received:
+        if c.startswith("PIECE"):
+            batches.setdefault(c.split()[1], set()).add(c.split()[3])
+    tariff = {lid: (PACK if i % 2 else first).postage_id for i, lid in enumerate(ids)}
+    assert len(batches) >= 2 and all(len({tariff[lid] for lid in b}) == 1 for b in batches.values()), batches
+    told = [c for c in rig.sim.received if c.startswith("BATCH")]
+    assert told[:3] == ["BATCH 0001 START", "BATCH 0001 END", "BATCH 0002 START"], told
+    assert sorted(e.letter_id for e in rig.kinds("piece.inserted")) == sorted(ids)
+
+
 async def test_inserter_divert_carries_the_reason_from_the_protocol_file(tmp_path, rigs):
     rig = rigs(tmp_path, "inserter", Faults(divert_every=2))
     await rig.driver.start()

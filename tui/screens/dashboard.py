@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from appliance.core.deadlines import deadlines_line
-from tui.screens.confirm import ConfirmScreen
+from tui.screens.confirm import ConfirmScreen, NoteScreen
 from tui.screens.detail import LetterDetailScreen
 from tui.widgets.fit_table import FitTable, clip
 from tui.widgets.footer import ConsoleFooter
@@ -92,6 +92,7 @@ class DashboardScreen(Screen):
         Binding("u", "device('resume')", "Resume"),
         Binding("d", "device('drain')", "Drain"),
         Binding("a", "ack", "Ack alert"),
+        Binding("e", "envelopes", "Envelopes"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -197,3 +198,31 @@ class DashboardScreen(Screen):
                 await self.app.refresh_status()
 
         self.app.push_screen(ConfirmScreen(f"{what.capitalize()} {name}?"), done)
+
+    def action_envelopes(self) -> None:
+        """Load or unload an envelope id at the selected inserter (a reload of its feeders)."""
+        name = self.selected_device()
+        kind = ((self.app.status or {}).get("devices") or {}).get(name or "", {}).get("family")
+        if not name or kind != "inserter":
+            self.notify("select an inserter first (envelopes are loaded at inserters)")
+            return
+
+        async def ask() -> None:
+            listed = await self.app.call("envelopes", inserter=name)
+            if listed is None:
+                return
+            text = await self.app.push_screen_wait(NoteScreen(
+                f"{listed['message']}\nType +ID to load an envelope, -ID to unload one",
+                placeholder="+first-c5  or  -economy-c5"))
+            if not text or text[0] not in "+-" or not text[1:].strip():
+                if text:
+                    self.notify("start with + (load) or - (unload), then the envelope id", severity="error")
+                return
+            action = "add" if text[0] == "+" else "remove"
+            said = await self.app.call("envelopes", inserter=name, who=self.app.operator, action=action,
+                                       envelope=text[1:].strip())
+            if said:
+                self.notify(said["message"])
+            await self.app.refresh_status()
+
+        self.run_worker(ask(), group="envelopes", exclusive=True)
