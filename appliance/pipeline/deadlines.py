@@ -104,13 +104,16 @@ class Deadlines:
         """Why this letter cannot move now, or None."""
         stage = rec["stage"]
         pack = self.packs.get(rec.get("specification_id") or "")
+        if stage == "held" and rec.get("wait_envelope"):
+            return f"envelope {rec['wait_envelope']} not loaded at any inserter"
+        if stage == "wait-inserter" and pack is not None and pack.envelope_id and not any(
+                self.envelope_stock.takes(s.name, pack.envelope_id) for s in self.profile.inserters):
+            return f"envelope {pack.envelope_id} not loaded at any inserter"
         if stage == "held":
             able = [f"{s.name} {self.device_state.get(s.name, 'offline')}" for s in self.profile.printers
                     if pack is not None and why_not(s.caps, pack, self.profile.print_features) is None]
             return (f"no printer available for pack {rec.get('specification_id')}: {', '.join(able)}" if able
                     else f"no capable printer for pack {rec.get('specification_id')}")
-        if stage == "wait-envelope":
-            return f"envelope {pack.envelope_id if pack else '?'} not loaded"
         if stage.startswith("wait-"):
             return f"no {stage[5:]} available"
         if stage in WITH_A_PERSON:

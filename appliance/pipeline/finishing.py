@@ -145,9 +145,9 @@ class Finishing:
         await self.hand_on(letter_id, family, stage)
 
     async def retry_waiting(self) -> None:
-        for rec in self.store.letters(stage="wait-inserter"):
+        for rec in sorted(self.store.letters(stage="wait-inserter"), key=self.record_key):  # EDF
             await self.hand_on(rec["id"], "inserter", "enclosing")
-        for rec in self.store.letters(stage="wait-franker"):
+        for rec in sorted(self.store.letters(stage="wait-franker"), key=self.record_key):
             await self.hand_on(rec["id"], "franker", "franking")
         for family in ("inserter", "franker"):
             if not self.store.stage_count(f"wait-{family}"):
