@@ -191,6 +191,9 @@ class ControlServer:
     async def cmd_status(self) -> dict:
         snap = self.p.snapshot()
         snap["throughput"] = self.throughput.per_minute()
+        # inserter -> envelope ids in its feeders (None: takes any), for consoles and scripts
+        stock = self.p.envelope_stock
+        snap["envelopes"] = {name: stock.listing(name) for name in stock.loaded}
         snap["time"] = time.time()
         return snap
 

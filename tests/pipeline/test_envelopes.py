@@ -86,6 +86,8 @@ async def test_envelope_held_before_print_then_loaded_and_branded_never_mixed(tm
                 async with ControlClient(sock) as c:
                     listed = await c.call("envelopes", inserter="branded")
                     assert listed["envelopes"] == ["client1-campaign1"]
+                    status = await c.call("status")
+                    assert status["envelopes"] == {"branded": ["client1-campaign1"], "stock": ["economy-c5"]}
                     for bad in ({"inserter": "nope", "action": "add", "envelope": "economy-c4"},
                                 {"inserter": "stock", "action": "remove", "envelope": "economy-c4"}):
                         try:
