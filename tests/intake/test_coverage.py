@@ -199,6 +199,7 @@ async def test_the_measured_coverage_is_stored_with_the_letter_and_over_bound_on
         line = describe_coverage(rec)
         assert line.startswith("black ") and "(page 1)" in line
         assert f"coverage         {line}" in timeline_text(rec).plain  # the console's letter detail
+        assert f"mailpiece        {rec['weight_g']:.1f} g" in timeline_text(rec).plain  # and its weight
     assert over.status == "REJECTED" and over.reason_code == "COVERAGE_EXCEEDED"
     assert f"page {over.pages} black coverage" in over.reason_text
 

@@ -16,8 +16,8 @@ from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock, letter_status
 
 FIELDS = ("status", "stage", "specification_id", "group_id", "printer", "device", "job", "pages",
-          "sheets", "attempts", "reason_code", "reason_text", "hold_reason", "dispatch_by_local",
-          "dispatch_rule", "at_risk")
+          "sheets", "attempts", "reason_code", "reason_text", "hold_reason", "wait_envelope",
+          "dispatch_by_local", "dispatch_rule", "at_risk")
 SKIP_IN_EVENT = {"t", "event"}
 
 
@@ -41,6 +41,8 @@ def timeline_text(rec: dict) -> Text:
             t.append("\n")
     if describe_coverage(rec):
         t.append(f"  {'coverage':<17}{describe_coverage(rec)}\n")
+    if rec.get("weight_g") is not None:  # computed before ACCEPTED against the postage's bounds
+        t.append(f"  {'mailpiece':<17}{rec['weight_g']:.1f} g, {rec.get('thickness_mm') or 0:.1f} mm\n")
     t.append("\nTimeline\n", style="bold underline")
     for h in rec.get("history") or []:
         extra = " ".join(f"{k}={v}" for k, v in h.items() if k not in SKIP_IN_EVENT and v is not None)
