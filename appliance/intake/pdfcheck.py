@@ -87,7 +87,7 @@ def check_pdf(path, limits: CheckLimits = CheckLimits()) -> PdfFacts:
         facts = PdfFacts(None, "objects nested too deeply to read", "PDF_TOO_COMPLEX")
     except PdfUnreadable as e:
         facts = PdfFacts(None, str(e), "PDF_UNREADABLE")
-    except MemoryError:
+    except (MemoryError, FileNotFoundError):  # the worker knows its limit; a vanished spool file is no verdict
         raise
     except Exception as e:  # pypdf's own errors and anything a broken file provokes in it
         if _caused_by(e, RecursionError):

@@ -90,6 +90,11 @@ def check_task(job: dict) -> dict:
     except MemoryError:
         return _content("PDF_TOO_COMPLEX", f"reading it needed more than the worker's "
                                            f"{job['memory_mb']} MB of memory")
+    except FileNotFoundError:
+        # The daemon removed the spooled copy meanwhile (the letter let go back to Notify, or
+        # cancelled): not the PDF's fault and not a bug; fetched again if still wanted.
+        return {"ok": False, "class": "transport", "kind": "spool",
+                "detail": "the spooled PDF was removed while it was being checked"}
     except Exception as e:
         return {"ok": False, "class": "worker", "kind": "error",
                 "detail": f"{type(e).__name__} in the worker while checking",

@@ -213,3 +213,13 @@ def test_the_intake_settings_switch_measuring_and_refuse_a_silly_resolution(tmp_
     (tmp_path / "b.toml").write_text(base + "coverage_dpi = 5\n")
     with pytest.raises(ConfigError, match=r"\[intake\] coverage_dpi: must be 9 to 300"):
         load_config(tmp_path / "b.toml")
+
+
+def test_a_spool_file_removed_during_the_check_is_a_transport_fault_not_a_verdict(pool, tmp_path):
+    """The daemon deletes a spooled copy when it lets a letter go back to Notify; a check
+    that then finds no file must not say PDF_UNREADABLE (REJECTED) nor log a traceback as a
+    worker bug (seen in the two-floor test: pdfium's FileNotFoundError)."""
+    job = {"path": str(tmp_path / "gone.pdf"), "cpu_seconds": 5, "memory_mb": 384,
+           "check": asdict(CheckLimits()), "coverage": asdict(CoverageLimits())}
+    result = asyncio.run(pool.run(check_task, job))
+    assert result["class"] == "transport" and result["kind"] == "spool" and "trace" not in result
