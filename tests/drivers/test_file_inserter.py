@@ -267,8 +267,11 @@ MALFORMED = {
 async def test_malformed_result_file_alerts_applies_good_lines_and_loses_nothing(tmp_path, kind):
     make, inserted, held_at, folder, says = MALFORMED[kind]
     machine = Machine(tmp_path)
-    async with Run(tmp_path, floor_profile(tmp_path, batch_size=4, batch_idle=5, max_result_bytes=5000), 4) as r:
+    async with Run(tmp_path, floor_profile(tmp_path, batch_size=4, batch_idle=5, max_result_bytes=5000), 0) as r:
+        for _ in range(4):  # one pack: one envelope and tariff, so the four share one run file
+            r.sb.add_letter(specification_id="notify-c5", pages=2)
         rows = await machine.rows(4)
+        assert len({row["batch"] for row in rows}) == 1, rows
         ids = [row["letter_id"] for row in rows]
         machine.write("ins-000001.result.csv", make(rows))
         await r.wait(lambda: not list(machine.results.glob("*.result.csv"))
