@@ -140,7 +140,9 @@ def test_a_floor_dies_mid_run_and_nothing_is_printed_twice(tmp_path):
             unsure = [r["id"] for r in call(a.sock, "letters", stage="accept-unsure")["letters"]]
             for lid in unsure:
                 if b.printed()[lid]:
-                    assert "handled" in call(a.sock, "handled", id=lid, note="printed by floor B")
+                    # an unanswered ACCEPTED is let go; a refused one is marked handled
+                    said = call(a.sock, "handled", id=lid, note="printed by floor B")
+                    assert "handled" in said or "let go (not printed here)" in said, said
                 else:
                     assert "again" in call(a.sock, "retry", id=lid)
             assert wait_until(lambda: all_dispatched(sb) and a.proven() and b.proven(), 120), \
