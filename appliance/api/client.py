@@ -44,6 +44,7 @@ from appliance.api.limits import (
     shown,
 )
 from appliance.api.ratelimit import RateLimiter
+from appliance.api.transport import api_transport
 from appliance.api.resources import (
     Download,
     LetterRef,
@@ -104,14 +105,17 @@ class SupplierClient:
         # (download workers, poll, outbox), and httpcore scans its whole pool on every
         # request, so a big pool cost more CPU than it saved (ingest profile).
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
+        # aiohttp sends (transport.py); a test's transport replaces it for both clients.
         self._http = httpx.AsyncClient(
             base_url=api.base_url.rstrip("/"), timeout=api.timeout, verify=api.verify_tls,
-            transport=transport, limits=limits, follow_redirects=False,
+            transport=transport or api_transport(verify=api.verify_tls, limits=limits),
+            limits=limits, follow_redirects=False,
         )
         # No base URL, no auth: pre-signed PDF URLs and the token endpoint live elsewhere.
         self._raw = httpx.AsyncClient(
-            timeout=api.timeout, verify=api.verify_tls, transport=transport, limits=limits,
-            follow_redirects=False,
+            timeout=api.timeout, verify=api.verify_tls,
+            transport=transport or api_transport(verify=api.verify_tls, limits=limits),
+            limits=limits, follow_redirects=False,
         )
         #: Called with a one-line message for each list item skipped as malformed.
         self.on_malformed: Callable[[str], None] | None = None
@@ -154,7 +158,9 @@ class SupplierClient:
         seen: BaseException | None = e
         while seen is not None:
             if isinstance(seen, ssl.SSLCertVerificationError):
-                why = seen.verify_message or seen.reason or "verification failed"
+                real = getattr(seen, "certificate_error", seen)  # aiohttp wraps the ssl error
+                why = (getattr(real, "verify_message", None) or getattr(real, "reason", None)
+                       or "verification failed")
                 return ApiUnavailable(
                     f"TLS certificate of {httpx.URL(url).host} is not trusted ({why}); install the "
                     "right CA certificate (for a development server only: [api] verify_tls = false)")
