@@ -44,7 +44,6 @@ from appliance.api.limits import (
     shown,
 )
 from appliance.api.ratelimit import RateLimiter
-from appliance.api.transport import api_transport
 from appliance.api.resources import (
     Download,
     LetterRef,
@@ -58,6 +57,7 @@ from appliance.api.resources import (
     parse_retry_after,
     path_id,
 )
+from appliance.api.transport import api_transport
 from appliance.config.settings import ApiConfig
 from appliance.core.errors import (
     ApiError,
