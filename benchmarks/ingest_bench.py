@@ -1,27 +1,40 @@
-"""Ingest and status-reporting throughput, appliance vs a naive sequential client.
+"""Ingest throughput and CPU per letter: the appliance beside a simple client, one run.
 
-Both run in the same invocation against fresh sandboxes in their own process (so client
-and server do not share a GIL):
+Every part gets a fresh sandbox in its own process, started as the deployed server behaves
+(``appliance sandbox`` defaults to ``FAITHFUL``: a listed letter hidden for 300 s, updates
+applied 1 s after the 202, 60 s pre-signed URLs, 300 TPS), with ``--latency-ms`` added to
+each API request.  The measured side runs in its own child process, so its CPU is its own
+process tree's (from /proc, ``proc_cpu.tree_cpu``) and never the sandbox's; ``--pin CPU``
+puts that child (and so the daemon's intake workers) on one core, the sandbox not, as a
+stand-in for a small box.  Parts (``--parts``):
 
-* **appliance**: the real Pipeline (list -> 303 -> download -> sha256 -> pypdf -> ACCEPTED
-  or REJECTED -> routed) with the client limiter at ``--rate`` TPS, printers and
-  finishing that take no time, so the figure is the appliance's, not the devices'.
-  Measured: letters/s until every letter is ACCEPTED/REJECTED in the store, and API calls
-  per letter once every status has been acknowledged.
-* **naive**: what upstream's reference mock supplier does: list, then one request at a
-  time per letter (data + follow the 303, hash, parse, one PATCH per status).
+* ``appliance`` -- the real Pipeline (list -> 303 -> download in an intake worker ->
+  sha256 -> pypdf -> ACCEPTED / REJECTED -> routed and "printed" on devices that take no
+  time), client limiter at ``--rate``, ink coverage off: letters/s until every letter is
+  decided in the store, CPU ms per letter of the daemon plus its workers over that time,
+  and API calls per letter (when decided, and once every status is acknowledged).
+* ``coverage`` -- the same with ``[intake] coverage`` on: the coverage render's extra CPU
+  per page (against ``appliance``; pages of the sandbox letters pypdf can read).
+* ``httpx`` / ``aiohttp`` -- ``benchmarks/simple_client.py``: the obvious concurrent
+  client (32 letters at a time, a token bucket at ``--rate``, one batched POST per 32, no
+  durability or isolation), over each library: what the appliance's guarantees cost.
+  ``aiohttp`` is skipped with a note when it is not installed.
+
+The ratios say how close the appliance comes to the simple clients, and to the rate limit
+(every letter needs one ``/data`` call, so the limit caps ingest near ``--rate`` letters/s).
 
 Prints one JSON line.  Usage:
-    python benchmarks/ingest_bench.py [--letters 2000] [--rate 300] [--naive-letters 300]
+    python benchmarks/ingest_bench.py [--letters 2000] [--rate 300] [--latency-ms 0]
+        [--pin CPU] [--parts appliance,coverage,httpx,aiohttp] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import io
+import importlib.util
 import json
+import os
 import re
 import subprocess
 import sys
@@ -30,18 +43,10 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
-from pypdf import PdfReader
-
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from appliance.api.client import SupplierClient  # noqa: E402
-from appliance.config.profile import load_profile  # noqa: E402
-from appliance.config.settings import sandbox_api  # noqa: E402
-from appliance.core.packs import load_packs  # noqa: E402
-from appliance.pipeline.pipeline import Pipeline, PipelineSettings  # noqa: E402
-from appliance.store.store import Store  # noqa: E402
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PARTS = ("appliance", "coverage", "httpx", "aiohttp")
+SEED = 3
 
 FAST_FLOOR = """
 [profile]
@@ -77,122 +82,166 @@ piece_seconds = 0.0
 """
 
 
-def start_sandbox(letters: int) -> tuple[subprocess.Popen, str]:
+# --- the measured sides, each in a child process --------------------------------------
+
+async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -> dict:
+    """The Pipeline against ``url`` until ``letters`` are decided, then until idle."""
+    sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(HERE))
+    from proc_cpu import tree_cpu
+
+    from appliance.api.client import SupplierClient
+    from appliance.config.profile import load_profile
+    from appliance.config.settings import sandbox_api
+    from appliance.core.packs import load_packs
+    from appliance.intake.settings import IntakeSettings
+    from appliance.pipeline.pipeline import Pipeline, PipelineSettings
+    from appliance.store.store import Store
+
+    work = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
+    (work / "floor.toml").write_text(FAST_FLOOR)
+    state = work / "state"
+    store = Store(state)
+    client = SupplierClient(sandbox_api(url, rate_limit=rate))
+    intake = IntakeSettings(coverage=coverage)  # workers: one per core this process may use
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05, max_in_flight=2500,
+                                     intake=intake),
+                    client, store, load_profile(work / "floor.toml"), load_packs(), state_dir=state)
+    me = os.getpid()
+    await pipe.start()  # starting the worker pool is a fixed cost, not a letter's
+    cpu0, t0 = tree_cpu(me, set()), time.perf_counter()
+    while sum(n for s, n in store.counts().items() if s != "PENDING") < letters:
+        await asyncio.sleep(0.01)
+    wall, cpu = time.perf_counter() - t0, tree_cpu(me, set()) - cpu0
+    at_decided = dict(client.stats)
+    settled = await pipe.run_until_idle(timeout=120)
+    at_idle = dict(client.stats)
+    await pipe.stop()
+    await client.aclose()
+    store.close()
+
+    def api(stats: dict) -> int:
+        return sum(v for k, v in stats.items() if k in ("list", "get", "data", "patch", "post_letters",
+                                                          "read_back", "mi_post", "mi_get"))
+
+    return {"letters": letters, "workers": intake.workers, "coverage": coverage,
+            "seconds": round(wall, 3), "letters_per_s": round(letters / wall, 1),
+            "cpu_ms_per_letter": round(1000 * cpu / letters, 2),
+            "api_calls_per_letter": round(api(at_decided) / letters, 3),
+            "api_calls_per_letter_all_statuses": round(api(at_idle) / letters, 3) if settled else None,
+            "api_calls_when_decided": at_decided, "api_calls_all_statuses": at_idle if settled else None}
+
+
+# --- the orchestrator ---------------------------------------------------------------------
+
+def start_sandbox(letters: int, latency_ms: float) -> tuple[subprocess.Popen, str]:
+    """``appliance sandbox`` with its faithful defaults (not pinned: it stands for Notify)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance", "sandbox", "--port", "0", "--letters", str(letters),
-         "--seed", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+         "--seed", str(SEED), "--latency-ms", str(latency_ms)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = proc.stdout.readline()
     m = re.search(r"(http://[0-9.]+:\d+)", line)
     if not m:
         proc.kill()
         raise SystemExit(f"sandbox did not start: {line}")
-    # keep draining its output so a full pipe can never stall the server
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # a full pipe never stalls it
     return proc, m.group(1)
 
 
-async def appliance_run(letters: int, rate: float, workdir: Path) -> dict:
-    proc, url = start_sandbox(letters)
+def run_part(part: str, a) -> dict:
+    if part == "aiohttp" and importlib.util.find_spec("aiohttp") is None:
+        return {"skipped": "aiohttp is not installed (pip install aiohttp to compare it)"}
+    from proc_cpu import tree_cpu
+
+    sandbox, url = start_sandbox(a.letters, a.latency_ms)
     try:
-        floor = workdir / "floor.toml"
-        floor.write_text(FAST_FLOOR)
-        state = workdir / "state"
-        store = Store(state)
-        client = SupplierClient(sandbox_api(url, rate_limit=rate))
-        pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05,
-                                         max_in_flight=2500),
-                        client, store, load_profile(floor), load_packs(), state_dir=state)
-        t0 = time.perf_counter()
-        await pipe.start()
-        ingest_s = None
-        while True:
-            decided = sum(n for s, n in store.counts().items() if s != "PENDING")
-            if ingest_s is None and decided >= letters:
-                ingest_s = time.perf_counter() - t0
-            if pipe.idle() and ingest_s is not None:
-                break
-            await asyncio.sleep(0.01)
-        total_s = time.perf_counter() - t0
-        await pipe.stop()
-        await client.aclose()
-        store.close()
-        stats = dict(client.stats)
-        api_calls = sum(v for k, v in stats.items() if k != "presigned")
-        return {"letters": letters, "ingest_s": round(ingest_s, 3),
-                "ingest_letters_per_s": round(letters / ingest_s, 1),
-                "all_statuses_s": round(total_s, 3), "api_calls": stats,
-                "api_calls_total": api_calls,
-                "status_requests": stats.get("post_letters", 0) + stats.get("patch", 0),
-                "rate_limit": rate}
+        if part in ("appliance", "coverage"):
+            cmd = [sys.executable, str(HERE / "ingest_bench.py"), "--child", url, "--letters", str(a.letters),
+                   "--rate", str(a.rate), "--coverage", "on" if part == "coverage" else "off"]
+        else:
+            cmd = [sys.executable, str(HERE / "simple_client.py"), url, "--lib", part,
+                   "--rate", str(a.rate), "--expect", str(a.letters)]
+        pin = (lambda: os.sched_setaffinity(0, {a.pin})) if a.pin is not None else None
+        sb0 = tree_cpu(sandbox.pid, set())
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=1200, preexec_fn=pin,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+        sb_cpu = tree_cpu(sandbox.pid, set()) - sb0
     finally:
-        proc.terminate()
-        proc.wait()
+        sandbox.terminate()
+        sandbox.wait()
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode or not lines:
+        return {"error": (out.stderr or out.stdout).strip().splitlines()[-3:] or ["no output"]}
+    fig = json.loads(lines[-1])
+    fig["sandbox_cpu_ms_per_letter"] = round(1000 * sb_cpu / a.letters, 2)  # includes the idle tail
+    return fig
 
 
-def naive_run(letters: int) -> dict:
-    """One request at a time; one PATCH per status, as the upstream reference mock does."""
-    proc, url = start_sandbox(letters)
-    try:
-        headers = lambda: {"X-Request-ID": str(time.time_ns()),  # noqa: E731
-                           "Content-Type": "application/vnd.api+json"}
-        calls = 0
-        with httpx.Client(base_url=url, timeout=30) as http:
-            t0 = time.perf_counter()
-            data = http.get(f"/letters?limit={min(letters, 2500)}", headers=headers()).json()["data"]
-            calls += 1
-            statuses = 0
-            for item in data:
-                lid = item["id"]
-                r = http.get(f"/letters/{lid}/data", headers=headers())
-                calls += 1
-                pdf = httpx.get(r.headers["location"], timeout=30).content
-                ok = hashlib.sha256(pdf).hexdigest() == item["attributes"]["sha256Hash"]
-                try:
-                    ok = ok and len(PdfReader(io.BytesIO(pdf)).pages) > 0
-                except Exception:
-                    ok = False
-                path = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"] if ok else ["REJECTED"]
-                for status in path:
-                    attrs = {"status": status}
-                    if status == "REJECTED":
-                        attrs |= {"reasonCode": "BAD_PDF", "reasonText": "bad pdf"}
-                    http.patch(f"/letters/{lid}", headers=headers(), content=json.dumps(
-                        {"data": {"type": "Letter", "id": lid, "attributes": attrs}}))
-                    calls += 1
-                    statuses += 1
-            total = time.perf_counter() - t0
-        return {"letters": len(data), "seconds": round(total, 3),
-                "letters_per_s": round(len(data) / total, 1), "api_calls_total": calls,
-                "status_requests": statuses}
-    finally:
-        proc.terminate()
-        proc.wait()
+def readable_pages(letters: int) -> int:
+    """Pages the coverage render sees: those of the sandbox's letters that pypdf can read."""
+    sys.path.insert(0, str(ROOT))
+    from appliance.sandbox import Sandbox, SandboxOptions
+
+    sb = Sandbox(SandboxOptions(letters=letters, seed=SEED))
+    return sum(lt.pages for lt in sb.letters.values() if lt.kind != "corrupt")
+
+
+def ratio(x: float | None, y: float | None) -> float | None:
+    return round(x / y, 2) if x and y else None
+
+
+def summary(parts: dict, a) -> dict:
+    """The ratios the issue asks for, from whichever parts ran."""
+    get = lambda part, key: parts.get(part, {}).get(key)  # noqa: E731
+    out: dict = {}
+    ours = get("appliance", "letters_per_s")
+    if ours:
+        out["appliance_share_of_rate_limit"] = round(ours / a.rate, 3)
+    for lib in ("httpx", "aiohttp"):
+        out[f"letters_per_s_appliance_vs_{lib}"] = ratio(ours, get(lib, "letters_per_s"))
+        out[f"cpu_per_letter_appliance_vs_{lib}"] = ratio(get("appliance", "cpu_ms_per_letter"),
+                                                         get(lib, "cpu_ms_per_letter"))
+        if get(lib, "letters_per_s"):
+            out[f"{lib}_share_of_rate_limit"] = round(get(lib, "letters_per_s") / a.rate, 3)
+    on, off = get("coverage", "cpu_ms_per_letter"), get("appliance", "cpu_ms_per_letter")
+    if on is not None and off is not None:
+        pages = readable_pages(a.letters)
+        out["coverage_pages"] = pages
+        out["coverage_cpu_ms_per_page"] = round((on - off) * a.letters / pages, 2)
+    return {k: v for k, v in out.items() if v is not None}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--letters", type=int, default=2000)
-    ap.add_argument("--naive-letters", type=int, default=300)
-    ap.add_argument("--rate", type=float, default=300.0)
+    ap.add_argument("--rate", type=float, default=300.0, help="client rate limit, calls/s (the API's: 300)")
+    ap.add_argument("--latency-ms", type=float, default=0.0, help="latency the sandbox adds to each API call")
+    ap.add_argument("--pin", type=int, default=None, metavar="CPU",
+                    help="run the measured side (daemon + workers, or simple client) on this core only")
+    ap.add_argument("--parts", default=",".join(PARTS))
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
+    ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)  # the appliance side, internal
+    ap.add_argument("--coverage", choices=("on", "off"), default="off", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.child:
+        print(json.dumps(asyncio.run(appliance_child(a.child, a.letters, a.rate, a.coverage == "on"))))
+        return
     if a.quick:
-        a.letters, a.naive_letters = 60, 20
-    with tempfile.TemporaryDirectory() as tmp:
-        ours = asyncio.run(appliance_run(a.letters, a.rate, Path(tmp)))
-    naive = naive_run(a.naive_letters)
-    per_letter_ours = ours["status_requests"] / ours["letters"]
-    per_letter_naive = naive["status_requests"] / naive["letters"]
+        a.letters = min(a.letters, 60)
+    sys.path.insert(0, str(HERE))
+    wanted = [p.strip() for p in a.parts.split(",") if p.strip()]
+    unknown = set(wanted) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {', '.join(PARTS)}")
+    parts = {part: run_part(part, a) for part in wanted}
     print(json.dumps({
-        "benchmark": "ingest",
-        "appliance": ours,
-        "naive": naive,
-        "ingest_ratio_vs_naive": round(ours["ingest_letters_per_s"] / naive["letters_per_s"], 2),
-        "ingest_share_of_rate_limit": round(ours["ingest_letters_per_s"] / a.rate, 3),
-        "status_requests_per_10000_letters": {"appliance": round(per_letter_ours * 10000),
-                                              "naive": round(per_letter_naive * 10000)},
-        "status_request_ratio": round(per_letter_naive / per_letter_ours, 1) if per_letter_ours else None,
-    }))
+        "benchmark": "ingest", "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": f"{os.cpu_count()} cores", "letters": a.letters, "rate_limit": a.rate,
+        "latency_ms": a.latency_ms, "pinned_to_cpu": a.pin,
+        "sandbox": "faithful defaults (visibility timeout 300 s, apply delay 1 s, 300 TPS)",
+        **parts, "ratios": summary(parts, a)}))
 
 
 if __name__ == "__main__":

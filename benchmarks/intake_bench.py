@@ -23,72 +23,18 @@ Prints one JSON line.  Usage:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
+from proc_cpu import descendants, peak_rss_mb, tree_cpu  # noqa: F401 (the CHILD imports tree_cpu from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "5f03022"  # the last commit that downloaded and parsed PDFs in the daemon itself
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-# --- process accounting ----------------------------------------------------------------
-
-def _stat(pid: int) -> tuple[int, float, float] | None:
-    """(ppid, own CPU s, reaped children's CPU s) from /proc/<pid>/stat."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    return (int(fields[1]), (int(fields[11]) + int(fields[12])) / TICK,
-            (int(fields[13]) + int(fields[14])) / TICK)
-
-
-def tree_cpu(root: int, exclude: set[int]) -> float:
-    """CPU seconds of ``root`` and every descendant (live ones, and those their parents
-    reaped), leaving out the subtrees of ``exclude`` (the sandbox)."""
-    stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(int(p)))}
-    children: dict[int, list[int]] = {}
-    for pid, (ppid, _, _) in stats.items():
-        children.setdefault(ppid, []).append(pid)
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        if pid in exclude or pid not in stats:
-            continue
-        _, own, reaped = stats[pid]
-        total += own + (reaped if pid != root else 0.0)  # root's reaped children: not ours
-        todo += children.get(pid, [])
-    return total
-
-
-def peak_rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def descendants(root: int) -> list[int]:
-    stats = {int(p): s for p in os.listdir("/proc") if p.isdigit() and (s := _stat(int(p)))}
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        kids = [c for c, (ppid, _, _) in stats.items() if ppid == pid]
-        out += kids
-        todo += kids
-    return out
 
 
 # --- ingest: one run of a code tree, in its own process --------------------------------

@@ -41,7 +41,7 @@ from tests.fixtures import ROOT
 SMOKE = {
     "store_bench.py": (["--quick"], {"transition_ms", "ratio", "reopen_s", "peak_rss_mb"}),
     "daemon_bench.py": (["--quick"], {"cold_start_to_first_poll_s", "peak_rss_mb"}),
-    "ingest_bench.py": (["--quick"], {"appliance", "naive", "ingest_ratio_vs_naive", "status_request_ratio"}),
+    "ingest_bench.py": (["--quick"], {"appliance", "coverage", "httpx", "aiohttp", "ratios"}),
     "sandbox_throughput.py": (["--seconds", "0.3", "--letters", "20"], {"requests_per_s", "errors"}),
     "marks_bench.py": (["--repeats", "1"], {"ms_per_page", "kb_added_per_sheet"}),
     "readback_bench.py": (["--letters", "12", "--audit-batches", "40"], {"judge_us", "audit_rows_ms", "floor", "baseline"}),
@@ -57,9 +57,12 @@ def test_benchmark_runs_at_tiny_size(script):
     args, keys = SMOKE[script]
     fig = run_bench(script, *args)
     assert keys <= set(fig), (script, sorted(fig))
-    if script == "ingest_bench.py":  # every letter went through, statuses batched
-        assert fig["appliance"]["api_calls"]["data"] == fig["appliance"]["letters"]
-        assert fig["appliance"]["status_requests"] < fig["naive"]["status_requests"]
+    if script == "ingest_bench.py":  # every letter went through each side, each measured
+        assert fig["appliance"]["api_calls_when_decided"]["data"] == fig["letters"]
+        assert fig["appliance"]["cpu_ms_per_letter"] > 0 and fig["coverage"]["coverage"] is True
+        assert fig["httpx"]["letters"] == fig["letters"] and fig["httpx"]["cpu_ms_per_letter"] > 0
+        assert fig["aiohttp"].get("letters") == fig["letters"] or "skipped" in fig["aiohttp"]
+        assert {"letters_per_s_appliance_vs_httpx", "coverage_cpu_ms_per_page"} <= set(fig["ratios"])
     if script == "sandbox_throughput.py":
         assert fig["errors"] == 0 and fig["requests"] > 0
     if script == "intake_bench.py":  # every part measured something; bombs did not stop the floor
