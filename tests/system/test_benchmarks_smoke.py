@@ -49,6 +49,7 @@ SMOKE = {
     "intake_bench.py": (["--quick", "--baseline", ""], {"ingest", "rss", "bombs"}),
     "coverage_bench.py": (["--dpi", "36", "--json"], {"renderers", "summary"}),
     "deadline_bench.py": (["--backlog", "100", "--json"], {"edf", "fifo", "speedup"}),
+    "transport_bench.py": (["--quick"], {"httpcore", "aiohttp", "cpu_ratio_httpcore_vs_aiohttp"}),
 }
 
 
