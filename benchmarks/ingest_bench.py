@@ -134,11 +134,12 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
 
 # --- the orchestrator ---------------------------------------------------------------------
 
-def start_sandbox(letters: int, latency_ms: float) -> tuple[subprocess.Popen, str]:
-    """``appliance sandbox`` with its faithful defaults (not pinned: it stands for Notify)."""
+def start_sandbox(letters: int, latency_ms: float, *options: str) -> tuple[subprocess.Popen, str]:
+    """``appliance sandbox`` with its faithful defaults unless ``options`` change them (not
+    pinned: it stands for Notify)."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "appliance", "sandbox", "--port", "0", "--letters", str(letters),
-         "--seed", str(SEED), "--latency-ms", str(latency_ms)],
+         "--seed", str(SEED), "--latency-ms", str(latency_ms), *options],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)})
     line = proc.stdout.readline()

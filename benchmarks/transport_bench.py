@@ -14,11 +14,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -27,22 +24,11 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from ingest_bench import start_sandbox  # noqa: E402
+
 from appliance.api.client import CONNECTIONS, SupplierClient  # noqa: E402
 from appliance.api.transport import api_transport  # noqa: E402
 from appliance.config.settings import sandbox_api  # noqa: E402
-
-
-def start_sandbox(letters: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "sandbox", "--port", "0", "--letters", str(letters), "--seed", "3",
-         "--visibility-timeout", "0", "--tps-limit", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    m = re.search(r"(http://[0-9.]+:\d+)", proc.stdout.readline())
-    if not m:
-        proc.kill()
-        raise SystemExit("sandbox did not start")
-    threading.Thread(target=proc.stdout.read, daemon=True).start()
-    return proc, m.group(1)
 
 
 def transport(name: str) -> httpx.AsyncBaseTransport:
@@ -76,7 +62,8 @@ def main() -> None:
     a = ap.parse_args()
     if a.quick:
         a.calls, a.rounds = 40, 1
-    proc, url = start_sandbox(a.calls)
+    # the client is measured, not the server: no visibility timeout, no TPS limit
+    proc, url = start_sandbox(a.calls, 0, "--visibility-timeout", "0", "--tps-limit", "0")
     runs: dict[str, list[dict]] = {"httpcore": [], "aiohttp": []}
     try:
         for _ in range(a.rounds):

@@ -105,7 +105,8 @@ class SupplierClient:
         # (download workers, poll, outbox), and httpcore scans its whole pool on every
         # request, so a big pool cost more CPU than it saved (ingest profile).
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-        # aiohttp sends (transport.py); a test's transport replaces it for both clients.
+        # aiohttp sends (transport.py), one transport per client: closing a client closes its
+        # transport. A test's transport replaces both.
         self._http = httpx.AsyncClient(
             base_url=api.base_url.rstrip("/"), timeout=api.timeout, verify=api.verify_tls,
             transport=transport or api_transport(verify=api.verify_tls, limits=limits),
