@@ -12,7 +12,7 @@ An update Notify refuses (400/404/422) stays, marked ``refused``; it and every l
 of that letter wait until an operator retries it or marks it handled, so what leaves for a
 letter never goes out of order and nothing refused is ever taken for done.
 
-Entries are plain dicts (they are written to hot.json as they are): ``seq``, ``letter_id``,
+Entries are plain dicts (written to hot.json and its journal as they are): ``seq``, ``letter_id``,
 ``status``, ``reason_code``, ``reason_text``, ``created``; optionally ``deadline`` (an
 ACCEPTED that must be answered 202 before then), ``tried`` (when a request carrying it last
 left), ``sent`` (when it was answered 202) and ``refused`` ({status, detail, at}).
@@ -30,11 +30,19 @@ class OutboxBook:
         self._unsorted = False
         self._by_letter: dict[str, list[int]] = {}  # letter -> its seqs, in order
         self.refused: dict[str, int] = {}  # letter -> seq of its refused update
+        self.touched: set[str] = set()  # letters whose entries changed since take_touched()
 
     # --- building ------------------------------------------------------------------------
 
+    def take_touched(self) -> set[str]:
+        """Letters whose entries were added, changed or removed since the last call (what the
+        store's next journal line must carry)."""
+        touched, self.touched = self.touched, set()
+        return touched
+
     def add(self, entry: dict[str, Any]) -> None:
         seq = entry["seq"]
+        self.touched.add(entry["letter_id"])
         self.entries[seq] = entry
         self._by_letter.setdefault(entry["letter_id"], []).append(seq)
         if entry.get("refused"):
@@ -47,11 +55,13 @@ class OutboxBook:
     def load(self, entries: Iterable[dict[str, Any]]) -> None:
         for entry in sorted(entries, key=lambda e: e["seq"]):
             self.add(entry)
+        self.touched.clear()  # as on disk
 
     def remove(self, seq: int) -> dict[str, Any] | None:
         entry = self.entries.pop(seq, None)
         if entry is None:
             return None
+        self.touched.add(entry["letter_id"])
         self._unsent.pop(seq, None)
         seqs = self._by_letter.get(entry["letter_id"], [])
         if seq in seqs:
@@ -116,6 +126,7 @@ class OutboxBook:
     def mark_tried(self, seqs: Iterable[int], at: float | None) -> None:
         for seq in seqs:
             if seq in self.entries:
+                self.touched.add(self.entries[seq]["letter_id"])
                 if at is None:
                     self.entries[seq].pop("tried", None)
                 else:
@@ -128,6 +139,7 @@ class OutboxBook:
             if entry is None or entry.get("sent") or entry.get("refused"):
                 continue
             entry["sent"] = at
+            self.touched.add(entry["letter_id"])
             self._unsent.pop(seq, None)
             done.append(entry)
         return done
@@ -135,6 +147,7 @@ class OutboxBook:
     def mark_unsent(self, seq: int) -> None:
         """Send it again (lost on Notify's side, or an operator's retry of a refusal)."""
         entry = self.entries[seq]
+        self.touched.add(entry["letter_id"])
         entry.pop("sent", None)
         entry.pop("tried", None)
         entry.pop("refused", None)
@@ -146,6 +159,7 @@ class OutboxBook:
 
     def mark_refused(self, seq: int, status: int, detail: str, at: float) -> dict[str, Any]:
         entry = self.entries[seq]
+        self.touched.add(entry["letter_id"])
         entry["refused"] = {"status": status, "detail": detail, "at": at}
         self._unsent.pop(seq, None)
         self.refused[entry["letter_id"]] = seq

@@ -108,9 +108,12 @@ class AtomicJSONStorage(Storage):
 
     def write_serialized(self, text: str) -> None:
         """Write an already-serialised database document (lets callers cache fragments)."""
+        self.write_serialized_bytes(text.encode("utf-8"))
+
+    def write_serialized_bytes(self, data: bytes) -> None:
         if self.readonly:
             raise PermissionError(f"{self.path} was opened read-only")
-        atomic_write_bytes(self.path, text.encode("utf-8"), keep_backup=self.keep_backup)
+        atomic_write_bytes(self.path, data, keep_backup=self.keep_backup)
 
 
 # --- archive -----------------------------------------------------------------------------

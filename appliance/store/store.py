@@ -3,7 +3,9 @@
 Layout of ``state_dir``::
 
     hot.json             tinydb database (tables letters, outbox, meta): only in-flight letters
-    hot.json.bak         the previous generation of hot.json (automatic fallback)
+    hot.journal          what changed since hot.json was written, one line per flush
+    hot.json.bak         the previous generation of hot.json (automatic fallback) ...
+    hot.journal.bak      ... and the journal that followed it (``appliance.store.hotlog``)
     archive/YYYY-MM-DD.jsonl   finished letters, one full record per line (append-only)
     archive/index.tsv    id, status, rev, date per archived letter (cheap to load)
 
@@ -12,10 +14,12 @@ the hot file holds only letters the appliance still works on (or whose status up
 API has not yet acknowledged).  Everything else is appended once to the archive.
 
 Group commit: mutations only change memory and set ``dirty``; ``flush()`` makes them durable
-in one go (archive appends fsynced first, then hot.json replaced atomically).  The
-pipeline calls ``flush()`` before every side effect.  A crash between the archive append
-and the hot replace leaves a letter in both places; on open the copy with the higher
-``rev`` (bumped on every mutation) wins, so nothing is lost or resurrected.
+in one go (archive appends fsynced first, then one fsynced journal line with just the
+letters and outbox entries that changed; hot.json is rewritten atomically only when the
+journal outgrows it, and on close).  The pipeline calls ``flush()`` before every side
+effect.  A crash between the archive append and the journal line leaves a letter in both
+places; on open the copy with the higher ``rev`` (bumped on every mutation) wins, so
+nothing is lost or resurrected.
 
 One process owns a state directory (``store.lock``, flock); ``Store(dir, readonly=True)``
 reads without the lock and refuses to flush (for CLI inspection while the daemon runs).
@@ -32,7 +36,7 @@ import logging
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
@@ -50,7 +54,8 @@ from appliance.core.status import (
     is_final,
     validate_reason,
 )
-from appliance.store.journal import private_dir
+from appliance.store import hotlog
+from appliance.store.journal import Journal, fsync_dir, private_dir
 from appliance.store.outbox import OutboxBook
 from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path
 
@@ -58,6 +63,8 @@ log = logging.getLogger(__name__)
 
 HOT_NAME = "hot.json"
 SCHEMA = 1
+#: The journal is folded into hot.json once it is larger than this or than hot.json.
+COMPACT_MIN_BYTES = 1 << 20
 #: Fields ``update()`` may not touch: identity, status (use set_status) and bookkeeping.
 PROTECTED_FIELDS = frozenset({"id", "status", "history", "rev", "created", "updated"})
 
@@ -71,6 +78,7 @@ class Store:
         self.clock = clock
         self.readonly = readonly
         self.hot_path = self.state_dir / HOT_NAME
+        self.journal_path = self.state_dir / hotlog.JOURNAL_NAME
         self._lock_fd: int | None = None
         if not readonly:
             private_dir(self.state_dir)
@@ -99,8 +107,16 @@ class Store:
         self._dirty = False
         self._writing: dict[str, dict[str, Any]] = {}  # archived, being appended by a flush
         self._write_lock = threading.Lock()
-        self._prepared = self._written = 0  # flush snapshots taken / last one written
         self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
+        self._changed: set[str] = set()  # letters added, changed or dropped since the last flush
+        self._journal = Journal(self.journal_path)
+        self._gen = 0                    # generation of hot.json; journal lines carry it
+        self._have_base = False          # hot.json holds a snapshot to journal against
+        self._compact_next = False       # the next flush rewrites hot.json
+        self._journal_bytes = 0          # journal written since the last compaction
+        self._base_bytes = 0             # size of the last snapshot
+        self._pending: deque[tuple] = deque()  # prepared writes, in order (see prepare_flush)
+        self._queue_lock = threading.Lock()
         self._load()
 
     # --- opening ------------------------------------------------------------------------
@@ -150,23 +166,39 @@ class Store:
                         self.hot_path, problem.detail, bak)
             if not self.readonly:  # keep the evidence, never rotate it into .bak
                 os.replace(self.hot_path, self.hot_path.with_name(HOT_NAME + ".corrupt"))
-        self._dirty = not self.readonly
+        self._dirty = self._compact_next = not self.readonly
         return backup
 
     def _load(self) -> None:
         doc = self._read_hot()
+        self._have_base = bool(doc)
         try:
+            doc = self._replay_journal(doc)
             self._load_hot(doc)
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise StateError(f"{self.hot_path} is not an appliance state file ({e!r}); "
                              f"restore it from {bak_path(self.hot_path).name} or a backup") from None
         self._load_archive_index()
 
+    def _replay_journal(self, doc: dict[str, Any]) -> dict[str, Any]:
+        """The snapshot with the journal lines that follow it applied (``hotlog``)."""
+        journals = [Journal(p) for p in (bak_path(self.journal_path), self.journal_path)]
+        lines = [rec for j in journals for rec in j.records()]
+        self._base_bytes = self.hot_path.stat().st_size if self._have_base and self.hot_path.exists() else 0
+        self._journal_bytes = self.journal_path.stat().st_size if self.journal_path.exists() else 0
+        if not lines:
+            return doc
+        replayed, applied = hotlog.replay(doc, lines)
+        if applied and not self._have_base:  # a journal with no snapshot under it: compact it
+            self._compact_next = self._dirty = not self.readonly
+        return replayed
+
     def _load_hot(self, doc: dict[str, Any]) -> None:
         meta = (doc.get("meta") or {}).get("1") or {}
         if meta.get("schema", SCHEMA) != SCHEMA:
             raise StateError(f"{self.hot_path} has schema {meta.get('schema')}, this "
                              f"appliance understands {SCHEMA}; upgrade the appliance")
+        self._gen = int(meta.get("gen", 0))
         self._next_seq = int(meta.get("next_seq", 1))
         self._next_doc = int(meta.get("next_doc", 1))
         self._next_run = int(meta.get("next_run", 1))
@@ -193,6 +225,7 @@ class Store:
         self._archived_counts = Counter(self._archived.values())
 
     def _drop_hot(self, letter_id: str) -> None:
+        self._changed.add(letter_id)
         self._letters.pop(letter_id, None)
         self._doc_ids.pop(letter_id, None)
         for entry in self._book.of_letter(letter_id):
@@ -305,6 +338,7 @@ class Store:
             "listed_at": round(listed_at, 3) if listed_at is not None else now,
         }
         self._assign_doc(letter_id)
+        self._changed.add(letter_id)
         self._dirty = True
         return True
 
@@ -336,6 +370,7 @@ class Store:
     def _touch(self, rec: dict[str, Any], now: float) -> None:
         rec["updated"] = now
         rec["rev"] = rec.get("rev", 0) + 1
+        self._changed.add(rec["id"])
         self._dirty = True
 
     def update(self, letter_id: str, *, event: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -591,6 +626,7 @@ class Store:
     def _queue_archive(self, letter_id: str) -> None:
         rec = self._letters.pop(letter_id)
         self._doc_ids.pop(letter_id, None)
+        self._changed.add(letter_id)
         self._to_archive[letter_id] = rec
         self._archived[letter_id] = rec["status"]
         if rec.get("specification_id"):
@@ -599,52 +635,111 @@ class Store:
 
     # --- durability ---------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Make every change so far durable: archive appends first, then hot.json atomically."""
+    def flush(self, *, compact: bool = False) -> None:
+        """Make every change so far durable: archive appends first, then a journal line
+        (or, when due or ``compact``, a new hot.json)."""
+        if compact and not self.readonly:
+            self._compact_next = self._dirty = True
         write = self.prepare_flush()
         if write is not None:
             write()
 
     def prepare_flush(self) -> Callable[[], None] | None:
-        """Snapshot what a flush must write (cheap, on the caller's thread) and return the
-        writing itself, which touches only files and may run in a worker thread while the
-        store changes on: those changes leave the store dirty for the next flush.  If the
-        write fails, the snapshot is put back so that nothing is lost.  None: nothing to do."""
+        """Encode what a flush must write (on the caller's thread: only what changed, unless
+        a compaction is due) and return the writing itself, which touches only files and may
+        run in a worker thread while the store changes on: those changes leave the store
+        dirty for the next flush.  None: nothing to do.
+
+        Prepared writes queue in order and any ``write`` writes every one queued so far, so
+        journal lines reach the disk in the order they were encoded whichever thread runs
+        first.  A write that fails leaves its items queued (the store dirty): the next
+        flush tries them again, in order, before anything newer."""
         if not self._dirty:
             return None
         if self.readonly:
             raise PermissionError(f"{self.state_dir} was opened read-only")
-        archived = dict(self._to_archive)
-        self._to_archive.clear()
-        self._writing.update(archived)  # still readable by get() until they are on disk
-        date = time.strftime("%Y-%m-%d", time.gmtime(self.clock()))
-        text = self._serialize_hot()
+        items: list[tuple] = []
+        if self._to_archive:
+            archived = dict(self._to_archive)
+            self._to_archive.clear()
+            self._writing.update(archived)  # still readable by get() until they are on disk
+            items.append(("archive", time.strftime("%Y-%m-%d", time.gmtime(self.clock())), archived))
+        if (self._compact_next or not self._have_base
+                or self._journal_bytes > max(COMPACT_MIN_BYTES, self._base_bytes)):
+            self._gen += 1
+            text = self._serialize_hot().encode("utf-8")
+            self._changed.clear()
+            self._book.take_touched()
+            self._compact_next, self._have_base = False, True
+            self._journal_bytes, self._base_bytes = 0, len(text)
+            items.append(("snapshot", text))
+        else:
+            line = self._journal_line()
+            if line is not None:
+                self._journal_bytes += len(line) + 1
+                items.append(("line", line))
         self._dirty = False
-        self._prepared += 1
-        seq = self._prepared
+        with self._queue_lock:
+            self._pending.extend(items)
+        return self._write_pending
 
-        def write() -> None:
-            with self._write_lock:  # one writer at a time, and never an older snapshot last
+    def _write_pending(self) -> None:
+        with self._write_lock:  # one writer at a time, the queue in order
+            while True:
+                with self._queue_lock:
+                    if not self._pending:
+                        return
+                    item = self._pending[0]
                 try:
-                    if archived:
-                        self._archive.append(date, list(archived.values()))
-                        for letter_id in archived:
-                            self._writing.pop(letter_id, None)
-                        archived.clear()
-                    if seq > self._written:
-                        self._storage.write_serialized(text)
-                        self._written = seq
+                    self._write_item(item)
                 except BaseException:
-                    for letter_id, rec in archived.items():  # not yet appended: keep them queued
-                        self._to_archive.setdefault(letter_id, rec)
+                    self._journal.close()  # reopened with a torn tail cut before the next append
                     self._dirty = True
                     raise
+                with self._queue_lock:
+                    self._pending.popleft()
 
-        return write
+    def _write_item(self, item: tuple) -> None:
+        kind = item[0]
+        if kind == "archive":
+            _, date, archived = item
+            self._archive.append(date, list(archived.values()))
+            for letter_id in archived:
+                self._writing.pop(letter_id, None)
+        elif kind == "line":
+            self._journal.append_lines([item[1]])
+        else:  # snapshot: hot.json at the next generation, then the journal becomes .bak
+            self._storage.write_serialized_bytes(item[1])
+            self._journal.close()
+            if self.journal_path.exists():
+                os.replace(self.journal_path, bak_path(self.journal_path))
+                fsync_dir(self.state_dir)
+
+    def _journal_line(self) -> bytes | None:
+        """The letters and outbox entries changed since the last flush, as one journal line."""
+        changed = self._changed | self._book.take_touched()
+        self._changed = set()
+        puts, dels, outbox = [], [], {}
+        for letter_id in changed:
+            rec = self._letters.get(letter_id)
+            if rec is None:
+                dels.append(letter_id)
+                self._fragments.pop(letter_id, None)
+                continue
+            cached = self._fragments.get(letter_id)
+            if cached is None or cached[0] != rec["rev"]:
+                cached = self._fragments[letter_id] = (rec["rev"], _dumps(rec))
+            puts.append((self._doc_ids[letter_id], cached[1]))
+            outbox[letter_id] = self._book.of_letter(letter_id)
+        return hotlog.encode_line(self._gen, puts, dels, outbox, self._meta())
+
+    def _meta(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "next_seq": self._next_seq, "next_doc": self._next_doc,
+                "next_run": self._next_run}
 
     def _serialize_hot(self) -> str:
         """The hot tinydb document.  Each letter's JSON is cached by ``rev`` (every mutation
-        bumps it), so a flush re-encodes only the letters that changed."""
+        bumps it), so a compaction re-encodes only the letters that changed."""
         fragments = {}
         parts = []
         for letter_id, rec in self._letters.items():
@@ -655,13 +750,14 @@ class Store:
             parts.append(f'"{self._doc_ids[letter_id]}":{cached[1]}')
         self._fragments = fragments
         outbox = _dumps({str(seq): e for seq, e in self._book.entries.items()})
-        meta = _dumps({"1": {"schema": SCHEMA, "next_seq": self._next_seq,
-                             "next_doc": self._next_doc, "next_run": self._next_run}})
+        meta = _dumps({"1": {**self._meta(), "gen": self._gen}})
         return '{"letters":{' + ",".join(parts) + '},"outbox":' + outbox + ',"meta":' + meta + "}"
 
     def close(self) -> None:
+        """Flush and fold the journal into hot.json: a stopped appliance leaves one file."""
         if not self.readonly:
-            self.flush()
+            self.flush(compact=self._journal_bytes > 0 or self._dirty)
+            self._journal.close()
         self._db.close()
         self._unlock()
 

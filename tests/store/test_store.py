@@ -197,7 +197,8 @@ def test_ack_removes_entries_and_archives_finished_letters(tmp_path, clock):
     assert [r["id"] for r in archived] == ["B"]
     assert archived[0]["status"] == "REJECTED"
     assert [h["event"] for h in archived[0]["history"]] == ["listed", "status", "proven"]
-    assert {r["id"] for r in TinyDB(tmp_path / "hot.json").table("letters").all()} == {"A", "C"}
+    with Store(tmp_path, readonly=True) as on_disk:  # what a crash now would reopen
+        assert {r["id"] for r in on_disk.letters()} == {"A", "C"}
 
     s.outbox_ack([seq["C", "CANCELLED"]])
     s.flush()
@@ -283,7 +284,9 @@ def test_every_flush_writes_the_current_records(tmp_path, clock):
     s.flush()
     s.outbox_ack([e["seq"] for e in s.outbox_pending()])
     s.flush()
-    on_disk = {r["id"]: dict(r) for r in TinyDB(tmp_path / "hot.json").table("letters").all()}
+    with Store(tmp_path, readonly=True) as reopened:  # hot.json and the journal after it
+        on_disk = {r["id"]: r for r in reopened.letters()}
+        assert reopened.outbox_pending() == s.outbox_pending()
     assert on_disk == {r["id"]: r for r in s.letters()}
     assert on_disk["A"]["stage"] == "verified" and on_disk["B"]["history"][-1]["event"] == "proven"
 
@@ -323,11 +326,11 @@ def test_hot_file_is_a_plain_tinydb_database(tmp_path, clock):
     add(s, "A")
     add(s, "B")
     s.set_status("B", "ACCEPTED")
-    s.flush()
+    s.close()  # a closed store has folded its journal into hot.json
     db = TinyDB(tmp_path / "hot.json")
     assert [r["id"] for r in db.table("letters").search(where("status") == "ACCEPTED")] == ["B"]
     assert [e["letter_id"] for e in db.table("outbox").all()] == ["B"]
-    assert db.table("outbox").all()[0].doc_id == s.outbox_pending()[0]["seq"]
+    assert db.table("outbox").all()[0].doc_id == open_store(tmp_path, clock).outbox_pending()[0]["seq"]
 
 
 def test_second_process_on_the_same_state_dir_is_refused(tmp_path, clock):
@@ -415,6 +418,8 @@ def _two_generations(tmp_path: Path, clock) -> tuple[Path, dict, dict]:
 
 
 def test_hot_file_truncated_in_place_falls_back_to_previous_generation(tmp_path, clock, caplog):
+    """hot.json.bak is the snapshot before; hot.journal.bak the journal that followed it, so
+    the fallback loses nothing that was flushed (gen2, not only gen1)."""
     live, gen1, gen2 = _two_generations(tmp_path, clock)
     assert gen1 != gen2
     data = (live / "hot.json").read_bytes()
@@ -424,13 +429,13 @@ def test_hot_file_truncated_in_place_falls_back_to_previous_generation(tmp_path,
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="appliance.store.store"):
             s = open_store(case, clock)
-        assert snapshot(s) == gen1, f"cut at byte {k}"
+        assert snapshot(s) == gen2, f"cut at byte {k}"
         assert any("hot.json" in r.getMessage() and "corrupt" in r.getMessage()
                    for r in caplog.records)
         assert (case / "hot.json.corrupt").read_bytes() == data[:k]
         s.close()  # rewrites hot.json from the fallback
         with open_store(case, clock) as again:  # closed: an open store holds its lock's fd
-            assert snapshot(again) == gen1
+            assert snapshot(again) == gen2
         shutil.rmtree(case)
 
 
@@ -567,3 +572,122 @@ def test_a_failed_flush_write_loses_nothing(tmp_path, clock, monkeypatch):
     monkeypatch.undo()
     s.flush()
     assert open_store(crash_copy(tmp_path, tmp_path / "copy"), clock).get_status("A") == "REJECTED"
+
+
+# --- the hot journal (appliance.store.hotlog) ---------------------------------------------
+
+def _many_in_flight(path: Path, clock, n: int) -> Store:
+    s = open_store(path, clock)
+    for i in range(n):
+        add(s, f"L{i:05d}")
+    s.flush()
+    return s
+
+
+def test_a_flush_appends_what_changed_and_leaves_hot_json_alone(tmp_path, clock):
+    """Issue 18: with many letters in flight a flush rewrote all of hot.json; now one status
+    change costs one journal line the size of that letter, and reopening shows it."""
+    s = _many_in_flight(tmp_path, clock, 2000)
+    hot = tmp_path / "hot.json"
+    before = hot.stat()
+    journal = tmp_path / "hot.journal"
+    size0 = journal.stat().st_size if journal.exists() else 0
+    s.set_status("L00007", "ACCEPTED")
+    s.flush()
+    grew = journal.stat().st_size - size0
+    assert 0 < grew < 3000 < before.st_size / 100
+    after = hot.stat()
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == (before.st_ino, before.st_size, before.st_mtime_ns)
+    with Store(tmp_path, readonly=True) as again:
+        assert again.get_status("L00007") == "ACCEPTED"
+        assert [(e["letter_id"], e["status"]) for e in again.outbox_pending()] == [("L00007", "ACCEPTED")]
+
+
+def test_crash_while_appending_a_journal_line_at_every_byte(tmp_path, clock):
+    s = _many_in_flight(tmp_path / "live", clock, 3)
+    s.set_status("L00000", "ACCEPTED")
+    s.flush()
+    committed = snapshot(s)
+    journal = tmp_path / "live" / "hot.journal"
+    good = journal.read_bytes()
+    s.set_status("L00001", "REJECTED", "PDF_EMPTY")
+    s.update("L00002", stage="downloaded", pages=3)
+    add(s, "L00009")
+    s.flush()
+    line = journal.read_bytes()[len(good):]
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    s.close()
+    for k in range(len(line)):  # the line is only whole with its newline
+        case = tmp_path / f"cut{k}"
+        shutil.copytree(tmp_path / "live", case)
+        (case / "hot.json").write_bytes(((tmp_path / "live" / "hot.json.bak")).read_bytes())
+        (case / "hot.journal.bak").unlink(missing_ok=True)
+        (case / "hot.journal").write_bytes(good + line[:k])
+        st = open_store(case, clock)
+        assert snapshot(st) == committed, f"cut at byte {k}"
+        add(st, "L00010")  # an append after the torn tail starts on a clean line
+        st.flush()
+        st._journal.close()
+        assert snapshot(Store(case, readonly=True))["hot"][-1] == "L00010"
+        shutil.rmtree(case)
+
+
+def test_journal_is_compacted_into_hot_json_once_it_outgrows_it(tmp_path, clock, monkeypatch):
+    import appliance.store.store as store_mod
+
+    monkeypatch.setattr(store_mod, "COMPACT_MIN_BYTES", 4096)
+    s = _many_in_flight(tmp_path, clock, 5)
+    gen = lambda: TinyDB(tmp_path / "hot.json").table("meta").get(doc_id=1)["gen"]  # noqa: E731
+    first = gen()
+    for round_ in range(40):
+        s.update(f"L{round_ % 5:05d}", event=f"round {round_}", stage=f"s{round_}")
+        s.flush()
+    assert gen() > first  # rewritten at least once
+    journal = tmp_path / "hot.journal"
+    assert (journal.stat().st_size if journal.exists() else 0) < 2 * (tmp_path / "hot.json").stat().st_size
+    assert (tmp_path / "hot.journal.bak").exists()
+    state = snapshot(s)
+    assert snapshot(Store(tmp_path, readonly=True)) == state
+    s.close()
+    assert not (tmp_path / "hot.journal").exists()  # a clean close leaves one file
+    assert snapshot(open_store(tmp_path, clock)) == state
+
+
+def test_crash_inside_a_compaction_loses_nothing(tmp_path, clock, monkeypatch):
+    """Killed after hot.json was replaced but before the journal was renamed: the journal
+    still holds lines of the old generation, which the new hot.json already contains."""
+    s = _many_in_flight(tmp_path / "live", clock, 3)
+    s.set_status("L00000", "ACCEPTED")
+    s.flush()
+    s.set_status("L00000", "PRINTED")
+    s.flush()
+    journal = (tmp_path / "live" / "hot.journal").read_bytes()
+    s.update("L00001", stage="downloaded")
+    s.flush(compact=True)
+    state = snapshot(s)
+    case = crash_copy(tmp_path / "live", tmp_path / "crash")
+    (case / "hot.journal").write_bytes(journal)  # the rename never happened
+    again = open_store(case, clock)
+    assert snapshot(again) == state
+    again.set_status("L00000", "ENCLOSED")  # appended after the old lines: still replayed
+    again.flush()
+    expected = snapshot(again)
+    again._journal.close()
+    assert snapshot(Store(case, readonly=True)) == expected
+
+
+def test_a_failed_journal_append_is_written_again_in_order(tmp_path, clock, monkeypatch):
+    s = _many_in_flight(tmp_path, clock, 2)
+    s.set_status("L00000", "ACCEPTED")
+    write = s.prepare_flush()
+    real = s._journal.append_lines
+    monkeypatch.setattr(s._journal, "append_lines", lambda lines: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        write()
+    assert s.dirty
+    monkeypatch.setattr(s._journal, "append_lines", real)
+    s.set_status("L00000", "PRINTED")  # a newer line queued behind the failed one
+    s.flush()
+    with Store(tmp_path, readonly=True) as again:
+        assert again.get_status("L00000") == "PRINTED"
+        assert [e["status"] for e in again.outbox_pending()] == ["ACCEPTED", "PRINTED"]
