@@ -31,6 +31,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
@@ -385,17 +386,25 @@ class SupplierClient:
         location = resp.headers.get("location")
         if not location:
             raise ApiError(resp.status_code, f"GET {path}: 303 without a Location header")
+        # urllib, not httpx.URL: a pre-signed URL is long, and httpx parses it a character
+        # at a time (a tenth of the daemon's CPU per letter); the worker that fetches it
+        # parses it again, and the intake's host policy is checked there.
         try:
-            target = resp.url.join(location)
-        except httpx.InvalidURL:
-            target = None
-        if target is None or target.scheme not in ("http", "https") or not target.host:
+            given = urlsplit(location)
+            target = urljoin(self.api.base_url + path, location)
+            parts = urlsplit(target)
+            host = parts.hostname if given.netloc or not given.scheme else None  # "http:///x": no host
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:
+            parts, host = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not host or any(
+                c in target for c in "\r\n\t "):
             raise ApiError(resp.status_code, f"GET {path}: 303 Location {shown(location)} is not "
                                              "an http(s) URL; not followed")
-        if resp.url.scheme == "https" and target.scheme != "https":
+        if self.api.base_url.startswith("https:") and parts.scheme != "https":
             raise ApiError(resp.status_code, f"GET {path}: 303 Location would leave https for "
-                                             f"plain http ({target.host}); not followed")
-        return str(target)
+                                             f"plain http ({host}); not followed")
+        return target
 
     # --- management information and health -----------------------------------------------
 
