@@ -36,7 +36,7 @@ class IntakeSide:
         if waiting >= self.s.max_waiting_retry:
             return 0
         held = self.store.stage_count("intake-hold")
-        return self.s.max_in_flight - (len(self.store.in_flight_ids()) - waiting - held)
+        return self.s.max_in_flight - (self.store.in_flight_count() - waiting - held)
 
     @property
     def accept_window(self) -> float:

@@ -20,7 +20,7 @@ left), ``sent`` (when it was answered 202) and ``refused`` ({status, detail, at}
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 class OutboxBook:
@@ -94,9 +94,11 @@ class OutboxBook:
                 out.append(entry)
         return out
 
-    def settled(self, before: float, limit: int) -> list[str]:
+    def settled(self, before: float, limit: int, *, moving: Callable[[str], bool] | None = None,
+                moving_before: float = float("inf")) -> list[str]:
         """Letters worth reading back: every update of theirs was answered 202, the last
-        one at or before ``before``; oldest first (by their oldest unproven update)."""
+        one at or before ``before`` (``moving_before`` for letters ``moving`` says will
+        change again soon); oldest first (by their oldest unproven update)."""
         out: list[str] = []
         seen: set[str] = set()
         for entry in self.entries.values():
@@ -105,7 +107,10 @@ class OutboxBook:
                 continue
             seen.add(letter_id)
             mine = self.of_letter(letter_id)
-            if all(e.get("sent") for e in mine) and max(e["sent"] for e in mine) <= before:
+            if not all(e.get("sent") for e in mine):
+                continue
+            last = max(e["sent"] for e in mine)
+            if last <= before and (last <= moving_before or moving is None or not moving(letter_id)):
                 out.append(letter_id)
                 if len(out) >= limit:
                     break

@@ -109,6 +109,12 @@ class Store:
         self._write_lock = threading.Lock()
         self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
         self._changed: set[str] = set()  # letters added, changed or dropped since the last flush
+        # Hot letters by stage and status, and those in flight, kept as records change: the
+        # pipeline asks on every poll, and a walk over 2 500 letters each time added up.
+        self._indexed: dict[str, tuple[str, str, bool]] = {}  # id -> (stage, status, in flight)
+        self._stage_counts: Counter[str] = Counter()
+        self._status_counts: Counter[str] = Counter()
+        self._flying: dict[str, None] = {}
         self._journal = Journal(self.journal_path)
         self._gen = 0                    # generation of hot.json; journal lines carry it
         self._have_base = False          # hot.json holds a snapshot to journal against
@@ -205,6 +211,7 @@ class Store:
         for doc_id, rec in (doc.get("letters") or {}).items():
             self._letters[rec["id"]] = rec
             self._doc_ids[rec["id"]] = int(doc_id)
+            self._index(rec["id"])
             self._next_doc = max(self._next_doc, int(doc_id) + 1)
         entries = list((doc.get("outbox") or {}).values())
         self._book.load(entries)
@@ -224,9 +231,28 @@ class Store:
                 del self._archived[letter_id]
         self._archived_counts = Counter(self._archived.values())
 
+    def _index(self, letter_id: str) -> None:
+        """Bring the stage/status counts and the in-flight set up to date for one letter."""
+        rec = self._letters.get(letter_id)
+        new = None if rec is None else (
+            rec["stage"], rec["status"], not is_final(rec["status"]) and rec["stage"] != "let-go")
+        old = self._indexed.pop(letter_id, None)
+        if old is not None:
+            self._stage_counts[old[0]] -= 1
+            self._status_counts[old[1]] -= 1
+        if new is not None:
+            self._indexed[letter_id] = new
+            self._stage_counts[new[0]] += 1
+            self._status_counts[new[1]] += 1
+        if new is not None and new[2]:
+            self._flying[letter_id] = None
+        else:
+            self._flying.pop(letter_id, None)
+
     def _drop_hot(self, letter_id: str) -> None:
         self._changed.add(letter_id)
         self._letters.pop(letter_id, None)
+        self._index(letter_id)
         self._doc_ids.pop(letter_id, None)
         for entry in self._book.of_letter(letter_id):
             self._book.remove(entry["seq"])
@@ -268,8 +294,10 @@ class Store:
 
     def in_flight_ids(self) -> list[str]:
         """Ids of ``in_flight`` letters, without copying their records (hot loops)."""
-        return [i for i, r in self._letters.items()
-                if not is_final(r["status"]) and r["stage"] != "let-go"]
+        return list(self._flying)
+
+    def in_flight_count(self) -> int:
+        return len(self._flying)
 
     def letters(self, status: str | None = None, stage: str | None = None) -> list[dict[str, Any]]:
         return [_copy(r) for r in self._letters.values()
@@ -278,12 +306,11 @@ class Store:
 
     def stage_count(self, stage: str) -> int:
         """Hot letters in ``stage``, without copying their records (hot loops)."""
-        return sum(1 for r in self._letters.values() if r["stage"] == stage)
+        return self._stage_counts[stage]
 
     def counts(self) -> dict[str, int]:
-        total = Counter(self._archived_counts)
-        total.update(r["status"] for r in self._letters.values())
-        return {status: n for status, n in total.items() if n > 0}
+        total = self._archived_counts + self._status_counts  # keeps only counts above 0
+        return dict(total)
 
     def outbox_pending(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Every update not yet proven applied (unsent, sent or refused), in order."""
@@ -301,10 +328,15 @@ class Store:
     def outbox_of(self, letter_id: str) -> list[dict[str, Any]]:
         return [dict(e) for e in self._book.of_letter(letter_id)]
 
-    def outbox_settled(self, before: float, limit: int = 64) -> list[str]:
-        """Letters whose updates were all answered 202, the last at or before ``before``:
-        what the prover reads back, oldest first."""
-        return self._book.settled(before, limit)
+    def outbox_settled(self, before: float, limit: int = 64,
+                       moving_before: float | None = None) -> list[str]:
+        """Letters whose updates were all answered 202, the last at or before ``before``
+        (or ``moving_before`` for a letter not yet final): what the prover reads back,
+        oldest first."""
+        if moving_before is None:
+            return self._book.settled(before, limit)
+        return self._book.settled(before, limit, moving_before=moving_before,
+                                  moving=lambda i: not is_final(self.get_status(i)))
 
     def outbox_counts(self) -> dict[str, Any]:
         """unsent / sent (202, not proven) / refused (letters) / total, and the age basis
@@ -339,6 +371,7 @@ class Store:
         }
         self._assign_doc(letter_id)
         self._changed.add(letter_id)
+        self._index(letter_id)
         self._dirty = True
         return True
 
@@ -365,12 +398,14 @@ class Store:
         self._letters[letter_id] = rec
         if letter_id not in self._doc_ids:
             self._assign_doc(letter_id)
+        self._index(letter_id)
         return rec
 
     def _touch(self, rec: dict[str, Any], now: float) -> None:
         rec["updated"] = now
         rec["rev"] = rec.get("rev", 0) + 1
         self._changed.add(rec["id"])
+        self._index(rec["id"])
         self._dirty = True
 
     def update(self, letter_id: str, *, event: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -627,6 +662,7 @@ class Store:
         rec = self._letters.pop(letter_id)
         self._doc_ids.pop(letter_id, None)
         self._changed.add(letter_id)
+        self._index(letter_id)
         self._to_archive[letter_id] = rec
         self._archived[letter_id] = rec["status"]
         if rec.get("specification_id"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -691,3 +692,56 @@ def test_a_failed_journal_append_is_written_again_in_order(tmp_path, clock, monk
     with Store(tmp_path, readonly=True) as again:
         assert again.get_status("L00000") == "PRINTED"
         assert [e["status"] for e in again.outbox_pending()] == ["ACCEPTED", "PRINTED"]
+
+
+def test_stage_and_status_counts_kept_as_letters_change_match_a_full_walk(tmp_path, clock):
+    """stage_count, counts and in_flight_ids are kept as records change (the pipeline asks on
+    every poll); after any mix of changes, and after reopening, they equal a walk."""
+    import random
+
+    from appliance.core.status import is_final
+
+    def walked(s: Store):
+        hot = s.letters()
+        stages = {r["stage"] for r in hot} | {"new", "printing", "let-go", "nowhere"}
+        counts = dict(Counter(r["status"] for r in hot) + Counter(s.archived_counts()))
+        flying = sorted(r["id"] for r in hot if not is_final(r["status"]) and r["stage"] != "let-go")
+        return {st: sum(r["stage"] == st for r in hot) for st in stages}, counts, flying
+
+    def kept(s: Store, stages):
+        return {st: s.stage_count(st) for st in stages}, s.counts(), sorted(s.in_flight_ids())
+
+    rnd = random.Random(18)
+    s = open_store(tmp_path, clock)
+    chain = ["ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED"]
+    for step in range(600):
+        ids = [r["id"] for r in s.letters()]
+        op = rnd.choice(["add", "add", "stage", "status", "reject", "ack", "letgo", "retake", "forget"])
+        lid = rnd.choice(ids) if ids else None
+        if op == "add" or lid is None:
+            add(s, f"L{step}")
+        elif op == "stage":
+            s.update(lid, stage=rnd.choice(["downloaded", "printing", "wait-inserter"]))
+        elif op == "status":
+            cur = s.get_status(lid)
+            nxt = chain[chain.index(cur) + 1] if cur in chain[:-1] else ("ACCEPTED" if cur == "PENDING" else None)
+            if nxt:
+                s.set_status(lid, nxt)
+        elif op == "reject" and s.get_status(lid) == "PENDING":
+            s.set_status(lid, "REJECTED", "PDF_EMPTY")
+        elif op == "ack":
+            s.outbox_ack([e["seq"] for e in s.outbox_pending()[:5]])
+        elif op == "letgo" and not s.outbox_of(lid):
+            s.let_go(lid, "test")
+        elif op == "retake" and s.get(lid)["stage"] == "let-go":
+            s.retake(lid, 0.0)
+        elif op == "forget":
+            s.forget_let_go(clock.t - 50)
+        if step % 97 == 0:
+            s.flush()
+        stages, counts, flying = walked(s)
+        assert kept(s, stages) == (stages, counts, flying), f"step {step}: {op} {lid}"
+    s.close()
+    s = open_store(tmp_path, clock)
+    stages, counts, flying = walked(s)
+    assert kept(s, stages) == (stages, counts, flying)
