@@ -7,7 +7,11 @@ server.  So a sent update stays in the outbox until ``GET /letters/{id}`` shows 
 Reads use spare rate budget only (``SupplierClient.read_back``: no token free now, no
 read), so intake and the outbox never wait for them; letters are read oldest first, once
 all their updates are answered 202 and settled ``prove_after`` seconds (a letter moving
-fast through its statuses is read once, at the end).  What the read shows decides:
+fast through its statuses is read once, at the end).  A letter not yet final waits
+``MOVING_FACTOR`` times longer (30 s by default): under a backlog its next status is on
+its way, and reading it now would cost a second read later; an ACCEPTED is still proven,
+or found lost and sent again, well inside Notify's 300 s visibility window.  What the read
+shows decides:
 
 - one of this letter's unproven statuses: proven up to it (older ones superseded);
   anything sent after it did not take and is sent again, in order;
@@ -37,6 +41,8 @@ log = logging.getLogger(__name__)
 PASS = 64
 #: The least time after a 202 before an update not seen applied is called lost (seconds).
 LOST_AFTER = 3.0
+#: A letter not yet final is read this many times ``prove_after`` after its last 202.
+MOVING_FACTOR = 6.0
 #: Oldest unproven update older than this (seconds): alert, proofs are falling behind.
 BEHIND_AFTER = 600.0
 
@@ -79,7 +85,8 @@ class Prover:
         while True:
             self._watch_lag()
             now = self.clock()
-            ids = [i for i in self.store.outbox_settled(now - self.prove_after, PASS + len(self._recheck))
+            ids = [i for i in self.store.outbox_settled(now - self.prove_after, PASS + len(self._recheck),
+                                                        moving_before=now - self.prove_after * MOVING_FACTOR)
                    if self._recheck.get(i, (0.0,))[0] <= now][:PASS]
             if not ids:
                 await asyncio.sleep(min(max(self.prove_after / 4, 0.05), 1.0))

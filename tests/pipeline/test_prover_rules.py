@@ -50,3 +50,29 @@ def test_a_read_behind_notify_s_worker_resends_nothing_until_it_stays_behind(tmp
     prover._settle("L", "ACCEPTED")  # 3.6 s on: PRINTED was lost; it goes again
     assert [e["status"] for e in store.outbox_unsent()] == ["PRINTED"]
     store.close()
+
+
+def test_a_letter_not_yet_final_is_read_later_than_a_final_one(tmp_path):
+    """Under a backlog an ACCEPTED letter read prove_after after its 202 was read again once
+    DISPATCHED (1.5 read-backs a letter in the ingest bench); now a letter not yet final
+    waits MOVING_FACTOR times longer, a final one does not."""
+    from appliance.pipeline.prover import MOVING_FACTOR
+    from appliance.store.store import Store
+
+    now = [1_900_000_000.0]
+    store = Store(tmp_path, clock=lambda: now[0])
+    for lid in ("moving", "final"):
+        store.add_letter(lid, "notify-c5", "g", "ab" * 32, listed_at=now[0])
+    store.set_status("moving", "ACCEPTED")
+    store.set_status("final", "REJECTED", "PDF_EMPTY")
+    store.outbox_sent([e["seq"] for e in store.outbox_pending()])
+    prove_after = 5.0
+    now[0] += prove_after + 0.1
+    ask = lambda: store.outbox_settled(now[0] - prove_after, 64,  # noqa: E731
+                                       moving_before=now[0] - prove_after * MOVING_FACTOR)
+    assert ask() == ["final"]
+    assert store.outbox_settled(now[0] - prove_after, 64) == ["moving", "final"]  # without the rule
+    now[0] += prove_after * (MOVING_FACTOR - 1)
+    assert ask() == ["moving", "final"]
+    assert prove_after * MOVING_FACTOR + 60 < 300  # an ACCEPTED is proven well inside the visibility window
+    store.close()
