@@ -461,3 +461,18 @@ async def test_data_url_joins_and_checks_the_303_location(base, location, expect
         else:
             with pytest.raises(ApiError, match=expect):
                 await c.data_url("x")
+
+
+async def test_the_client_keeps_no_cookies():
+    """A Set-Cookie from the API (or a load balancer before it) is never sent back: the API
+    is authorised by its bearer token alone, and no state leaks from one request to the next."""
+    seen = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req.headers.get("cookie"))
+        return httpx.Response(200, json={"data": []}, headers={"Set-Cookie": "AWSALB=abc; Path=/"})
+
+    async with SupplierClient(sandbox_api("http://127.0.0.1:9"), transport=httpx.MockTransport(handler)) as c:
+        await c.list_letters()
+        await c.list_letters()
+    assert seen == [None, None]
