@@ -20,10 +20,15 @@ class Committer:
         self.interval = interval
         self._waiters: list[asyncio.Future] = []
         self._wake = asyncio.Event()
+        self._writing: asyncio.Future | None = None  # the write under way, if any
         self.flushes = 0
 
     async def durable(self) -> None:
         if not self.store.dirty and not self._waiters:
+            # Clean, but a write may be under way holding this caller's change (made before
+            # the flush was prepared, durable() called after): it is durable when that ends.
+            if self._writing is not None and not self._writing.done():
+                await asyncio.shield(self._writing)
             return
         fut = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
@@ -36,17 +41,23 @@ class Committer:
             await asyncio.sleep(self.interval)  # let concurrent writers join this commit
             self._wake.clear()
             waiters, self._waiters = self._waiters, []
+            writing = self._writing = asyncio.get_running_loop().create_future()
             try:
                 write = self.store.prepare_flush()
                 if write is not None:
                     # The disk work (fsyncs) in a thread: the loop keeps moving letters meanwhile.
                     await asyncio.to_thread(write)
                 self.flushes += 1
+                writing.set_result(None)
             except Exception as e:  # disk full, read-only fs: every waiter must hear it
-                for w in waiters:
+                for w in [*waiters, writing]:
                     if not w.done():
                         w.set_exception(e)
+                writing.exception()  # heard by whoever waits on it; nobody else must be told
                 continue
+            finally:
+                if not writing.done():  # cancelled mid-write: not known durable
+                    writing.cancel()
             for w in waiters:
                 if not w.done():
                     w.set_result(None)
