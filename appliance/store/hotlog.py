@@ -25,18 +25,19 @@ Pure: no files here (``Store`` does the I/O).
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterable
+
+import orjson
 
 JOURNAL_NAME = "hot.journal"
 
 
-def encode_line(gen: int, puts: Iterable[tuple[int, str]], dels: Iterable[str],
+def encode_line(gen: int, puts: Iterable[tuple[int, bytes]], dels: Iterable[str],
                 outbox: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> bytes:
     """One journal line; ``puts`` are (doc id, the record's JSON already encoded)."""
-    put = ",".join(f"[{doc_id},{text}]" for doc_id, text in puts)
-    return (f'{{"g":{gen},"put":[{put}],"del":{_dumps(list(dels))},"ob":{_dumps(outbox)},'
-            f'"meta":{_dumps(meta)}}}').encode("utf-8")
+    put = b",".join(b"[%d,%b]" % (doc_id, text) for doc_id, text in puts)
+    return b'{"g":%d,"put":[%b],"del":%b,"ob":%b,"meta":%b}' % (
+        gen, put, _dumps(list(dels)), _dumps(outbox), _dumps(meta))
 
 
 def replay(doc: dict[str, Any], lines: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], int]:
@@ -69,5 +70,5 @@ def replay(doc: dict[str, Any], lines: Iterable[dict[str, Any]]) -> tuple[dict[s
             "meta": {"1": meta}}, applied
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def _dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)

@@ -24,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
+import orjson
 from tinydb.storages import Storage
 
 from appliance.core.errors import CorruptFile
@@ -164,7 +165,7 @@ class Archive:
         lines, index = [], []
         for rec in records:
             ordered = {"id": rec["id"], **rec}  # id first: lets find() match a line cheaply
-            lines.append(json.dumps(ordered, ensure_ascii=False, separators=(",", ":")).encode())
+            lines.append(orjson.dumps(ordered, option=orjson.OPT_NON_STR_KEYS))
             index.append(f"{rec['id']}\t{rec['status']}\t{rec.get('rev', 0)}\t{date}"
                          f"\t{rec.get('specification_id') or ''}".encode())
         Journal(self.dir / f"{date}.jsonl", keep_open=False).append_lines(lines)

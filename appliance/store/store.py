@@ -41,6 +41,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
+import orjson
 from tinydb import TinyDB
 
 from appliance.core.errors import StateError, UnknownLetter
@@ -107,7 +108,7 @@ class Store:
         self._dirty = False
         self._writing: dict[str, dict[str, Any]] = {}  # archived, being appended by a flush
         self._write_lock = threading.Lock()
-        self._fragments: dict[str, tuple[int, str]] = {}  # id -> (rev, JSON) of hot letters
+        self._fragments: dict[str, tuple[int, bytes]] = {}  # id -> (rev, JSON) of hot letters
         self._changed: set[str] = set()  # letters added, changed or dropped since the last flush
         # Hot letters by stage and status, and those in flight, kept as records change: the
         # pipeline asks on every poll, and a walk over 2 500 letters each time added up.
@@ -703,7 +704,7 @@ class Store:
         if (self._compact_next or not self._have_base
                 or self._journal_bytes > max(COMPACT_MIN_BYTES, self._base_bytes)):
             self._gen += 1
-            text = self._serialize_hot().encode("utf-8")
+            text = self._serialize_hot()
             self._changed.clear()
             self._book.take_touched()
             self._compact_next, self._have_base = False, True
@@ -773,7 +774,7 @@ class Store:
         return {"schema": SCHEMA, "next_seq": self._next_seq, "next_doc": self._next_doc,
                 "next_run": self._next_run}
 
-    def _serialize_hot(self) -> str:
+    def _serialize_hot(self) -> bytes:
         """The hot tinydb document.  Each letter's JSON is cached by ``rev`` (every mutation
         bumps it), so a compaction re-encodes only the letters that changed."""
         fragments = {}
@@ -783,11 +784,11 @@ class Store:
             if cached is None or cached[0] != rec["rev"]:
                 cached = (rec["rev"], _dumps(rec))
             fragments[letter_id] = cached
-            parts.append(f'"{self._doc_ids[letter_id]}":{cached[1]}')
+            parts.append(b'"%d":%b' % (self._doc_ids[letter_id], cached[1]))
         self._fragments = fragments
         outbox = _dumps({str(seq): e for seq, e in self._book.entries.items()})
         meta = _dumps({"1": {**self._meta(), "gen": self._gen}})
-        return '{"letters":{' + ",".join(parts) + '},"outbox":' + outbox + ',"meta":' + meta + "}"
+        return b'{"letters":{' + b",".join(parts) + b'},"outbox":' + outbox + b',"meta":' + meta + b"}"
 
     def close(self) -> None:
         """Flush and fold the journal into hot.json: a stopped appliance leaves one file."""
@@ -804,8 +805,10 @@ class Store:
         self.close()
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+def _dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON.  orjson, not json: encoding the letters that changed is most of
+    a flush's CPU, and orjson does it ~25 times faster (same JSON values back)."""
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _copy(rec: dict[str, Any]) -> dict[str, Any]:
