@@ -88,7 +88,7 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
     """The Pipeline against ``url`` until ``letters`` are decided, then until idle."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
-    from proc_cpu import tree_cpu
+    from proc_cpu import own_cpu, tree_cpu
 
     from appliance.api.client import SupplierClient
     from appliance.config.profile import load_profile
@@ -109,10 +109,10 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
                     client, store, load_profile(work / "floor.toml"), load_packs(), state_dir=state)
     me = os.getpid()
     await pipe.start()  # starting the worker pool is a fixed cost, not a letter's
-    cpu0, t0 = tree_cpu(me, set()), time.perf_counter()
+    cpu0, own0, t0 = tree_cpu(me, set()), own_cpu(me), time.perf_counter()
     while sum(n for s, n in store.counts().items() if s != "PENDING") < letters:
         await asyncio.sleep(0.05)  # counts() walks every letter in flight: the bench's own cost
-    wall, cpu = time.perf_counter() - t0, tree_cpu(me, set()) - cpu0
+    wall, cpu, own = time.perf_counter() - t0, tree_cpu(me, set()) - cpu0, own_cpu(me) - own0
     at_decided = dict(client.stats)
     settled = await pipe.run_until_idle(timeout=120)
     at_idle = dict(client.stats)
@@ -127,6 +127,8 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
     return {"letters": letters, "workers": intake.workers, "coverage": coverage,
             "seconds": round(wall, 3), "letters_per_s": round(letters / wall, 1),
             "cpu_ms_per_letter": round(1000 * cpu / letters, 2),
+            "daemon_cpu_ms_per_letter": round(1000 * own / letters, 2),  # the event loop's process
+            "workers_cpu_ms_per_letter": round(1000 * (cpu - own) / letters, 2),  # intake workers
             "api_calls_per_letter": round(api(at_decided) / letters, 3),
             "api_calls_per_letter_all_statuses": round(api(at_idle) / letters, 3) if settled else None,
             "api_calls_when_decided": at_decided, "api_calls_all_statuses": at_idle if settled else None}

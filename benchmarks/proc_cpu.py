@@ -43,6 +43,12 @@ def tree_cpu(root: int, exclude: set[int]) -> float:
     return total
 
 
+def own_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` itself (all its threads), not its children."""
+    st = _stat(pid)
+    return st[1] if st else 0.0
+
+
 def peak_rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
