@@ -106,8 +106,9 @@ class FilePrinter(Driver):
             return
         dest = self.output_dir / f"{work.letter_id}.pdf"
         tmp = dest.with_suffix(".part")
-        try:
-            await asyncio.to_thread(_copy_private, work.pdf, tmp)
+        line = {"letter_id": work.letter_id, "job": job, "pages": work.pages}
+        try:  # one thread hop a letter, not two: at full ingest each hop is a GIL hand-off
+            await asyncio.to_thread(self._print_file, work.pdf, tmp, dest, line)
         except FileNotFoundError:
             # Its PDF went while it waited (the letter was cancelled or reprinted since):
             # nothing is printed, and the pipeline hears the job ended.
@@ -115,11 +116,14 @@ class FilePrinter(Driver):
             self.aborted += 1
             self.emit("job.aborted", work.letter_id, job, reason=f"its PDF is gone ({work.pdf.name})", **run)
             return
-        # The ledger line is the moment of printing (the page counter); the file follows.
-        await asyncio.to_thread(self.ledger.append, {"letter_id": work.letter_id, "job": job, "pages": work.pages})
-        os.replace(tmp, dest)
         self.completed += 1
         self.emit("job.completed", work.letter_id, job, pages=work.pages, sheets=work.sheets, **run)
+
+    def _print_file(self, pdf: Path, tmp: Path, dest: Path, line: dict) -> None:
+        _copy_private(pdf, tmp)
+        # The ledger line is the moment of printing (the page counter); the file follows.
+        self.ledger.append(line)
+        os.replace(tmp, dest)
 
     def forget(self, letter_id: str) -> None:
         if self.settings.get("keep_seconds", 0) <= 0:
