@@ -103,7 +103,7 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
     state = work / "state"
     store = Store(state)
     client = SupplierClient(sandbox_api(url, rate_limit=rate))
-    intake = IntakeSettings(coverage=coverage)  # workers: one per core this process may use
+    intake = IntakeSettings(coverage=coverage)  # check slots: cores + 2 (default_workers)
     pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05, max_in_flight=2500,
                                      intake=intake),
                     client, store, load_profile(work / "floor.toml"), load_packs(), state_dir=state)

@@ -157,7 +157,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
     },
     # Intake workers: processes that fetch and check PDFs, and the budgets they run under.
     "intake": {
-        "workers": (int, 0, _not_negative),  # PDFs checked at once; 0: one per core
+        "workers": (int, 0, _not_negative),  # PDFs checked at once; 0: cores + 2
         "fetchers": (int, 8, _at_least(1)),  # downloads at once
         "memory_mb": (int, 512, _at_least(128)),
         "cpu_seconds": (float, 30.0, _positive),

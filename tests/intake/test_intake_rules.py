@@ -167,3 +167,13 @@ def test_pdf_warnings_are_counted_not_logged(tmp_path, caplog):
         facts = check_pdf(path)
     assert facts.pages == 2 and facts.warnings >= 1
     assert not [r for r in caplog.records if r.name.startswith("pypdf")]
+
+
+def test_default_check_slots_are_two_more_than_the_cores():
+    """One slot per core left the cores idle while each check's result travelled back to the
+    loop (2 cores: 114 letters/s with 2 slots, 151 with 4; BENCHMARKS.md)."""
+    import os
+
+    from appliance.intake.settings import IntakeSettings, default_workers
+
+    assert default_workers() == len(os.sched_getaffinity(0)) + 2 == IntakeSettings().workers
