@@ -25,7 +25,7 @@ The ratios say how close the appliance comes to the simple clients, and to the r
 
 Prints one JSON line.  Usage:
     python benchmarks/ingest_bench.py [--letters 2000] [--rate 300] [--latency-ms 0]
-        [--pin CPU] [--parts appliance,coverage,httpx,aiohttp] [--quick]
+        [--pin CPU] [--in-flight 2500] [--parts appliance,coverage,httpx,aiohttp] [--quick]
 """
 
 from __future__ import annotations
@@ -84,11 +84,11 @@ piece_seconds = 0.0
 
 # --- the measured sides, each in a child process --------------------------------------
 
-async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -> dict:
+async def appliance_child(url: str, letters: int, rate: float, coverage: bool, in_flight: int) -> dict:
     """The Pipeline against ``url`` until ``letters`` are decided, then until idle."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
-    from proc_cpu import own_cpu, tree_cpu
+    from proc_cpu import own_cpu, peak_rss_mb, tree_cpu
 
     from appliance.api.client import SupplierClient
     from appliance.config.profile import load_profile
@@ -104,16 +104,19 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
     store = Store(state)
     client = SupplierClient(sandbox_api(url, rate_limit=rate))
     intake = IntakeSettings(coverage=coverage)  # check slots: cores + 2 (default_workers)
-    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05, max_in_flight=2500,
+    pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05, max_in_flight=in_flight,
                                      intake=intake),
                     client, store, load_profile(work / "floor.toml"), load_packs(), state_dir=state)
     me = os.getpid()
     await pipe.start()  # starting the worker pool is a fixed cost, not a letter's
     cpu0, own0, t0 = tree_cpu(me, set()), own_cpu(me), time.perf_counter()
+    most_in_flight = 0
     while sum(n for s, n in store.counts().items() if s != "PENDING") < letters:
-        await asyncio.sleep(0.05)  # counts() walks every letter in flight: the bench's own cost
+        most_in_flight = max(most_in_flight, store.in_flight_count())
+        await asyncio.sleep(0.05)
     wall, cpu, own = time.perf_counter() - t0, tree_cpu(me, set()) - cpu0, own_cpu(me) - own0
     at_decided = dict(client.stats)
+    rss = peak_rss_mb(me)
     settled = await pipe.run_until_idle(timeout=120)
     at_idle = dict(client.stats)
     await pipe.stop()
@@ -124,7 +127,8 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool) -
         return sum(v for k, v in stats.items() if k in ("list", "get", "data", "patch", "post_letters",
                                                           "read_back", "mi_post", "mi_get"))
 
-    return {"letters": letters, "workers": intake.workers, "coverage": coverage,
+    return {"letters": letters, "workers": intake.workers, "coverage": coverage, "max_in_flight": in_flight,
+            "daemon_peak_rss_mb": round(rss, 1), "most_letters_in_flight": most_in_flight,
             "seconds": round(wall, 3), "letters_per_s": round(letters / wall, 1),
             "cpu_ms_per_letter": round(1000 * cpu / letters, 2),
             "daemon_cpu_ms_per_letter": round(1000 * own / letters, 2),  # the event loop's process
@@ -162,7 +166,8 @@ def run_part(part: str, a) -> dict:
     try:
         if part in ("appliance", "coverage"):
             cmd = [sys.executable, str(HERE / "ingest_bench.py"), "--child", url, "--letters", str(a.letters),
-                   "--rate", str(a.rate), "--coverage", "on" if part == "coverage" else "off"]
+                   "--rate", str(a.rate), "--coverage", "on" if part == "coverage" else "off",
+                   "--in-flight", str(a.in_flight)]
         else:
             cmd = [sys.executable, str(HERE / "simple_client.py"), url, "--lib", part,
                    "--rate", str(a.rate), "--expect", str(a.letters)]
@@ -224,12 +229,13 @@ def main() -> None:
     ap.add_argument("--pin", type=int, default=None, metavar="CPU",
                     help="run the measured side (daemon + workers, or simple client) on this core only")
     ap.add_argument("--parts", default=",".join(PARTS))
+    ap.add_argument("--in-flight", type=int, default=2500, help="the appliance's max_in_flight")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
     ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)  # the appliance side, internal
     ap.add_argument("--coverage", choices=("on", "off"), default="off", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(asyncio.run(appliance_child(a.child, a.letters, a.rate, a.coverage == "on"))))
+        print(json.dumps(asyncio.run(appliance_child(a.child, a.letters, a.rate, a.coverage == "on", a.in_flight))))
         return
     if a.quick:
         a.letters = min(a.letters, 60)
