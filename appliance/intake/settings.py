@@ -30,7 +30,9 @@ class IntakeSettings:
     download_seconds: float = 120.0  # wall clock for one download (the worker reports a stall)
     min_rate_kbps: float = 8.0  # slower than this (averaged, after a 5 s grace) is a stall
     max_decoded_mb: float = 200.0  # all streams of one letter, decoded
-    tasks_per_worker: int = 500  # a worker is replaced after this many tasks (fresh heap)
+    # A worker is replaced after this many tasks (a fresh heap); each replacement costs a fork
+    # and a cold start: at 500, about 0.4 ms of CPU a letter at full ingest (BENCHMARKS.md).
+    tasks_per_worker: int = 2000
     coverage: bool = True  # render each page to measure its ink coverage against the pack
     coverage_dpi: int = 36  # resolution of that render (accuracy: appliance.intake.coverage)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
