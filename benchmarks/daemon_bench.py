@@ -7,6 +7,9 @@
    the sandbox receiving its first ``GET /letters`` (cold start to first poll).
 3. Lets the daemon work all letters to a final status, then reads its peak RSS (VmHWM).
 
+4. Asks the daemon's control socket for the console's letters listing (first page, and a
+   page halfway through the history).
+
 Prints one JSON line.  Usage: python benchmarks/daemon_bench.py [--known 100000]
 [--letters 2000] [--quick]
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,6 +31,7 @@ from urllib.request import Request, urlopen
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from appliance.control.client import call  # noqa: E402
 from appliance.runtime.demo import demo_profile_path  # noqa: E402
 from appliance.store.store import Store  # noqa: E402
 
@@ -82,6 +87,20 @@ def vm_hwm_mb(pid: int) -> float:
     return float("nan")
 
 
+def listing_ms(sock: Path, known: int, repeat: int = 5) -> dict:
+    """The console's letters listing over the control socket (a page of 100, as the letters
+    screen asks): median milliseconds of ``repeat`` asks, first page and one halfway."""
+    out = {}
+    for name, extra in {"first_page": {}, "page_halfway": {"offset": known // 2}}.items():
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            call(sock, "letters", limit=100, **extra)
+            times.append(1000 * (time.perf_counter() - t0))
+        out[name] = round(statistics.median(times), 1)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--known", type=int, default=100_000)
@@ -115,6 +134,7 @@ def main() -> None:
             work_s = time.perf_counter() - t0
             time.sleep(2.0)  # let printing and reporting of the last letters finish
             rss = vm_hwm_mb(daemon.pid)
+            listing = listing_ms(tmp / "ctl.sock", a.known + a.letters)
             daemon.terminate()
             daemon.wait(30)
         finally:
@@ -123,7 +143,8 @@ def main() -> None:
     print(json.dumps({"benchmark": "daemon", "known_letters": a.known, "new_letters": a.letters,
                       "history_build_s": round(build_s, 1),
                       "cold_start_to_first_poll_s": round(first_poll, 3),
-                      "all_accepted_s": round(work_s, 2), "peak_rss_mb": round(rss, 1)}))
+                      "all_accepted_s": round(work_s, 2), "peak_rss_mb": round(rss, 1),
+                      "console_listing_ms": listing}))
 
 
 if __name__ == "__main__":
