@@ -83,6 +83,11 @@ class Intake:
         self._known: set[str] = set()  # ready, waiting or running
         self._running: set[asyncio.Task] = set()
         self._wake = asyncio.Event()
+        # A letter holds a link slot from asking /data for its download link until its
+        # download starts, and a fetch slot (a worker) only while it downloads: the API's
+        # answer time (tens of ms against Notify) then overlaps other letters' downloads
+        # instead of keeping a download worker idle.  Links live 60 s; one waits ms here.
+        self._link_slots = asyncio.Semaphore(2 * settings.fetchers)
         self._fetch_slots = asyncio.Semaphore(settings.fetchers)
         self._check_slots = asyncio.Semaphore(settings.workers)
         self.last_fault: dict[str, str] = {}  # letter id -> last transport fault (for the console)
@@ -137,10 +142,10 @@ class Intake:
                     except TimeoutError:
                         pass
                     continue
-                await self._fetch_slots.acquire()
+                await self._link_slots.acquire()
                 letter_id = heapq.heappop(self._ready)[2]
                 task = asyncio.create_task(self._attempt(letter_id), name=f"intake-{letter_id[:12]}")
-                task.fetch_slot = True  # released when its download ends (or the task does)
+                task.link_slot = True  # released when its download starts (or the task ends)
                 self._running.add(task)
                 task.add_done_callback(self._done)
         finally:
@@ -150,7 +155,13 @@ class Intake:
 
     def _done(self, task: asyncio.Task) -> None:
         self._running.discard(task)
+        self._release_link_slot(task)
         self._release_fetch_slot(task)
+
+    def _release_link_slot(self, task: asyncio.Task | None) -> None:
+        if task is not None and getattr(task, "link_slot", False):
+            task.link_slot = False
+            self._link_slots.release()
 
     def _release_fetch_slot(self, task: asyncio.Task | None) -> None:
         if task is not None and getattr(task, "fetch_slot", False):
@@ -232,12 +243,19 @@ class Intake:
 
     async def _fetch(self, letter_id: str) -> tuple[Fault | None, dict]:
         """GET /data here, the download in a worker: (fault, {}) or (None, {sha256, size})."""
+        me = asyncio.current_task()
         try:
             url = await self.client.data_url(letter_id)
         except ApiError as e:
+            self._release_link_slot(me)
             return faults.transport("api", f"/data answered {e.status}: {e.detail[:200]}"), {}
         except (ApiUnavailable, TokenError, UserError) as e:
+            self._release_link_slot(me)
             return faults.transport("api", f"/data: {str(e)[:200]}"), {}
+        if me is not None and getattr(me, "link_slot", False):
+            await self._fetch_slots.acquire()  # a worker to download with, link in hand
+            me.fetch_slot = True  # released when its download ends (or the task does)
+            self._release_link_slot(me)
         job = {"url": url, "dest": str(self._spool_path(letter_id)),
                "hosts": list(self.client.api.presigned_hosts),
                "fetch": asdict(FetchLimits(max_bytes=self.max_pdf_bytes, deadline=self.s.download_seconds,

@@ -229,3 +229,23 @@ async def test_the_pool_enforces_cpu_memory_and_time_per_task_and_replaces_worke
         assert pool.deaths == 2
     finally:
         pool.stop()
+
+
+async def test_download_links_are_asked_for_while_other_letters_download(tmp_path):
+    """A letter held its download worker's slot while it waited for /data's answer, so
+    against a slow API the workers idled (50 ms of latency: 8 slots, at most 160 letters/s).
+    Now it holds a link slot (2 x fetchers) for that, and a fetch slot only to download:
+    with one fetcher and /data answering after 0.3 s, two asks are outstanding at once."""
+    sb = await new_sandbox(good=6)
+    sb.faults.latency_ms = 300
+    sb.faults.scope = {"data"}
+    quick = IntakeSettings(workers=1, fetchers=1, retry=RetryPolicy(first=0.1, cap=0.2))
+    try:
+        async with Floor(sb, tmp_path, intake=quick) as f:
+            await f.wait_final(sb.letters, timeout=60)
+    finally:
+        await sb.stop()
+    asked = sorted(r.time for r in sb.log if r.kind == "data")
+    assert len(asked) >= 6
+    assert min(b - a for a, b in zip(asked, asked[1:])) < 0.15  # overlapping, not one after another
+    assert all(statuses(sb, lid) == GOOD_PATH for lid in sb.letters)
