@@ -49,6 +49,7 @@ class ConsoleApp(App):
         self.client = ControlClient(socket_path)
         self.status: dict = {}
         self.events: deque[dict] = deque(maxlen=1000)
+        self.events_received = 0  # every event so far (``events`` keeps the last 1000)
         self.connected = False
         self.pending_return_id: str | None = None
 
@@ -120,14 +121,19 @@ class ConsoleApp(App):
             try:
                 async with ControlClient(self.socket_path) as sub:
                     async for ev in sub.events():
-                        ev.setdefault("received", time.time())  # the log's time when data has none
-                        self.events.append(ev)
-                        handler = getattr(self._top_screen(), "on_daemon_event", None)
-                        if handler:
-                            handler(ev)
+                        self.take_event(ev)
             except (DaemonNotRunning, OSError, ValueError) as e:
                 self._lost(str(e))
             await asyncio.sleep(1.0)
+
+    def take_event(self, ev: dict) -> None:
+        """One event from the daemon: into the log's buffer and to the screen on top."""
+        ev.setdefault("received", time.time())  # the log's time when data has none
+        self.events.append(ev)
+        self.events_received += 1
+        handler = getattr(self._top_screen(), "on_daemon_event", None)
+        if handler:
+            handler(ev)
 
     def _top_screen(self):
         """The screen on top, or None while the console is quitting (events still arrive)."""

@@ -1,0 +1,65 @@
+"""What keeps the console quick under full ingest (#18, tui_bench): screens are kept between
+visits and coming back to one redoes only what changed.  Behaviour only, never timings."""
+
+from __future__ import annotations
+
+from textual.widgets import RichLog
+
+import tui.screens.log as log_screen
+from tests.fixtures.canned_daemon import EVENTS, CannedDaemon
+from tests.tui.helpers import until
+from tui.app import ConsoleApp
+from tui.screens.dashboard import DashboardScreen
+from tui.screens.log import LogScreen
+
+
+def lines(app) -> list[str]:
+    return [s.text.rstrip() for s in app.screen.query_one(RichLog).lines]
+
+
+async def test_coming_back_to_the_log_adds_only_the_new_events(tmp_path, monkeypatch):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("4")
+            assert await until(pilot, lambda: app.events_received >= len(EVENTS) and len(lines(app)) >= 7)
+            await pilot.pause(0.3)
+            before = lines(app)
+            strips = list(app.screen.query_one(RichLog).lines)
+            await pilot.press("1")
+            assert await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            described = []
+            real = log_screen.describe
+            monkeypatch.setattr(log_screen, "describe", lambda ev: described.append(ev) or real(ev))
+            for i in range(3):
+                app.take_event({"event": "device", "data": {"name": f"new-{i}", "state": "idle",
+                                                            "t": 1764079300.0 + i}})
+            await pilot.press("4")
+            assert await until(pilot, lambda: isinstance(app.screen, LogScreen)
+                               and any("new-2  is now idle" in line for line in lines(app)))
+            after = lines(app)
+            kept = list(app.screen.query_one(RichLog).lines)[:len(strips)]
+    assert [ev["data"]["name"] for ev in described] == ["new-0", "new-1", "new-2"]  # not all again
+    assert after[:len(before)] == before and len(after) == len(before) + 3
+    assert all(a is b for a, b in zip(kept, strips))  # the lines already there were not redrawn
+
+
+async def test_a_log_that_missed_more_than_the_buffer_is_rebuilt(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("4")
+            await pilot.pause(0.1)
+            app.take_event({"event": "device", "data": {"name": "first", "state": "idle", "t": 1.0}})
+            assert await until(pilot, lambda: any("first  is now idle" in line for line in lines(app)))
+            await pilot.press("1")
+            for i in range(app.events.maxlen + 5):  # more than the app keeps: the log starts over
+                app.take_event({"event": "device", "data": {"name": f"d{i}", "state": "busy", "t": 2.0}})
+            await pilot.press("4")
+            assert await until(pilot, lambda: isinstance(app.screen, LogScreen)
+                               and any(f"d{app.events.maxlen + 4}  is now busy" in line for line in lines(app)))
+            got = lines(app)
+    assert not any("first  is now idle" in line for line in got)
+    assert len(got) == log_screen.SHOWN
