@@ -4,13 +4,16 @@ visits and coming back to one redoes only what changed.  Behaviour only, never t
 from __future__ import annotations
 
 from textual.widgets import RichLog
+from textual.widgets._footer import FooterKey
 
 import tui.screens.log as log_screen
 from tests.fixtures.canned_daemon import EVENTS, CannedDaemon
 from tests.tui.helpers import until
 from tui.app import ConsoleApp
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.letters import LettersScreen
 from tui.screens.log import LogScreen
+from tui.widgets.footer import ConsoleFooter
 
 
 def lines(app) -> list[str]:
@@ -63,3 +66,39 @@ async def test_a_log_that_missed_more_than_the_buffer_is_rebuilt(tmp_path):
             got = lines(app)
     assert not any("first  is now idle" in line for line in got)
     assert len(got) == log_screen.SHOWN
+
+
+async def test_the_footer_is_not_rebuilt_when_its_keys_are_the_same(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("2")
+            assert await until(pilot, lambda: isinstance(app.screen, LettersScreen)
+                               and app.screen.query_one(ConsoleFooter).query(FooterKey))
+            await pilot.pause(0.2)
+            footer = app.screen.query_one(ConsoleFooter)
+            keys = list(footer.query(FooterKey))
+            await pilot.press("1")
+            await pilot.pause(0.1)
+            await pilot.press("2")
+            await pilot.pause(0.1)
+            await pilot.pause(0.2)
+            same = list(footer.query(FooterKey))
+            labels = [k.description for k in same]
+    assert [id(k) for k in same] == [id(k) for k in keys]
+    assert labels[:2] == ["Help", "Quit"] and "Next page" in labels
+
+
+async def test_the_footer_follows_a_change_of_its_keys(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause(0.3)
+            footer = app.screen.query_one(ConsoleFooter)
+            assert await until(pilot, lambda: "Pause" in [k.description for k in footer.query(FooterKey)])
+            app.screen._bindings.key_to_bindings["p"][0] = \
+                app.screen._bindings.key_to_bindings["p"][0].__class__("p", "device('pause')", "Hold")
+            app.screen.refresh_bindings()
+            assert await until(pilot, lambda: "Hold" in [k.description for k in footer.query(FooterKey)])
