@@ -8,7 +8,7 @@ from textual.widgets._footer import FooterKey
 
 import tui.screens.log as log_screen
 from tests.fixtures.canned_daemon import EVENTS, CannedDaemon
-from tests.tui.helpers import until
+from tests.tui.helpers import received, until
 from tui.app import ConsoleApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.letters import LettersScreen
@@ -102,3 +102,21 @@ async def test_the_footer_follows_a_change_of_its_keys(tmp_path):
                 app.screen._bindings.key_to_bindings["p"][0].__class__("p", "device('pause')", "Hold")
             app.screen.refresh_bindings()
             assert await until(pilot, lambda: "Hold" in [k.description for k in footer.query(FooterKey)])
+
+
+async def test_a_burst_of_device_events_refreshes_the_dashboard_once_or_twice(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False) as daemon:
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            assert await until(pilot, lambda: len(received(daemon, "status")) >= 1)
+            await pilot.pause(0.6)
+            asked = len(received(daemon, "status"))
+            app.take_event({"event": "device", "data": {"name": "lf3000", "state": "busy", "t": 1.0}})
+            assert await until(pilot, lambda: len(received(daemon, "status")) == asked + 1)  # at once
+            for i in range(40):
+                app.take_event({"event": "device", "data": {"name": "lf3000", "state": "idle", "t": 2.0 + i}})
+                await pilot.pause(0.005)
+            assert await until(pilot, lambda: len(received(daemon, "status")) == asked + 2)  # the rest: once
+            await pilot.pause(0.8)
+            assert len(received(daemon, "status")) == asked + 2
