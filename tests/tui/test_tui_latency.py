@@ -3,6 +3,7 @@ visits and coming back to one redoes only what changed.  Behaviour only, never t
 
 from __future__ import annotations
 
+from textual.app import App
 from textual.widgets import RichLog
 from textual.widgets._footer import FooterKey
 
@@ -13,6 +14,7 @@ from tui.app import ConsoleApp
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.letters import LettersScreen
 from tui.screens.log import LogScreen
+from tui.widgets.fit_table import FitTable
 from tui.widgets.footer import ConsoleFooter
 
 
@@ -120,3 +122,50 @@ async def test_a_burst_of_device_events_refreshes_the_dashboard_once_or_twice(tm
             assert await until(pilot, lambda: len(received(daemon, "status")) == asked + 2)  # the rest: once
             await pilot.pause(0.8)
             assert len(received(daemon, "status")) == asked + 2
+
+
+class TableApp(App):
+    def compose(self):
+        yield FitTable([("id", 6, 0), ("status", 10, 0), ("stage", 10, 1)], id="t", cursor_type="row")
+
+
+def page(statuses: dict[str, str]) -> list[tuple[str, dict]]:
+    return [(k, {"id": k, "status": v, "stage": "print"}) for k, v in statuses.items()]
+
+
+async def test_a_table_update_with_one_changed_row_touches_only_that_cell(monkeypatch):
+    app = TableApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.set_rows(page({"a": "ACCEPTED", "b": "ACCEPTED", "c": "ACCEPTED"}))
+        await pilot.pause()
+        table.move_cursor(row=2)
+        calls = []
+        for name in ("clear", "add_row", "remove_row"):
+            monkeypatch.setattr(table, name, lambda *a, _n=name, **k: calls.append(_n))
+        updated = []
+        real_update = table.update_cell
+        monkeypatch.setattr(table, "update_cell",
+                            lambda row, col, value, **k: updated.append((row, col)) or real_update(row, col, value, **k))
+        assert table.set_rows(page({"a": "ACCEPTED", "b": "PRINTED", "c": "ACCEPTED"}))
+        await pilot.pause()
+        assert calls == [] and updated == [("b", "status")]
+        assert [str(c) for c in table.get_row("b")] == ["b", "PRINTED", "print"]
+        assert table.cursor_row == 2
+        assert not table.set_rows(page({"a": "ACCEPTED", "b": "PRINTED", "c": "ACCEPTED"}))  # same: untouched
+        assert calls == [] and len(updated) == 1
+
+
+async def test_a_table_with_other_rows_is_rebuilt_with_their_keys():
+    app = TableApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.set_rows(page({"a": "ACCEPTED", "b": "ACCEPTED"}))
+        await pilot.pause()
+        table.set_rows(page({"c": "PRINTED", "d": "FAILED", "e": "ACCEPTED"}))  # the next page
+        await pilot.pause()
+        assert [r.key.value for r in table.ordered_rows] == ["c", "d", "e"]
+        assert [str(c) for c in table.get_row("d")] == ["d", "FAILED", "print"]
+        table.set_rows(page({"c": "PRINTED", "e": "ACCEPTED"}))  # one fewer: rebuilt too
+        await pilot.pause()
+        assert [r.key.value for r in table.ordered_rows] == ["c", "e"]
