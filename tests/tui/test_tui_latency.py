@@ -4,14 +4,15 @@ visits and coming back to one redoes only what changed.  Behaviour only, never t
 from __future__ import annotations
 
 from textual.app import App
-from textual.widgets import RichLog
+from textual.widgets import RichLog, Static
 from textual.widgets._footer import FooterKey
 
 import tui.screens.log as log_screen
-from tests.fixtures.canned_daemon import EVENTS, CannedDaemon
+from tests.fixtures.canned_daemon import EVENTS, LETTERS, CannedDaemon
 from tests.tui.helpers import received, until
 from tui.app import ConsoleApp
 from tui.screens.dashboard import DashboardScreen
+from tui.screens.detail import LetterDetailScreen
 from tui.screens.letters import LettersScreen
 from tui.screens.log import LogScreen
 from tui.widgets.fit_table import FitTable
@@ -169,3 +170,48 @@ async def test_a_table_with_other_rows_is_rebuilt_with_their_keys():
         table.set_rows(page({"c": "PRINTED", "e": "ACCEPTED"}))  # one fewer: rebuilt too
         await pilot.pause()
         assert [r.key.value for r in table.ordered_rows] == ["c", "e"]
+
+
+async def test_the_letters_screen_keeps_one_detail_screen_and_shows_each_letter_in_it(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False) as daemon:
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("2")
+            assert await until(pilot, lambda: isinstance(app.screen, LettersScreen)
+                               and app.screen.query_one("#letters-table", FitTable).row_count)
+            letters = app.screen
+            seen = []
+            for row in (0, 1, 0):
+                letters.query_one("#letters-table", FitTable).move_cursor(row=row)
+                await pilot.press("enter")
+                want = LETTERS[row]["id"]
+                assert await until(pilot, lambda: isinstance(app.screen, LetterDetailScreen)
+                                   and want in str(app.screen.query_one("#detail", Static).render()))
+                seen.append(app.screen)
+                assert LETTERS[1 - row]["id"] not in str(app.screen.query_one("#detail", Static).render())
+                await pilot.press("escape")
+                assert await until(pilot, lambda: app.screen is letters)
+            asked = [a.get("id") for a in received(daemon, "letter")]
+            assert seen[0].is_attached  # kept between visits
+    assert seen[0] is seen[1] is seen[2]  # built once, not per letter
+    assert asked == [LETTERS[0]["id"], LETTERS[1]["id"], LETTERS[0]["id"]]  # one load per visit
+
+
+async def test_coming_back_to_the_letters_screen_keeps_its_table_rows(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.press("2")
+            assert await until(pilot, lambda: isinstance(app.screen, LettersScreen)
+                               and app.screen.query_one("#letters-table", FitTable).row_count)
+            letters = app.screen
+            rows = list(letters.query_one("#letters-table", FitTable).ordered_rows)
+            await pilot.press("1")
+            assert await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            await pilot.press("2")
+            await pilot.pause(0.3)
+            again = list(app.screen.query_one("#letters-table", FitTable).ordered_rows)
+            assert app.screen is letters
+    assert len(again) == len(rows) and all(a is b for a, b in zip(again, rows))
