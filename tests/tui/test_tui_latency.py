@@ -3,6 +3,8 @@ visits and coming back to one redoes only what changed.  Behaviour only, never t
 
 from __future__ import annotations
 
+import gc
+
 from textual.app import App
 from textual.widgets import RichLog, Static
 from textual.widgets._footer import FooterKey
@@ -215,3 +217,14 @@ async def test_coming_back_to_the_letters_screen_keeps_its_table_rows(tmp_path):
             again = list(app.screen.query_one("#letters-table", FitTable).ordered_rows)
             assert app.screen is letters
     assert len(again) == len(rows) and all(a is b for a, b in zip(again, rows))
+
+
+async def test_the_console_keeps_its_start_up_objects_out_of_the_collector(tmp_path):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause(0.1)
+            frozen = gc.get_freeze_count()
+    assert frozen > 0
+    assert gc.get_freeze_count() == 0  # given back when the console closes
