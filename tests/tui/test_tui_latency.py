@@ -103,8 +103,8 @@ async def test_the_footer_follows_a_change_of_its_keys(tmp_path):
             await pilot.pause(0.3)
             footer = app.screen.query_one(ConsoleFooter)
             assert await until(pilot, lambda: "Pause" in [k.description for k in footer.query(FooterKey)])
-            app.screen._bindings.key_to_bindings["p"][0] = \
-                app.screen._bindings.key_to_bindings["p"][0].__class__("p", "device('pause')", "Hold")
+            keys = app.screen._bindings.key_to_bindings  # shares its lists with the class: replace, not edit
+            keys["p"] = [keys["p"][0].__class__("p", "device('pause')", "Hold")]
             app.screen.refresh_bindings()
             assert await until(pilot, lambda: "Hold" in [k.description for k in footer.query(FooterKey)])
 
