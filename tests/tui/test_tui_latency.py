@@ -228,3 +228,17 @@ async def test_the_console_keeps_its_start_up_objects_out_of_the_collector(tmp_p
             frozen = gc.get_freeze_count()
     assert frozen > 0
     assert gc.get_freeze_count() == 0  # given back when the console closes
+
+
+async def test_a_table_keeps_a_few_pages_of_rendered_rows_not_thousands():
+    app = TableApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.set_rows(page({f"r{i:03d}": "ACCEPTED" for i in range(500)}))
+        await pilot.pause()
+        for _ in range(60):
+            await pilot.press("pagedown")
+        assert table.cursor_row > 400
+        caches = (table._cell_render_cache, table._row_render_cache, table._line_cache)
+        assert all(len(c) <= c.maxsize for c in caches)
+        assert table._cell_render_cache.maxsize <= 1000 and table._line_cache.maxsize <= 200

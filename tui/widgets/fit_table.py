@@ -10,11 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 from rich.text import Text
+from textual.cache import LRUCache
 from textual.widgets import DataTable
 
 Column = tuple[str, int, int]  # label, width, rank (0: always shown; higher leaves first)
 CELL_PAD = 2  # DataTable's cell padding, one each side
 SCROLLBAR = 2
+#: DataTable keeps 10 000 rendered cells and 1 000 rendered rows and lines: hundreds of
+#: thousands of small objects for the collector to walk on every full pass.  A screen shows
+#: at most ~60 rows, so a few pages' worth is plenty.
+CACHED_ROWS = 200
 
 
 def fit(columns: list[Column], width: int, grow: str | None = None, grow_max: int = 60) -> list[Column]:
@@ -55,6 +60,10 @@ class FitTable(DataTable):
         self.grow = grow
         self.shown: list[Column] = []
         self.rows_data: list[tuple[str | None, dict]] = []
+        self._cell_render_cache = LRUCache(CACHED_ROWS * len(columns))
+        self._row_render_cache = LRUCache(CACHED_ROWS)
+        self._row_renderable_cache = LRUCache(CACHED_ROWS)
+        self._line_cache = LRUCache(CACHED_ROWS)
 
     def on_mount(self) -> None:
         self._lay_out(force=True)
