@@ -6,7 +6,7 @@ from __future__ import annotations
 import gc
 
 from textual.app import App
-from textual.widgets import RichLog, Static
+from textual.widgets import DataTable, RichLog, Static
 from textual.widgets._footer import FooterKey
 
 import tui.screens.log as log_screen
@@ -242,3 +242,26 @@ async def test_a_table_keeps_a_few_pages_of_rendered_rows_not_thousands():
         caches = (table._cell_render_cache, table._row_render_cache, table._line_cache)
         assert all(len(c) <= c.maxsize for c in caches)
         assert table._cell_render_cache.maxsize <= 1000 and table._line_cache.maxsize <= 200
+
+
+async def test_one_changed_cell_is_the_only_cell_rendered_again(monkeypatch):
+    app = TableApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.set_rows(page({"a": "ACCEPTED", "b": "ACCEPTED", "c": "ACCEPTED"}))
+        await pilot.pause()
+        rendered = []
+        real = DataTable._render_cell
+
+        def counting(self, row_index, column_index, *args, **kwargs):
+            if row_index >= 0:  # body cells (the header row is -1)
+                rendered.append((row_index, column_index))
+            return real(self, row_index, column_index, *args, **kwargs)
+
+        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        table.set_rows(page({"a": "ACCEPTED", "b": "PRINTED", "c": "ACCEPTED"}))
+        await pilot.pause()
+        await pilot.pause()
+        shown = "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())
+    assert rendered == [(1, 1)]
+    assert "PRINTED" in shown

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.style import Style
 from rich.text import Text
 from textual.cache import LRUCache
 from textual.widgets import DataTable
@@ -51,6 +52,16 @@ def plain(cell: Any) -> Any:
     return Text(cell) if isinstance(cell, str) else cell
 
 
+def content_key(cell: Any) -> tuple | None:
+    """What a cell shows, hashable (None: a kind of cell not cached by content)."""
+    if isinstance(cell, Text):
+        return ("t", cell.plain, cell.style, tuple(cell.spans), cell.justify, cell.overflow, cell.no_wrap,
+                cell.end)
+    if isinstance(cell, str):
+        return ("s", cell)
+    return None
+
+
 class FitTable(DataTable):
     """A DataTable whose rows are {label: cell}; columns follow the width (see ``fit``)."""
 
@@ -64,9 +75,36 @@ class FitTable(DataTable):
         self._row_render_cache = LRUCache(CACHED_ROWS)
         self._row_renderable_cache = LRUCache(CACHED_ROWS)
         self._line_cache = LRUCache(CACHED_ROWS)
+        #: rendered body cells by position and what they show: DataTable's own cache is keyed
+        #: by its update count, so one changed cell (or a page shown again) re-rendered every
+        #: visible cell, ~25 ms a screenful
+        self._shown_cells: LRUCache[tuple, Any] = LRUCache(CACHED_ROWS * len(columns))
 
     def on_mount(self) -> None:
         self._lay_out(force=True)
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._shown_cells.clear()
+
+    def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
+                     cursor: bool = False, hover: bool = False):
+        if row_index < self.fixed_rows or column_index < self.fixed_columns or row_index < 0 or column_index < 0:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        row_key = self._row_locations.get_key(row_index)
+        column_key = self._column_locations.get_key(column_index)
+        row = self.rows.get(row_key)
+        content = content_key(self._data.get(row_key, {}).get(column_key))
+        if content is None or row is None:
+            return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
+        key = (row_index, column_index, content, base_style, width, cursor, hover, row.height, row.auto_height,
+               self.show_cursor, self._show_hover_cursor, self._pseudo_class_state, self.cell_padding,
+               self.cursor_foreground_priority, self.cursor_background_priority)
+        lines = self._shown_cells.get(key)
+        if lines is None:
+            lines = self._shown_cells[key] = super()._render_cell(row_index, column_index, base_style, width,
+                                                                  cursor, hover)
+        return lines
 
     def on_resize(self) -> None:
         self._lay_out()
