@@ -265,3 +265,22 @@ async def test_one_changed_cell_is_the_only_cell_rendered_again(monkeypatch):
         shown = "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())
     assert rendered == [(1, 1)]
     assert "PRINTED" in shown
+
+
+async def test_a_new_page_of_rows_is_not_measured_cell_by_cell(monkeypatch):
+    import textual.widgets._data_table as data_table
+
+    app = TableApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.set_rows(page({"a": "ACCEPTED"}))
+        await pilot.pause()
+        measured = []
+        real = data_table.measure
+        monkeypatch.setattr(data_table, "measure", lambda *a, **k: measured.append(a[1]) or real(*a, **k))
+        table.set_rows(page({f"r{i}": "PRINTED" for i in range(50)}))  # the next page
+        await pilot.pause()
+        await pilot.pause()
+        assert measured == []
+        assert table.virtual_size.height == 51  # 50 rows and the header
+        assert [str(c) for c in table.get_row("r7")] == ["r7", "PRINTED", "print"]

@@ -87,6 +87,15 @@ class FitTable(DataTable):
         super().notify_style_update()
         self._shown_cells.clear()
 
+    def _update_dimensions(self, new_rows) -> None:
+        """DataTable measures every cell of every new row (a new page: 500 cells) to widen
+        auto-width columns; these columns have fixed widths and rows one line and no label,
+        so only the table's size is worked out."""
+        if all(not c.auto_width for c in self.columns.values()) and all(
+                not (row := self.rows.get(k)) or (not row.auto_height and row.label is None) for k in new_rows):
+            new_rows = ()
+        super()._update_dimensions(new_rows)
+
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
         if row_index < self.fixed_rows or column_index < self.fixed_columns or row_index < 0 or column_index < 0:
