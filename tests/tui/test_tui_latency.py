@@ -284,3 +284,28 @@ async def test_a_new_page_of_rows_is_not_measured_cell_by_cell(monkeypatch):
         assert measured == []
         assert table.virtual_size.height == 51  # 50 rows and the header
         assert [str(c) for c in table.get_row("r7")] == ["r7", "PRINTED", "print"]
+
+
+async def test_a_restyled_table_does_not_render_its_cells_again(monkeypatch):
+    app = TableApp()
+    async with app.run_test(size=(60, 10)) as pilot:
+        table = app.query_one(FitTable)
+        table.set_rows(page({"a": "ACCEPTED", "b": "ACCEPTED", "c": "ACCEPTED"}))
+        await pilot.pause()
+        rendered = []
+        real = DataTable._render_cell
+
+        def counting(self, row_index, column_index, *args, **kwargs):
+            if row_index >= 0:
+                rendered.append((row_index, column_index))
+            return real(self, row_index, column_index, *args, **kwargs)
+
+        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        table.notify_style_update()  # what a screen coming back does to every widget
+        await pilot.pause()
+        await pilot.pause()
+        assert rendered == []
+        table.move_cursor(row=1)  # the cursor's row: its style changed, so rendered again
+        await pilot.pause()
+        await pilot.pause()
+        assert sorted(set(rendered)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]

@@ -83,10 +83,6 @@ class FitTable(DataTable):
     def on_mount(self) -> None:
         self._lay_out(force=True)
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._shown_cells.clear()
-
     def _update_dimensions(self, new_rows) -> None:
         """DataTable measures every cell of every new row (a new page: 500 cells) to widen
         auto-width columns; these columns have fixed widths and rows one line and no label,
@@ -106,9 +102,13 @@ class FitTable(DataTable):
         content = content_key(self._data.get(row_key, {}).get(column_key))
         if content is None or row is None:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
-        key = (row_index, column_index, content, base_style, width, cursor, hover, row.height, row.auto_height,
-               self.show_cursor, self._show_hover_cursor, self._pseudo_class_state, self.cell_padding,
-               self.cursor_foreground_priority, self.cursor_background_priority)
+        # the cursor and hover styles are in the key (not cleared on every restyle, as DataTable's
+        # cache is: a screen coming back is restyled, and its whole table was rendered again)
+        styles = self._get_styles_to_render_cell(
+            False, False, False, hover, cursor, self.show_cursor, self._show_hover_cursor,
+            self.cursor_foreground_priority == "css", self.cursor_background_priority == "css")
+        key = (row_index, column_index, content, base_style, width, cursor, hover, styles, row.height,
+               row.auto_height, self._pseudo_class_state, self.cell_padding)
         lines = self._shown_cells.get(key)
         if lines is None:
             lines = self._shown_cells[key] = super()._render_cell(row_index, column_index, base_style, width,
