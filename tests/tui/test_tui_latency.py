@@ -66,8 +66,9 @@ async def test_a_log_that_missed_more_than_the_buffer_is_rebuilt(tmp_path):
             for i in range(app.events.maxlen + 5):  # more than the app keeps: the log starts over
                 app.take_event({"event": "device", "data": {"name": f"d{i}", "state": "busy", "t": 2.0}})
             await pilot.press("4")
+            last = f"d{app.events.maxlen + 4}  is now busy"
             assert await until(pilot, lambda: isinstance(app.screen, LogScreen)
-                               and any(f"d{app.events.maxlen + 4}  is now busy" in line for line in lines(app)))
+                               and any(last in line for line in lines(app)))
             got = lines(app)
     assert not any("first  is now idle" in line for line in got)
     assert len(got) == log_screen.SHOWN
@@ -148,8 +149,8 @@ async def test_a_table_update_with_one_changed_row_touches_only_that_cell(monkey
             monkeypatch.setattr(table, name, lambda *a, _n=name, **k: calls.append(_n))
         updated = []
         real_update = table.update_cell
-        monkeypatch.setattr(table, "update_cell",
-                            lambda row, col, value, **k: updated.append((row, col)) or real_update(row, col, value, **k))
+        monkeypatch.setattr(table, "update_cell", lambda row, col, value, **k:
+                            updated.append((row, col)) or real_update(row, col, value, **k))
         assert table.set_rows(page({"a": "ACCEPTED", "b": "PRINTED", "c": "ACCEPTED"}))
         await pilot.pause()
         assert calls == [] and updated == [("b", "status")]
@@ -262,7 +263,8 @@ async def test_one_changed_cell_is_the_only_cell_rendered_again(monkeypatch):
         table.set_rows(page({"a": "ACCEPTED", "b": "PRINTED", "c": "ACCEPTED"}))
         await pilot.pause()
         await pilot.pause()
-        shown = "\n".join("".join(seg.text for seg in strip) for strip in app.screen._compositor.render_strips())
+        shown = "\n".join("".join(seg.text for seg in strip)
+                          for strip in app.screen._compositor.render_strips())
     assert rendered == [(1, 1)]
     assert "PRINTED" in shown
 
@@ -309,3 +311,27 @@ async def test_a_restyled_table_does_not_render_its_cells_again(monkeypatch):
         await pilot.pause()
         await pilot.pause()
         assert sorted(set(rendered)) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]
+
+
+async def test_visiting_screens_does_not_reparse_the_css_but_a_theme_change_still_restyles(
+        tmp_path, monkeypatch):
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await pilot.pause(0.2)
+            reparsed = []
+            real = app.stylesheet.reparse
+            monkeypatch.setattr(app.stylesheet, "reparse",
+                                lambda: reparsed.append(type(app.screen).__name__) or real())
+            for key in "2414241":
+                await pilot.press(key)
+                await pilot.pause(0.1)
+            assert reparsed == []
+            assert isinstance(app.screen, DashboardScreen)
+            app.theme = "textual-light" if app.theme != "textual-light" else "textual-dark"
+            await pilot.pause(0.2)
+            reparsed.clear()
+            await pilot.press("4")
+            await pilot.pause(0.2)
+            assert reparsed == ["LogScreen"]  # styled again for the new theme
