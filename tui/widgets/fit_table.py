@@ -87,14 +87,16 @@ class FitTable(DataTable):
         """DataTable measures every cell of every new row (a new page: 500 cells) to widen
         auto-width columns; these columns have fixed widths and rows one line and no label,
         so only the table's size is worked out."""
+        rows = [self.rows.get(k) for k in new_rows]
         if all(not c.auto_width for c in self.columns.values()) and all(
-                not (row := self.rows.get(k)) or (not row.auto_height and row.label is None) for k in new_rows):
+                row is None or (not row.auto_height and row.label is None) for row in rows):
             new_rows = ()
         super()._update_dimensions(new_rows)
 
     def _render_cell(self, row_index: int, column_index: int, base_style: Style, width: int,
                      cursor: bool = False, hover: bool = False):
-        if row_index < self.fixed_rows or column_index < self.fixed_columns or row_index < 0 or column_index < 0:
+        if min(row_index, column_index) < 0 or row_index < self.fixed_rows \
+                or column_index < self.fixed_columns:
             return super()._render_cell(row_index, column_index, base_style, width, cursor, hover)
         row_key = self._row_locations.get_key(row_index)
         column_key = self._column_locations.get_key(column_index)
