@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import deque
 from pathlib import Path
+from typing import Callable
 
+from textual._context import active_app
 from textual.app import App
 from textual.binding import Binding
+from textual.screen import Screen
 
 from appliance.control.client import ControlClient, ControlError, DaemonNotRunning
 from tui.screens.audit import AuditScreen
@@ -20,13 +24,33 @@ from tui.screens.mi import MiScreen
 from tui.screens.returns import ReturnsScreen
 
 
+def styled_now(screen_class: type[Screen]) -> Callable[[], Screen]:
+    """A mode's screen, marked as styled with the app's CSS as it stands.
+
+    Textual marks a mode's new screen as styled only once it is mounted, which it is not yet
+    when the mode is first switched to: its first two visits each re-parsed and re-applied
+    all the console's CSS (a third of such a visit's CPU in tui_bench's profile), though the
+    screen is styled from the current stylesheet when it mounts.  A later theme change still
+    restyles it on its visit.
+    The console's first screen is left to Textual (its refresh puts the theme in place)."""
+    def make() -> Screen:
+        screen = screen_class()
+        app = active_app.get()
+        if app.screen_stack:  # not the first screen: that one's refresh sets the theme's variables
+            screen._css_update_count = app._css_update_count
+        return screen
+    make.__name__ = f"{screen_class.__name__}_styled_now"
+    return make
+
+
 class ConsoleApp(App):
     """Attach to the daemon at ``socket_path``; closing the console never touches printing."""
 
     CSS_PATH = Path(__file__).with_name("console.tcss")
     TITLE = "Appliance console"
-    MODES = {"dashboard": DashboardScreen, "letters": LettersScreen, "returns": ReturnsScreen,
-             "log": LogScreen, "mi": MiScreen, "audit": AuditScreen}
+    MODES = {name: styled_now(screen) for name, screen in (
+        ("dashboard", DashboardScreen), ("letters", LettersScreen), ("returns", ReturnsScreen),
+        ("log", LogScreen), ("mi", MiScreen), ("audit", AuditScreen))}
     DEFAULT_MODE = "dashboard"
     BINDINGS = [
         Binding("1", "switch_mode('dashboard')", "Dash"),
@@ -49,16 +73,28 @@ class ConsoleApp(App):
         self.client = ControlClient(socket_path)
         self.status: dict = {}
         self.events: deque[dict] = deque(maxlen=1000)
+        self.events_received = 0  # every event so far (``events`` keeps the last 1000)
         self.connected = False
         self.pending_return_id: str | None = None
 
     async def on_mount(self) -> None:
+        # Everything built so far (modules, Textual, the first screen) lives as long as the
+        # console: out of the cyclic collector's way.  Its full passes walked all of it and
+        # stopped the console for 100-200 ms at a time under ingest (tui_bench).
+        gc.freeze()
+        self.call_after_refresh(self._first_screen_styled)
         self.run_worker(self._follow_events(), name="events", exclusive=True, group="events")
         self.set_interval(self.refresh_seconds, self.refresh_status)
         await self.refresh_status()
 
+    def _first_screen_styled(self) -> None:
+        """The first screen is styled (theme included) by now; see ``styled_now``."""
+        if self.screen_stack and self.screen.is_mounted:
+            self.screen._css_update_count = self._css_update_count
+
     async def on_unmount(self) -> None:
         await self.client.close()
+        gc.unfreeze()  # a console started again in this process (tests) freezes anew
 
     def notify(self, message: str, *, title: str = "", severity="information", timeout=None,
                markup: bool = False) -> None:
@@ -120,14 +156,19 @@ class ConsoleApp(App):
             try:
                 async with ControlClient(self.socket_path) as sub:
                     async for ev in sub.events():
-                        ev.setdefault("received", time.time())  # the log's time when data has none
-                        self.events.append(ev)
-                        handler = getattr(self._top_screen(), "on_daemon_event", None)
-                        if handler:
-                            handler(ev)
+                        self.take_event(ev)
             except (DaemonNotRunning, OSError, ValueError) as e:
                 self._lost(str(e))
             await asyncio.sleep(1.0)
+
+    def take_event(self, ev: dict) -> None:
+        """One event from the daemon: into the log's buffer and to the screen on top."""
+        ev.setdefault("received", time.time())  # the log's time when data has none
+        self.events.append(ev)
+        self.events_received += 1
+        handler = getattr(self._top_screen(), "on_daemon_event", None)
+        if handler:
+            handler(ev)
 
     def _top_screen(self):
         """The screen on top, or None while the console is quitting (events still arrive)."""

@@ -9,6 +9,8 @@ they are shown, and ``a`` says that daemon cannot acknowledge.
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -25,6 +27,9 @@ from tui.widgets.labels import clock, device_state, severity_label, sparkline
 ORDER = ("PENDING", "ACCEPTED", "PRINTED", "ENCLOSED", "DISPATCHED", "REJECTED", "FAILED",
          "CANCELLED", "RETURNED")
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
+#: seconds between status refreshes that events ask for: under full ingest devices change
+#: state hundreds of times a second, and each refresh asks the daemon and redraws the tables
+EVENT_REFRESH_GAP = 0.5
 
 DEVICE_COLUMNS = [("device", 16, 0), ("kind", 8, 2), ("state", 10, 0), ("load", 4, 0), ("queue", 5, 0),
                   ("stock", 6, 1), ("detail", 22, 0)]
@@ -129,9 +134,23 @@ class DashboardScreen(Screen):
         self.alerts = {key: a for (key, _), a in zip(rows, open_alerts(s))}
         self.query_one("#alerts", FitTable).set_rows(rows)
 
+    _refresh_due = None  # the timer of the refresh events asked for, while it waits
+    _refreshed_at = 0.0  # time.monotonic() of the last one
+
     def on_daemon_event(self, ev: dict) -> None:
-        if ev.get("event") in ("device", "alert"):
-            self.run_worker(self.app.refresh_status, group="refresh", exclusive=True)
+        """A device or alert change refreshes the status: at once, unless one was done less
+        than ``EVENT_REFRESH_GAP`` ago; then once at the end of the gap, for all that came."""
+        if ev.get("event") in ("device", "alert") and self._refresh_due is None:
+            wait = self._refreshed_at + EVENT_REFRESH_GAP - time.monotonic()
+            if wait <= 0:
+                self._refresh_from_events()
+            else:
+                self._refresh_due = self.set_timer(wait, self._refresh_from_events)
+
+    def _refresh_from_events(self) -> None:
+        self._refresh_due = None
+        self._refreshed_at = time.monotonic()
+        self.run_worker(self.app.refresh_status, group="refresh", exclusive=True)
 
     def selected_device(self) -> str | None:
         table = self.query_one("#devices", DataTable)

@@ -78,6 +78,18 @@ class LetterDetailScreen(Screen):
     def __init__(self, letter_id: str):
         super().__init__()
         self.letter_id = letter_id
+        self._stale = False  # shown again for another (or the same) letter: load it on resume
+
+    def show(self, letter_id: str) -> None:
+        """Use this screen again for ``letter_id`` (the letters screen keeps one, installed,
+        instead of building and tearing down a screen per letter); it loads on resume."""
+        self.letter_id = letter_id
+        self._stale = True
+        try:
+            self.query_one("#detail", Static).update("loading…")
+            self.query_one("#detail-body", VerticalScroll).scroll_home(animate=False)
+        except NoMatches:  # not built yet: on_mount loads it
+            self._stale = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -87,6 +99,11 @@ class LetterDetailScreen(Screen):
 
     async def on_mount(self) -> None:
         await self.reload()
+
+    async def on_screen_resume(self) -> None:
+        if self._stale:
+            self._stale = False
+            await self.reload()
 
     async def reload(self) -> None:
         rec = await self.app.call("letter", id=self.letter_id)

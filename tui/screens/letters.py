@@ -60,6 +60,7 @@ class LettersScreen(Screen):
         self.page_start = 0
         self.marked: set[str] = set()  # letters picked with space, for x (FAILED in bulk)
         self.page_ids: list[str] = []
+        self.detail: LetterDetailScreen | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -106,8 +107,14 @@ class LettersScreen(Screen):
         self.query_one("#letters-table", DataTable).focus()
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        if event.row_key.value:
-            self.app.push_screen(LetterDetailScreen(event.row_key.value))
+        if not event.row_key.value:
+            return
+        if self.detail is None:  # one detail screen, kept (installed) and shown again for each letter
+            self.detail = LetterDetailScreen(event.row_key.value)
+            self.app.install_screen(self.detail, f"letter-detail-{id(self)}")
+        else:
+            self.detail.show(event.row_key.value)
+        self.app.push_screen(self.detail)
 
     def action_focus_table(self) -> None:
         self.query_one("#letters-table", DataTable).focus()

@@ -83,12 +83,16 @@ SHOWN = 120
 class LogScreen(Screen):
     """Writes are batched: under full ingest a console gets hundreds of events a second, and
     one RichLog write each would keep the screen busy laying out lines instead of answering
-    keys.  Lines are not wrapped for the same reason (wrapping re-measures every line)."""
+    keys.  Lines are not wrapped for the same reason (wrapping re-measures every line).
+
+    The log is built once and kept between visits: coming back adds only the events that
+    arrived meanwhile (it cleared and described all ~1000 the app keeps on every visit)."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._pending: list[Text] = []  # events may arrive before the screen is mounted
         self._open: set[str] = set()  # alert keys whose opening is in the log
+        self._synced: int | None = None  # app.events_received when the log last took events
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -99,15 +103,23 @@ class LogScreen(Screen):
         self.set_interval(0.2, self._flush)
 
     def on_screen_resume(self) -> None:
-        log = self.query_one(RichLog)
-        log.clear()
-        self._pending = []
-        self._open = set()
-        lines = [describe(ev) for ev in self.app.events if worth_a_line(ev, self._open)][-SHOWN:]
-        if lines:
-            log.write(Text("\n").join(lines))
+        events = self.app.events
+        received = getattr(self.app, "events_received", None)
+        missed = None if received is None or self._synced is None else received - self._synced
+        if missed is None or missed > len(events):  # first visit, or events lost meanwhile: rebuild
+            self.query_one(RichLog).clear()
+            self._pending = []
+            self._open = set()
+            new = list(events)
+        else:
+            new = list(events)[len(events) - missed:] if missed else []
+        self._synced = received
+        kept = [ev for ev in new if worth_a_line(ev, self._open)]  # in order: alerts' open/closed
+        self._pending.extend(describe(ev) for ev in kept[-SHOWN:])
+        self._flush()
 
     def on_daemon_event(self, ev: dict) -> None:
+        self._synced = getattr(self.app, "events_received", None)
         if worth_a_line(ev, self._open):
             self._pending.append(describe(ev))
 
