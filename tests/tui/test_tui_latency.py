@@ -245,21 +245,27 @@ async def test_a_table_keeps_a_few_pages_of_rendered_rows_not_thousands():
         assert table._cell_render_cache.maxsize <= 1000 and table._line_cache.maxsize <= 200
 
 
+def count_cell_renders(monkeypatch) -> list[tuple[int, int]]:
+    """(row, column) of every body cell DataTable renders from now (the header row is -1)."""
+    rendered: list[tuple[int, int]] = []
+    real = DataTable._render_cell
+
+    def counting(self, row_index, column_index, *args, **kwargs):
+        if row_index >= 0:
+            rendered.append((row_index, column_index))
+        return real(self, row_index, column_index, *args, **kwargs)
+
+    monkeypatch.setattr(DataTable, "_render_cell", counting)
+    return rendered
+
+
 async def test_one_changed_cell_is_the_only_cell_rendered_again(monkeypatch):
     app = TableApp()
     async with app.run_test(size=(60, 10)) as pilot:
         table = app.query_one(FitTable)
         table.set_rows(page({"a": "ACCEPTED", "b": "ACCEPTED", "c": "ACCEPTED"}))
         await pilot.pause()
-        rendered = []
-        real = DataTable._render_cell
-
-        def counting(self, row_index, column_index, *args, **kwargs):
-            if row_index >= 0:  # body cells (the header row is -1)
-                rendered.append((row_index, column_index))
-            return real(self, row_index, column_index, *args, **kwargs)
-
-        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        rendered = count_cell_renders(monkeypatch)
         table.set_rows(page({"a": "ACCEPTED", "b": "PRINTED", "c": "ACCEPTED"}))
         await pilot.pause()
         await pilot.pause()
@@ -294,15 +300,7 @@ async def test_a_restyled_table_does_not_render_its_cells_again(monkeypatch):
         table = app.query_one(FitTable)
         table.set_rows(page({"a": "ACCEPTED", "b": "ACCEPTED", "c": "ACCEPTED"}))
         await pilot.pause()
-        rendered = []
-        real = DataTable._render_cell
-
-        def counting(self, row_index, column_index, *args, **kwargs):
-            if row_index >= 0:
-                rendered.append((row_index, column_index))
-            return real(self, row_index, column_index, *args, **kwargs)
-
-        monkeypatch.setattr(DataTable, "_render_cell", counting)
+        rendered = count_cell_renders(monkeypatch)
         table.notify_style_update()  # what a screen coming back does to every widget
         await pilot.pause()
         await pilot.pause()
