@@ -602,6 +602,7 @@ def test_a_flush_appends_what_changed_and_leaves_hot_json_alone(tmp_path, clock)
     with Store(tmp_path, readonly=True) as again:
         assert again.get_status("L00007") == "ACCEPTED"
         assert [(e["letter_id"], e["status"]) for e in again.outbox_pending()] == [("L00007", "ACCEPTED")]
+    s.close()
 
 
 def test_crash_while_appending_a_journal_line_at_every_byte(tmp_path, clock):
@@ -624,12 +625,11 @@ def test_crash_while_appending_a_journal_line_at_every_byte(tmp_path, clock):
         (case / "hot.json").write_bytes(((tmp_path / "live" / "hot.json.bak")).read_bytes())
         (case / "hot.journal.bak").unlink(missing_ok=True)
         (case / "hot.journal").write_bytes(good + line[:k])
-        st = open_store(case, clock)
-        assert snapshot(st) == committed, f"cut at byte {k}"
-        add(st, "L00010")  # an append after the torn tail starts on a clean line
-        st.flush()
-        st._journal.close()
-        assert snapshot(Store(case, readonly=True))["hot"][-1] == "L00010"
+        with open_store(case, clock) as st:  # closed: an open store holds its lock's fd
+            assert snapshot(st) == committed, f"cut at byte {k}"
+            add(st, "L00010")  # an append after the torn tail starts on a clean line
+            st.flush()
+            assert snapshot(Store(case, readonly=True))["hot"][-1] == "L00010"
         shutil.rmtree(case)
 
 
@@ -668,13 +668,13 @@ def test_crash_inside_a_compaction_loses_nothing(tmp_path, clock, monkeypatch):
     state = snapshot(s)
     case = crash_copy(tmp_path / "live", tmp_path / "crash")
     (case / "hot.journal").write_bytes(journal)  # the rename never happened
-    again = open_store(case, clock)
-    assert snapshot(again) == state
-    again.set_status("L00000", "ENCLOSED")  # appended after the old lines: still replayed
-    again.flush()
-    expected = snapshot(again)
-    again._journal.close()
-    assert snapshot(Store(case, readonly=True)) == expected
+    with open_store(case, clock) as again:
+        assert snapshot(again) == state
+        again.set_status("L00000", "ENCLOSED")  # appended after the old lines: still replayed
+        again.flush()
+        expected = snapshot(again)
+        assert snapshot(Store(case, readonly=True)) == expected
+    s.close()
 
 
 def test_a_failed_journal_append_is_written_again_in_order(tmp_path, clock, monkeypatch):
@@ -692,6 +692,7 @@ def test_a_failed_journal_append_is_written_again_in_order(tmp_path, clock, monk
     with Store(tmp_path, readonly=True) as again:
         assert again.get_status("L00000") == "PRINTED"
         assert [e["status"] for e in again.outbox_pending()] == ["ACCEPTED", "PRINTED"]
+    s.close()
 
 
 def test_stage_and_status_counts_kept_as_letters_change_match_a_full_walk(tmp_path, clock):

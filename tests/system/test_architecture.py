@@ -29,6 +29,9 @@ THIRD_PARTY_PRIVATE = {
     "_replace",  # namedtuple
     "_asdict",
     "_fields",
+    # Textual Screen/App: marks a screen styled from the current stylesheet, so its first
+    # visits do not re-apply all the console's CSS (tui.app.styled_now)
+    "_css_update_count",
 }
 
 
