@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-import orjson
+from appliance.store.journal import dumps
 
 JOURNAL_NAME = "hot.journal"
 
@@ -37,7 +37,7 @@ def encode_line(gen: int, puts: Iterable[tuple[int, bytes]], dels: Iterable[str]
     """One journal line; ``puts`` are (doc id, the record's JSON already encoded)."""
     put = b",".join(b"[%d,%b]" % (doc_id, text) for doc_id, text in puts)
     return b'{"g":%d,"put":[%b],"del":%b,"ob":%b,"meta":%b}' % (
-        gen, put, _dumps(list(dels)), _dumps(outbox), _dumps(meta))
+        gen, put, dumps(list(dels)), dumps(outbox), dumps(meta))
 
 
 def replay(doc: dict[str, Any], lines: Iterable[dict[str, Any]]) -> tuple[dict[str, Any], int]:
@@ -69,6 +69,3 @@ def replay(doc: dict[str, Any], lines: Iterable[dict[str, Any]]) -> tuple[dict[s
             "outbox": {str(e["seq"]): e for entries in outbox.values() for e in entries},
             "meta": {"1": meta}}, applied
 
-
-def _dumps(obj: Any) -> bytes:
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)

@@ -108,8 +108,11 @@ def _cut_torn_tail(fd: int) -> None:
     os.ftruncate(fd, keep)
 
 
-def _dumps(record: Any) -> bytes:
-    return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)  # compact UTF-8, like json's
+def dumps(record: Any) -> bytes:
+    """Compact UTF-8 JSON, as every state file and journal line is written.  orjson, not
+    json: encoding the letters that changed is most of a store flush's CPU, and orjson does
+    it ~25 times faster (the same JSON values back)."""
+    return orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS)
 
 
 class Journal:
@@ -144,7 +147,7 @@ class Journal:
     def append(self, *records: Any) -> None:
         """Append one JSON line per record (blocking when ``sync="each"``: call it from a
         worker thread on a busy event loop)."""
-        self.append_lines(_dumps(r) for r in records)
+        self.append_lines(dumps(r) for r in records)
 
     def append_lines(self, lines: Iterable[bytes]) -> None:
         """Append pre-encoded lines (no newlines inside them)."""
@@ -184,7 +187,7 @@ class Journal:
     def rewrite(self, records: Iterable[Any]) -> None:
         """Replace the whole journal (compaction), atomically and durably."""
         self.close()
-        write_private(self.path, b"".join(_dumps(r) + b"\n" for r in records), durable=True)
+        write_private(self.path, b"".join(dumps(r) + b"\n" for r in records), durable=True)
 
     def close(self) -> None:
         if self._timer is not None:

@@ -24,11 +24,10 @@ import shutil
 from pathlib import Path
 from typing import Any, Iterator
 
-import orjson
 from tinydb.storages import Storage
 
 from appliance.core.errors import CorruptFile
-from appliance.store.journal import Journal, complete_lines, fsync_dir, open_private, private_dir
+from appliance.store.journal import Journal, complete_lines, dumps, fsync_dir, open_private, private_dir
 
 
 def tmp_path(path: Path) -> Path:
@@ -165,7 +164,7 @@ class Archive:
         lines, index = [], []
         for rec in records:
             ordered = {"id": rec["id"], **rec}  # id first: lets find() match a line cheaply
-            lines.append(orjson.dumps(ordered, option=orjson.OPT_NON_STR_KEYS))
+            lines.append(dumps(ordered))
             index.append(f"{rec['id']}\t{rec['status']}\t{rec.get('rev', 0)}\t{date}"
                          f"\t{rec.get('specification_id') or ''}".encode())
         Journal(self.dir / f"{date}.jsonl", keep_open=False).append_lines(lines)
@@ -184,6 +183,10 @@ class Archive:
         revs: dict[str, int] = {}
         specs: dict[str, str] = {}
         interned: dict[bytes, str] = {}  # a few distinct statuses and packs: one str each
+
+        def text(raw: bytes) -> str:
+            return interned.get(raw) or interned.setdefault(raw, raw.decode("utf-8", "replace"))
+
         try:
             f = open(self.index_path, "rb")
         except FileNotFoundError:
@@ -198,12 +201,9 @@ class Archive:
                     if len(parts) < 3:
                         continue
                     letter_id = parts[0].decode("utf-8", "replace")
-                    status = interned.get(parts[1]) or interned.setdefault(
-                        parts[1], parts[1].decode("utf-8", "replace"))
-                    statuses[letter_id] = status
+                    statuses[letter_id] = text(parts[1])
                     if len(parts) > 4 and parts[4]:
-                        specs[letter_id] = interned.get(parts[4]) or interned.setdefault(
-                            parts[4], parts[4].decode("utf-8", "replace"))
+                        specs[letter_id] = text(parts[4])
                     if letter_id in want_rev:
                         try:
                             revs[letter_id] = int(parts[2])

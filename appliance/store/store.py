@@ -41,7 +41,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping
 
-import orjson
 from tinydb import TinyDB
 
 from appliance.core.errors import StateError, UnknownLetter
@@ -56,7 +55,7 @@ from appliance.core.status import (
     validate_reason,
 )
 from appliance.store import hotlog
-from appliance.store.journal import Journal, fsync_dir, private_dir
+from appliance.store.journal import Journal, dumps, fsync_dir, private_dir
 from appliance.store.outbox import OutboxBook
 from appliance.store.storage import Archive, AtomicJSONStorage, CorruptFile, bak_path
 
@@ -387,7 +386,7 @@ class Store:
             return rec
         rec = self._to_archive.pop(letter_id, None)
         if rec is None and letter_id in self._writing:  # a flush thread is appending it: copy
-            rec = json.loads(_dumps(self._writing[letter_id]))
+            rec = json.loads(dumps(self._writing[letter_id]))
         if rec is None and letter_id in self._archived:
             rec = self._archive.find(letter_id)
         if rec is None:
@@ -712,9 +711,8 @@ class Store:
             items.append(("snapshot", text))
         else:
             line = self._journal_line()
-            if line is not None:
-                self._journal_bytes += len(line) + 1
-                items.append(("line", line))
+            self._journal_bytes += len(line) + 1
+            items.append(("line", line))
         self._dirty = False
         with self._queue_lock:
             self._pending.extend(items)
@@ -752,7 +750,7 @@ class Store:
                 os.replace(self.journal_path, bak_path(self.journal_path))
                 fsync_dir(self.state_dir)
 
-    def _journal_line(self) -> bytes | None:
+    def _journal_line(self) -> bytes:
         """The letters and outbox entries changed since the last flush, as one journal line."""
         changed = self._changed | self._book.take_touched()
         self._changed = set()
@@ -763,10 +761,7 @@ class Store:
                 dels.append(letter_id)
                 self._fragments.pop(letter_id, None)
                 continue
-            cached = self._fragments.get(letter_id)
-            if cached is None or cached[0] != rec["rev"]:
-                cached = self._fragments[letter_id] = (rec["rev"], _dumps(rec))
-            puts.append((self._doc_ids[letter_id], cached[1]))
+            puts.append((self._doc_ids[letter_id], self._fragment(letter_id, rec)))
             outbox[letter_id] = self._book.of_letter(letter_id)
         return hotlog.encode_line(self._gen, puts, dels, outbox, self._meta())
 
@@ -774,20 +769,20 @@ class Store:
         return {"schema": SCHEMA, "next_seq": self._next_seq, "next_doc": self._next_doc,
                 "next_run": self._next_run}
 
+    def _fragment(self, letter_id: str, rec: dict[str, Any]) -> bytes:
+        """The letter's JSON, cached by ``rev`` (every mutation bumps it): a journal line and
+        a compaction encode only the letters that changed since they were last encoded."""
+        cached = self._fragments.get(letter_id)
+        if cached is None or cached[0] != rec["rev"]:
+            cached = self._fragments[letter_id] = (rec["rev"], dumps(rec))
+        return cached[1]
+
     def _serialize_hot(self) -> bytes:
-        """The hot tinydb document.  Each letter's JSON is cached by ``rev`` (every mutation
-        bumps it), so a compaction re-encodes only the letters that changed."""
-        fragments = {}
-        parts = []
-        for letter_id, rec in self._letters.items():
-            cached = self._fragments.get(letter_id)
-            if cached is None or cached[0] != rec["rev"]:
-                cached = (rec["rev"], _dumps(rec))
-            fragments[letter_id] = cached
-            parts.append(b'"%d":%b' % (self._doc_ids[letter_id], cached[1]))
-        self._fragments = fragments
-        outbox = _dumps({str(seq): e for seq, e in self._book.entries.items()})
-        meta = _dumps({"1": {**self._meta(), "gen": self._gen}})
+        """The hot tinydb document (a compaction's snapshot)."""
+        parts = [b'"%d":%b' % (self._doc_ids[i], self._fragment(i, rec)) for i, rec in self._letters.items()]
+        self._fragments = {i: self._fragments[i] for i in self._letters}  # none of letters gone
+        outbox = dumps({str(seq): e for seq, e in self._book.entries.items()})
+        meta = dumps({"1": {**self._meta(), "gen": self._gen}})
         return b'{"letters":{' + b",".join(parts) + b'},"outbox":' + outbox + b',"meta":' + meta + b"}"
 
     def close(self) -> None:
@@ -804,11 +799,6 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON.  orjson, not json: encoding the letters that changed is most of
-    a flush's CPU, and orjson does it ~25 times faster (same JSON values back)."""
-    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _copy(rec: dict[str, Any]) -> dict[str, Any]:
