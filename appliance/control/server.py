@@ -13,7 +13,6 @@ import time
 from collections import deque
 from pathlib import Path
 
-from appliance.control.listing import archived_page
 from appliance.control.protocol import EVENT_QUEUE, MAX_LINE, brief, dumps
 from appliance.core.errors import UserError
 from appliance.core.status import FINAL
@@ -218,11 +217,11 @@ class ControlServer:
         page = [brief(r) for r in hot[offset:offset + limit]]
         archived_total = 0
         if not (group or specification or device or stage or min_age or refused):
-            archived_total, more = archived_page(
-                store.archived_statuses(), store.archived_counts(), q=q, status=status or None,
-                exclude={r["id"] for r in hot}, start=max(0, offset - len(hot)),
-                limit=limit - len(page), specs=store.archived_specifications())
-            page += more
+            # archived letters follow the hot ones (a letter is never both: see Store.archived_page)
+            archived_total, rows = store.archived_page(
+                q=q, status=status or None, start=max(0, offset - len(hot)), limit=limit - len(page))
+            page += [{"id": i, "status": st, "stage": "archived", "specification_id": spec}
+                     for i, st, spec in rows]
         return {"total": len(hot) + archived_total, "letters": page}
 
     async def cmd_letter(self, id: str) -> dict:

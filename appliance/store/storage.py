@@ -9,8 +9,9 @@ Two kinds of file live here:
   the real one and fsync the directory.  At every instant the real file is a complete
   generation.
 * ``Archive`` -- append-only, dated JSON-lines files (``YYYY-MM-DD.jsonl``) for finished
-  letters, plus ``index.tsv`` (one short line per archived letter: id, status, rev, date)
-  so that opening the store does not have to parse every archived record.  Both are
+  letters, plus ``index.tsv`` (one short line per archived letter: id, status, rev, date,
+  specification) so that the store need not parse archived records to know them; its
+  ``index.sqlite`` cache answers the questions (``appliance.store.archive_index``).  Both are
   ``appliance.store.journal.Journal`` files: appends fsynced, a torn last line (crash
   mid-append) ignored when reading and cut off before the next append.
 """
@@ -27,6 +28,7 @@ from typing import Any, Iterator
 from tinydb.storages import Storage
 
 from appliance.core.errors import CorruptFile
+from appliance.store.archive_index import ArchiveIndex
 from appliance.store.journal import Journal, complete_lines, dumps, fsync_dir, open_private, private_dir
 
 
@@ -119,6 +121,7 @@ class AtomicJSONStorage(Storage):
 # --- archive -----------------------------------------------------------------------------
 
 INDEX_NAME = "index.tsv"
+INDEX_DB_NAME = "index.sqlite"  # a cache of index.tsv (appliance.store.archive_index)
 
 
 def _last_line_starting(path: Path, needle: bytes) -> dict[str, Any] | None:
@@ -152,6 +155,21 @@ class Archive:
         if create:
             private_dir(self.dir)
         self.index_path = self.dir / INDEX_NAME
+        self.readonly = not create
+        self._index: ArchiveIndex | None = None
+
+    @property
+    def index(self) -> ArchiveIndex:
+        """The id index (opened, and caught up with the tsv, on first use: an Archive made
+        only to read records never touches it)."""
+        if self._index is None:
+            self._index = ArchiveIndex(self.dir / INDEX_DB_NAME, self.index_path, readonly=self.readonly)
+        return self._index
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
 
     def append(self, date: str, records: list[dict[str, Any]]) -> None:
         """Durably append ``records`` (each with id/status/rev) to ``<date>.jsonl`` and the index.
@@ -161,55 +179,17 @@ class Archive:
         """
         if not records:
             return
-        lines, index = [], []
+        lines, index, rows = [], [], []
         for rec in records:
             ordered = {"id": rec["id"], **rec}  # id first: lets find() match a line cheaply
             lines.append(dumps(ordered))
-            index.append(f"{rec['id']}\t{rec['status']}\t{rec.get('rev', 0)}\t{date}"
-                         f"\t{rec.get('specification_id') or ''}".encode())
+            row = (rec["id"], rec["status"], rec.get("rev", 0), rec.get("specification_id") or None)
+            index.append(f"{row[0]}\t{row[1]}\t{row[2]}\t{date}\t{row[3] or ''}".encode())
+            rows.append(row)
         Journal(self.dir / f"{date}.jsonl", keep_open=False).append_lines(lines)
         Journal(self.index_path, keep_open=False).append_lines(index)
-
-    def scan_index(self, want_rev: set[str] | frozenset[str] = frozenset()
-                   ) -> tuple[dict[str, str], dict[str, int], dict[str, str]]:
-        """(id -> status, id -> rev for ids in ``want_rev``, id -> specification); later
-        lines win.  Lines written before the specification column have none.
-
-        Reads one short line per archived letter (a million letters: 47 MB), a chunk at a
-        time, so the peak is the dicts, not the file and a list of its lines beside them
-        (1 000 000 letters: 163 MB peak instead of 272).
-        """
-        statuses: dict[str, str] = {}
-        revs: dict[str, int] = {}
-        specs: dict[str, str] = {}
-        interned: dict[bytes, str] = {}  # a few distinct statuses and packs: one str each
-
-        def text(raw: bytes) -> str:
-            return interned.get(raw) or interned.setdefault(raw, raw.decode("utf-8", "replace"))
-
-        try:
-            f = open(self.index_path, "rb")
-        except FileNotFoundError:
-            return statuses, revs, specs
-        with f:  # a chunk at a time: a million lines never sit in memory as one list
-            tail = b""
-            while chunk := f.read(1 << 22):
-                lines = (tail + chunk).split(b"\n")
-                tail = lines.pop()  # unterminated: the next chunk completes it (or a torn tail)
-                for line in lines:
-                    parts = line.split(b"\t")
-                    if len(parts) < 3:
-                        continue
-                    letter_id = parts[0].decode("utf-8", "replace")
-                    statuses[letter_id] = text(parts[1])
-                    if len(parts) > 4 and parts[4]:
-                        specs[letter_id] = text(parts[4])
-                    if letter_id in want_rev:
-                        try:
-                            revs[letter_id] = int(parts[2])
-                        except ValueError:
-                            continue
-        return statuses, revs, specs
+        if self._index is not None:  # else it catches up from the tsv when it is opened
+            self._index.added(rows)
 
     def dated_files(self) -> list[Path]:
         """Archive files, newest first."""

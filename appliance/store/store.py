@@ -38,8 +38,7 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from tinydb import TinyDB
 
@@ -98,8 +97,7 @@ class Store:
         self._doc_ids: dict[str, int] = {}                  # id -> tinydb doc id in hot.json
         self._book = OutboxBook()                           # status updates until proven
         self._to_archive: dict[str, dict[str, Any]] = {}    # finished, not yet appended
-        self._archived: dict[str, str] = {}                 # id -> status (on disk or queued)
-        self._archived_specs: dict[str, str] = {}           # id -> specification (for listings)
+        # Archived letters (on disk, in self._archive.index, or queued) per status, as listed
         self._archived_counts: Counter[str] = Counter()
         self._next_seq = 1
         self._next_doc = 1
@@ -219,17 +217,19 @@ class Store:
             self._next_seq = max(self._next_seq, int(entry["seq"]) + 1)
 
     def _load_archive_index(self) -> None:
-        statuses, revs, self._archived_specs = self._archive.scan_index(want_rev=set(self._letters))
-        self._archived = statuses
+        index = self._archive_index = self._archive.index
         # A letter in both places: the archive copy is newer unless the hot one was changed
         # after archiving (a late status such as RETURNED on a DISPATCHED letter).
-        for letter_id, arch_rev in revs.items():
-            if arch_rev >= self._letters[letter_id].get("rev", 0):
+        for letter_id in list(self._letters):
+            row = index.row(letter_id)
+            if row is None:
+                continue
+            if row[1] >= self._letters[letter_id].get("rev", 0):
                 self._drop_hot(letter_id)
                 self._dirty = not self.readonly
             else:
-                del self._archived[letter_id]
-        self._archived_counts = Counter(self._archived.values())
+                index.hide(letter_id)
+        self._archived_counts = index.status_counts()
 
     def _index(self, letter_id: str) -> None:
         """Bring the stage/status counts and the in-flight set up to date for one letter."""
@@ -264,18 +264,39 @@ class Store:
         return self._dirty
 
     def is_known(self, letter_id: str) -> bool:
-        return letter_id in self._letters or letter_id in self._archived
+        return (letter_id in self._letters or letter_id in self._to_archive or letter_id in self._writing
+                or self._archive_index.row(letter_id) is not None)
+
+    def _queued(self) -> list[dict[str, Any]]:
+        """Finished letters not yet in the archive's index, newest first."""
+        out, seen = [], set()
+        for group in (self._to_archive, self._writing):
+            for letter_id in reversed(list(group)):
+                if letter_id not in seen and letter_id not in self._letters:
+                    seen.add(letter_id)
+                    out.append(group[letter_id])
+        return out
 
     def archived_ids(self) -> set[str]:
-        return set(self._archived)
+        return self._archive_index.shown_ids() | {r["id"] for r in self._queued()}
 
-    def archived_statuses(self) -> Mapping[str, str]:
-        """id -> status of every archived letter, oldest archived first (read-only, live)."""
-        return MappingProxyType(self._archived)
+    def archived_page(self, q: str = "", status: str | None = None, start: int = 0,
+                      limit: int = 100) -> tuple[int, list[tuple[str, str, str | None]]]:
+        """(how many archived letters match, up to ``limit`` of them from ``start`` as (id,
+        status, specification)), most recently archived first.  ``q``: part of the id.
 
-    def archived_specifications(self) -> Mapping[str, str]:
-        """id -> specification of archived letters (those archived before it was kept: none)."""
-        return MappingProxyType(self._archived_specs)
+        Without an id search the total comes from the kept counts, and a page costs one
+        indexed query: paging a day's history must cost about what the page holds."""
+        queued = [(r["id"], r["status"], r.get("specification_id")) for r in self._queued()
+                  if (not q or q in r["id"]) and (not status or r["status"] == status)]
+        if q:
+            total = len(queued) + self._archive_index.count(q, status)
+        else:
+            total = self._archived_counts[status] if status else sum(self._archived_counts.values())
+        start, limit = max(0, start), max(0, limit)
+        page = queued[start:start + limit]
+        page += self._archive_index.page(q, status, max(0, start - len(queued)), limit - len(page))
+        return total, page
 
     def archived_counts(self) -> dict[str, int]:
         return {status: n for status, n in self._archived_counts.items() if n > 0}
@@ -283,7 +304,7 @@ class Store:
     def get(self, letter_id: str) -> dict[str, Any] | None:
         """A copy of the letter's record (hot first, then the archive), or None."""
         rec = self._letters.get(letter_id) or self._to_archive.get(letter_id) or self._writing.get(letter_id)
-        if rec is None and letter_id in self._archived:
+        if rec is None and self._archive_index.row(letter_id) is not None:
             rec = self._archive.find(letter_id)
         return _copy(rec) if rec is not None else None
 
@@ -387,15 +408,15 @@ class Store:
         rec = self._to_archive.pop(letter_id, None)
         if rec is None and letter_id in self._writing:  # a flush thread is appending it: copy
             rec = json.loads(dumps(self._writing[letter_id]))
-        if rec is None and letter_id in self._archived:
-            rec = self._archive.find(letter_id)
+        if rec is None:
+            row = self._archive_index.row(letter_id)
+            rec = self._archive.find(letter_id) if row is not None else None
         if rec is None:
             raise UnknownLetter(letter_id)
-        status = self._archived.pop(letter_id, None)
-        self._archived_specs.pop(letter_id, None)
-        if status is not None:
-            self._archived_counts[status] -= 1
+        self._archived_counts[rec["status"]] -= 1  # no longer listed as archived
         self._letters[letter_id] = rec
+        if self._archive_index.row(letter_id) is not None:  # after the line above: see _write_item
+            self._archive_index.hide(letter_id)
         if letter_id not in self._doc_ids:
             self._assign_doc(letter_id)
         self._index(letter_id)
@@ -474,8 +495,9 @@ class Store:
         rec = self._letters.get(letter_id) or self._to_archive.get(letter_id) or self._writing.get(letter_id)
         if rec is not None:
             return rec["status"]
-        if letter_id in self._archived:
-            return self._archived[letter_id]
+        row = self._archive_index.row(letter_id)
+        if row is not None:
+            return row[0]
         raise UnknownLetter(letter_id)
 
     def outbox_ack(self, seqs: Iterable[int]) -> None:
@@ -664,9 +686,6 @@ class Store:
         self._changed.add(letter_id)
         self._index(letter_id)
         self._to_archive[letter_id] = rec
-        self._archived[letter_id] = rec["status"]
-        if rec.get("specification_id"):
-            self._archived_specs[letter_id] = rec["specification_id"]
         self._archived_counts[rec["status"]] += 1
 
     # --- durability ---------------------------------------------------------------------
@@ -739,8 +758,14 @@ class Store:
         if kind == "archive":
             _, date, archived = item
             self._archive.append(date, list(archived.values()))
-            for letter_id in archived:
-                self._writing.pop(letter_id, None)
+            for letter_id, rec in archived.items():
+                if self._writing.get(letter_id) is rec:  # not a newer copy queued since
+                    del self._writing[letter_id]
+                # The new row shows unless the letter came back (or was queued again) meanwhile;
+                # _hot puts a letter in _letters before it looks for a row, so either it sees
+                # this row and hides it, or this sees the letter.
+                self._archive_index.hide(letter_id, letter_id in self._letters or letter_id in self._to_archive
+                                 or letter_id in self._writing)
         elif kind == "line":
             self._journal.append_lines([item[1]])
         else:  # snapshot: hot.json at the next generation, then the journal becomes .bak
@@ -791,6 +816,7 @@ class Store:
             self.flush(compact=self._journal_bytes > 0 or self._dirty)
             self._journal.close()
         self._db.close()
+        self._archive.close()
         self._unlock()
 
     def __enter__(self) -> "Store":

@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,8 @@ import pytest
 from appliance.cli.main import main as cli_main
 from appliance.control.client import ControlClient, ControlError, DaemonNotRunning
 from appliance.control.server import ControlServer
+from appliance.store.storage import Archive
+from appliance.store.store import Store
 
 
 async def test_socket_mode_and_status(daemon):
@@ -171,47 +172,43 @@ async def test_client_says_daemon_not_running(sock_dir):
         await ControlClient(sock_dir / "x.sock").connect()
 
 
-class FakeStore:
-    """100 000 archived letters and a few hot ones: the listing pages without reading records."""
-
-    def __init__(self, n):
-        self.archived = {f"arch{i:06d}": ("DISPATCHED" if i % 10 else "REJECTED") for i in range(n)}
-        self.hot = [{"id": f"hot{i}", "status": "ACCEPTED", "stage": "printing", "group_id": "g",
-                     "specification_id": "s", "device": "mono-duplex", "updated": i, "created": i}
-                    for i in range(5)]
-
-    def letters(self, status=None, stage=None):
-        return [dict(r) for r in self.hot if status in (None, r["status"]) and stage in (None, r["stage"])]
-
-    def archived_statuses(self):
-        return self.archived  # oldest archived first, as the store keeps them
-
-    def archived_counts(self):
-        return dict(Counter(self.archived.values()))
-
-    def archived_specifications(self):
-        return {i: "notify-c5" for i in self.archived}
+def store_with_archive(path: Path, n: int) -> Store:
+    """A real store that knows ``n`` archived letters (one archive append, as after months
+    of work: its index is built on open) and five hot ones on a device."""
+    Archive(path / "archive").append("2026-12-01", [
+        {"id": f"arch{i:06d}", "status": "DISPATCHED" if i % 10 else "REJECTED", "rev": 6,
+         "specification_id": "notify-c5"} for i in range(n)])
+    ticks = iter(range(1_000_000))
+    store = Store(path, clock=lambda: 1e9 + next(ticks))
+    for i in range(5):
+        store.add_letter(f"hot{i}", "s", "g", "0" * 64)
+        store.set_status(f"hot{i}", "ACCEPTED")
+        store.update(f"hot{i}", stage="printing", device="mono-duplex")
+    return store
 
 
-async def test_letters_with_100k_archived():
+async def test_letters_with_100k_archived(tmp_path):
     class P:
-        store = FakeStore(100_000)
+        store = store_with_archive(tmp_path / "state", 100_000)
         listeners = []
 
-    server = ControlServer(P(), "/tmp/unused.sock", operator=object())
-    res = await server.cmd_letters(limit=10, offset=0)
-    assert res["total"] == 100_005
-    assert [r["id"] for r in res["letters"][:5]] == [f"hot{i}" for i in range(4, -1, -1)]
-    # archived letters follow, most recently archived first
-    assert res["letters"][5] == {"id": "arch099999", "status": "DISPATCHED", "stage": "archived",
-                                 "specification_id": "notify-c5"}
-    res = await server.cmd_letters(limit=3, offset=100_002)
-    assert [r["id"] for r in res["letters"]] == ["arch000002", "arch000001", "arch000000"]
-    res = await server.cmd_letters(q="arch0999", limit=200)
-    assert res["total"] == 100
-    res = await server.cmd_letters(status="REJECTED", limit=1, offset=9_999)
-    assert res["total"] == 10_000 and res["letters"][0]["id"] == "arch000000"
-    res = await server.cmd_letters(status="REJECTED", limit=2, offset=0)
-    assert [r["id"] for r in res["letters"]] == ["arch099990", "arch099980"]
-    res = await server.cmd_letters(device="mono-duplex")
-    assert res["total"] == 5  # archived rows carry no device: excluded by that filter
+    try:
+        server = ControlServer(P(), "/tmp/unused.sock", operator=object())
+        res = await server.cmd_letters(limit=10, offset=0)
+        assert res["total"] == 100_005
+        assert [r["id"] for r in res["letters"][:5]] == [f"hot{i}" for i in range(4, -1, -1)]
+        # archived letters follow, most recently archived first
+        assert res["letters"][5] == {"id": "arch099999", "status": "DISPATCHED", "stage": "archived",
+                                     "specification_id": "notify-c5"}
+        res = await server.cmd_letters(limit=3, offset=100_002)
+        assert [r["id"] for r in res["letters"]] == ["arch000002", "arch000001", "arch000000"]
+        res = await server.cmd_letters(q="arch0999", limit=200)
+        assert res["total"] == 100
+        res = await server.cmd_letters(status="REJECTED", limit=1, offset=9_999)
+        assert res["total"] == 10_000 and res["letters"][0]["id"] == "arch000000"
+        res = await server.cmd_letters(status="REJECTED", limit=2, offset=0)
+        assert [r["id"] for r in res["letters"]] == ["arch099990", "arch099980"]
+        res = await server.cmd_letters(device="mono-duplex")
+        assert res["total"] == 5  # archived rows carry no device: excluded by that filter
+    finally:
+        P.store.close()

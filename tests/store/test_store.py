@@ -746,14 +746,3 @@ def test_stage_and_status_counts_kept_as_letters_change_match_a_full_walk(tmp_pa
     s = open_store(tmp_path, clock)
     stages, counts, flying = walked(s)
     assert kept(s, stages) == (stages, counts, flying)
-
-
-def test_archive_index_read_in_chunks_keeps_lines_across_chunk_ends_and_drops_a_torn_tail(tmp_path):
-    archive = Archive(tmp_path / "archive")
-    n = 100_000  # ~4.7 MB: more than one 4 MiB chunk, so some line straddles a chunk end
-    lines = "".join(f"L{i:09d}\tDISPATCHED\t6\t2026-12-01\tnotify-c5\n" for i in range(n))
-    archive.index_path.write_text(lines + "Ltorn\tDISPATCH")
-    statuses, revs, specs = archive.scan_index(want_rev={"L000099999", "L000050000"})
-    assert len(statuses) == n and "Ltorn" not in statuses
-    assert set(statuses.values()) == {"DISPATCHED"} and set(specs.values()) == {"notify-c5"}
-    assert revs == {"L000099999": 6, "L000050000": 6}
