@@ -60,6 +60,13 @@ def _fingerprint(tsv: Path, end: int) -> bytes:
         return f.read(end - start)
 
 
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back, if SQLite has not already (it does on some errors, such as a full disk),
+    so that the error that caused it is the one raised."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
+
+
 def _tsv_size(tsv: Path) -> int:
     try:
         return tsv.stat().st_size
@@ -75,6 +82,7 @@ class ArchiveIndex:
         self._lock = threading.Lock()
         self._hidden: set[str] = set()
         self._db = self._open_readonly() if readonly else self._open_writable()
+        self._db.execute("PRAGMA temp_store=MEMORY")  # letter ids in no temporary file
         self._db.execute("CREATE TEMP TABLE hidden (id TEXT PRIMARY KEY)")
 
     # --- opening ------------------------------------------------------------------------
@@ -149,7 +157,7 @@ class ArchiveIndex:
                 self._set_held(db, end)
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
         if end - held > CHUNK:
             log.info("archive index: read %d bytes of %s into %s", end - held, self.tsv_path.name,
@@ -196,8 +204,8 @@ class ArchiveIndex:
                 self._insert(self._db, rows)
                 self._set_held(self._db, _tsv_size(self.tsv_path))
                 self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
+            except BaseException:  # e.g. a full disk: the flush fails and is tried again
+                _rollback(self._db)
                 raise
 
     def hide(self, letter_id: str, hidden: bool = True) -> None:

@@ -219,3 +219,31 @@ def test_a_letter_archived_twice_is_listed_once(tmp_path):
     with Store(tmp_path) as s:
         assert s.archived_page() == (1, [("A", "RETURNED", "notify-c5")]) and s.counts() == {"RETURNED": 1}
 
+
+
+def test_a_failed_cache_write_fails_the_flush_and_loses_nothing(tmp_path, monkeypatch):
+    """The cache must never miss a letter the tsv has (a letter "not known" could be taken
+    and printed again), so a cache write that fails fails the flush, which is tried again."""
+    import sqlite3
+
+    with Store(tmp_path) as s:
+        s.add_letter("A", "notify-c5", "g", "0" * 64)
+        s.set_status("A", "REJECTED", "PDF_EMPTY")
+        s.outbox_ack([e["seq"] for e in s.outbox_pending()])
+        real = ArchiveIndex._insert
+
+        def full(db, rows):
+            real(db, rows)
+            raise sqlite3.OperationalError("database or disk is full")
+
+        monkeypatch.setattr(ArchiveIndex, "_insert", staticmethod(full))
+        with pytest.raises(sqlite3.OperationalError, match="disk is full"):
+            s.flush()
+        assert s.is_known("A") and s.get_status("A") == "REJECTED" and s.dirty
+        assert s._archive.index.row("A") is None  # rolled back: the cache holds nothing of A
+        monkeypatch.setattr(ArchiveIndex, "_insert", staticmethod(real))
+        s.flush()
+        assert s._archive.index.row("A") == ("REJECTED", s.get("A")["rev"], "notify-c5")
+        assert s.archived_page() == (1, [("A", "REJECTED", "notify-c5")])
+    with Store(tmp_path) as s:
+        assert s.archived_page() == (1, [("A", "REJECTED", "notify-c5")]) and s.counts() == {"REJECTED": 1}
