@@ -82,6 +82,9 @@ log = logging.getLogger("appliance.api.client")
 CONNECTIONS = 16
 
 JSON_API = "application/vnd.api+json"
+#: What an httpx client would add to every API request.
+BASE_HEADERS = {"Accept-Encoding": "gzip, deflate", "Connection": "keep-alive",
+                "User-Agent": f"python-httpx/{httpx.__version__}"}
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: Longest Retry-After we will sit through before trying again.
 MAX_RETRY_AFTER = 120.0
@@ -131,13 +134,15 @@ class SupplierClient:
         # (download workers, poll, outbox), and httpcore scans its whole pool on every
         # request, so a big pool cost more CPU than it saved (ingest profile).
         limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
-        # aiohttp sends (transport.py), one transport per client: closing a client closes its
-        # transport. A test's transport replaces both.
-        self._http = _CookielessClient(
-            base_url=api.base_url.rstrip("/"), timeout=api.timeout, verify=api.verify_tls,
-            transport=transport or api_transport(verify=api.verify_tls, limits=limits),
-            limits=limits, follow_redirects=False,
-        )
+        # API calls go straight to the transport (aiohttp's, transport.py; a test's replaces
+        # it): no httpx client between. It would merge every path into the base URL, build
+        # the redirect request of every 303 (parsing the long pre-signed Location a
+        # character at a time) and run its auth, cookie and hook machinery for nothing: half
+        # of an API call's CPU (0.7 of 1.5 ms, measured against the sandbox). Each request
+        # carries the same headers and timeouts an httpx client would give it.
+        self._base_url = api.base_url.rstrip("/")
+        self._transport = transport or api_transport(verify=api.verify_tls, limits=limits)
+        self._timeouts = httpx.Timeout(api.timeout).as_dict()
         # No base URL, no auth: pre-signed PDF URLs and the token endpoint live elsewhere.
         self._raw = _CookielessClient(
             timeout=api.timeout, verify=api.verify_tls,
@@ -160,7 +165,7 @@ class SupplierClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._transport.aclose()
         await self._raw.aclose()
 
     # --- the retry loop ----------------------------------------------------------------
@@ -194,11 +199,11 @@ class SupplierClient:
             seen = seen.__cause__ or seen.__context__
         return None
 
-    async def _send(self, client: httpx.AsyncClient, request: httpx.Request, cap: int,
-                    what: str) -> httpx.Response:
-        """Send without following redirects; read the body under ``cap`` (error bodies are
-        only kept for their message, so they are truncated instead)."""
-        resp = await client.send(request, stream=True, follow_redirects=False)
+    async def _send(self, request: httpx.Request, cap: int, what: str) -> httpx.Response:
+        """Send (a redirect is an answer, never followed); read the body under ``cap``
+        (error bodies are only kept for their message, so they are truncated instead)."""
+        resp = await self._transport.handle_async_request(request)
+        resp.request = request
         failed = resp.status_code >= 400
         try:
             return await read_capped(resp, MAX_ERROR_BODY if failed else cap, truncate=failed)
@@ -223,7 +228,7 @@ class SupplierClient:
         max_retries = self.api.max_retries if retries is None else retries
         attempt = 0
         reauthorised = False
-        url = f"{self.api.base_url}{path}"
+        url = f"{self._base_url}{path}"
         while True:
             if prepaid:
                 prepaid = False
@@ -232,7 +237,7 @@ class SupplierClient:
             if send_by is not None and attempt == 0 and time.time() > send_by:
                 raise SendTooLate(f"{method} {path}: not sent, its deadline passed waiting for the rate limit")
             self.stats[kind] += 1
-            headers = {"X-Request-ID": str(uuid.uuid4()), "Accept": JSON_API}
+            headers = {**BASE_HEADERS, "X-Request-ID": str(uuid.uuid4()), "Accept": JSON_API}
             if correlation_id:
                 headers["X-Correlation-ID"] = str(correlation_id)
             if content is not None:
@@ -243,9 +248,9 @@ class SupplierClient:
                     bearer = await self.tokens.token()
                     self.stats["token"] = self.tokens.requests
                     headers["Authorization"] = f"Bearer {bearer}"
-                request = self._http.build_request(method, path, params=params, content=content,
-                                                   headers=headers)
-                resp = await self._send(self._http, request, cap, f"{method} {path}")
+                request = httpx.Request(method, url, params=params, content=content, headers=headers,
+                                        extensions={"timeout": self._timeouts})
+                resp = await self._send(request, cap, f"{method} {path}")
             except TokenError as e:
                 self.stats[f"error.{kind}.token"] += 1
                 if not e.retryable:

@@ -476,3 +476,29 @@ async def test_the_client_keeps_no_cookies():
         await c.list_letters()
         await c.list_letters()
     assert seen == [None, None]
+
+
+async def test_api_requests_go_to_the_transport_as_an_httpx_client_would_send_them():
+    """The client hands requests straight to its transport (no httpx client between, for
+    CPU): each still carries the client's headers and timeouts, under a base URL with a
+    path, and a 303 is the answer, never followed."""
+    seen = []
+
+    def handler(req: httpx.Request) -> httpx.Response:
+        seen.append(req)
+        if req.url.path.endswith("/data"):
+            return httpx.Response(303, headers={"Location": "https://bucket.example/a.pdf?X-Sig=1"})
+        return httpx.Response(200, json={"data": []})
+
+    api = replace(sandbox_api("http://127.0.0.1:9/supplier/v1/"), timeout=7.5)
+    async with SupplierClient(api, transport=httpx.MockTransport(handler)) as c:
+        await c.list_letters(limit=30)
+        assert await c.data_url("L1") == "https://bucket.example/a.pdf?X-Sig=1"
+    listing, data = seen
+    assert str(listing.url) == "http://127.0.0.1:9/supplier/v1/letters?limit=30"
+    assert str(data.url) == "http://127.0.0.1:9/supplier/v1/letters/L1/data"
+    for req in seen:
+        assert req.headers["accept"] == "application/vnd.api+json"
+        assert req.headers["accept-encoding"] == "gzip, deflate" and req.headers["host"] == "127.0.0.1:9"
+        assert req.headers["user-agent"].startswith("python-httpx/") and len(req.headers["x-request-id"]) == 36
+        assert req.extensions["timeout"] == {"connect": 7.5, "read": 7.5, "write": 7.5, "pool": 7.5}
