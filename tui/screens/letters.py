@@ -126,9 +126,11 @@ class LettersScreen(Screen):
         self.query_one("#filter", Input).focus()
 
     async def action_page(self, step: int) -> None:
+        """A new page starts at its top.  The cursor moves once the rows are in: moved
+        before, it repainted the old page while the daemon was asked (a wasted frame)."""
         self.page_start = max(0, self.page_start + step * PAGE)
-        self.query_one("#letters-table", DataTable).move_cursor(row=0)  # a new page starts at its top
         await self.reload()
+        self.query_one("#letters-table", DataTable).move_cursor(row=0)
 
     async def action_mark(self) -> None:
         table = self.query_one("#letters-table", DataTable)
