@@ -8,6 +8,7 @@ from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.app import App
+from textual.screen import Screen
 from textual.widgets import DataTable
 
 from tests.fixtures.canned_daemon import CannedDaemon
@@ -94,3 +95,33 @@ async def test_a_new_page_moves_the_cursor_once_its_rows_are_in(tmp_path, monkey
             assert await until(pilot, lambda: app.screen.page_start == PAGE and while_asked
                                and table.cursor_row == 0)
     assert while_asked == [3]  # the old page was not repainted with its cursor moved
+
+
+async def test_a_screen_shown_again_is_not_restyled_unless_the_stylesheet_changed(tmp_path, monkeypatch):
+    restyled = []
+    real = App.update_styles
+    monkeypatch.setattr(App, "update_styles", lambda self, node, *a, **k:
+                        (isinstance(node, Screen) and restyled.append(type(node).__name__))
+                        or real(self, node, *a, **k))
+    path = str(tmp_path / "ctl.sock")
+    with CannedDaemon(path, events=False):
+        app = ConsoleApp(path, refresh_seconds=3600)
+        async with app.run_test(size=(120, 30)) as pilot:
+            for round in (1, 2):  # each screen's first visit (the first screen's styles settle then)
+                if round == 2:
+                    restyled.clear()
+                for key, screen in (("2", LettersScreen), ("1", DashboardScreen)):
+                    await pilot.press(key)
+                    assert await until(pilot, lambda: isinstance(app.screen, screen))
+                await pilot.pause(0.1)
+            shown_again = list(restyled)
+            table = app.screen.query_one("#devices", FitTable)
+            dark = table.styles.background
+            app.theme = "textual-light"
+            await pilot.pause(0.1)
+            await pilot.press("2")
+            assert await until(pilot, lambda: isinstance(app.screen, LettersScreen))
+            await pilot.pause(0.1)
+            light = app.screen.query_one("#letters-table", FitTable).styles.background
+    assert shown_again == []
+    assert light != dark  # a theme change still restyles the screens kept

@@ -6,11 +6,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Static
 
 from tui.screens.confirm import ask_failure
 from tui.screens.detail import LetterDetailScreen
+from tui.screens.kept import KeptScreen
 from tui.widgets.fit_table import FitTable
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import letter_status
@@ -44,7 +44,7 @@ def parse_filters(text: str) -> dict:
     return out
 
 
-class LettersScreen(Screen):
+class LettersScreen(KeptScreen):
     BINDINGS = [
         Binding("slash", "focus_search", "Search", key_display="/"),
         Binding("f", "focus_filter", "Filter"),
