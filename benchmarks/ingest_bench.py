@@ -13,6 +13,8 @@ stand-in for a small box.  Parts (``--parts``):
   time), client limiter at ``--rate``, ink coverage off: letters/s until every letter is
   decided in the store, CPU ms per letter of the daemon plus its workers over that time,
   and API calls per letter (when decided, and once every status is acknowledged).
+  ``--worker-nice N`` sets the intake workers' ``[intake] nice`` (default: the setting's
+  default), to compare throughput with and without the lower priority.
 * ``coverage`` -- the same with ``[intake] coverage`` on: the coverage render's extra CPU
   per page (against ``appliance``; pages of the sandbox letters pypdf can read).
 * ``httpx`` / ``aiohttp`` -- ``benchmarks/simple_client.py``: the obvious concurrent
@@ -25,7 +27,8 @@ The ratios say how close the appliance comes to the simple clients, and to the r
 
 Prints one JSON line.  Usage:
     python benchmarks/ingest_bench.py [--letters 2000] [--rate 300] [--latency-ms 0]
-        [--pin CPU] [--in-flight 2500] [--parts appliance,coverage,httpx,aiohttp] [--quick]
+        [--pin CPU] [--in-flight 2500] [--worker-nice N] [--parts appliance,coverage,httpx,aiohttp]
+        [--quick]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -84,7 +88,8 @@ piece_seconds = 0.0
 
 # --- the measured sides, each in a child process --------------------------------------
 
-async def appliance_child(url: str, letters: int, rate: float, coverage: bool, in_flight: int) -> dict:
+async def appliance_child(url: str, letters: int, rate: float, coverage: bool, in_flight: int,
+                          nice: int | None = None) -> dict:
     """The Pipeline against ``url`` until ``letters`` are decided, then until idle."""
     sys.path.insert(0, str(ROOT))
     sys.path.insert(0, str(HERE))
@@ -104,6 +109,8 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool, i
     store = Store(state)
     client = SupplierClient(sandbox_api(url, rate_limit=rate))
     intake = IntakeSettings(coverage=coverage)  # check slots: cores + 2 (default_workers)
+    if nice is not None:
+        intake = replace(intake, nice=nice)
     pipe = Pipeline(PipelineSettings(spool_dir=state / "spool", poll_interval=0.05, max_in_flight=in_flight,
                                      intake=intake),
                     client, store, load_profile(work / "floor.toml"), load_packs(), state_dir=state)
@@ -127,7 +134,8 @@ async def appliance_child(url: str, letters: int, rate: float, coverage: bool, i
         return sum(v for k, v in stats.items() if k in ("list", "get", "data", "patch", "post_letters",
                                                           "read_back", "mi_post", "mi_get"))
 
-    return {"letters": letters, "workers": intake.workers, "coverage": coverage, "max_in_flight": in_flight,
+    return {"letters": letters, "workers": intake.workers, "coverage": coverage, "worker_nice": intake.nice,
+            "max_in_flight": in_flight,
             "daemon_peak_rss_mb": round(rss, 1), "most_letters_in_flight": most_in_flight,
             "seconds": round(wall, 3), "letters_per_s": round(letters / wall, 1),
             "cpu_ms_per_letter": round(1000 * cpu / letters, 2),
@@ -168,6 +176,8 @@ def run_part(part: str, a) -> dict:
             cmd = [sys.executable, str(HERE / "ingest_bench.py"), "--child", url, "--letters", str(a.letters),
                    "--rate", str(a.rate), "--coverage", "on" if part == "coverage" else "off",
                    "--in-flight", str(a.in_flight)]
+            if a.worker_nice is not None:
+                cmd += ["--worker-nice", str(a.worker_nice)]
         else:
             cmd = [sys.executable, str(HERE / "simple_client.py"), url, "--lib", part,
                    "--rate", str(a.rate), "--expect", str(a.letters)]
@@ -230,12 +240,15 @@ def main() -> None:
                     help="run the measured side (daemon + workers, or simple client) on this core only")
     ap.add_argument("--parts", default=",".join(PARTS))
     ap.add_argument("--in-flight", type=int, default=2500, help="the appliance's max_in_flight")
+    ap.add_argument("--worker-nice", type=int, default=None, metavar="N",
+                    help="the intake workers' [intake] nice (default: IntakeSettings')")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run")
     ap.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)  # the appliance side, internal
     ap.add_argument("--coverage", choices=("on", "off"), default="off", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(asyncio.run(appliance_child(a.child, a.letters, a.rate, a.coverage == "on", a.in_flight))))
+        print(json.dumps(asyncio.run(appliance_child(a.child, a.letters, a.rate, a.coverage == "on",
+                                                     a.in_flight, a.worker_nice))))
         return
     if a.quick:
         a.letters = min(a.letters, 60)

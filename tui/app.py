@@ -87,6 +87,25 @@ class ConsoleApp(App):
         self.set_interval(self.refresh_seconds, self.refresh_status)
         await self.refresh_status()
 
+    def switch_mode(self, mode: str):
+        """Textual holds every repaint for 50 ms on a mode switch (``delay_update``), to hide a
+        new screen while it is built.  The console keeps its screens: one visited before is
+        built already, so it is shown at once (the hold was over half of a mode key's
+        key-to-repaint at idle in tui_bench).  A first visit keeps the hold."""
+        if mode not in self._screen_stacks:
+            return super().switch_mode(mode)
+        self._showing_kept = True
+        try:
+            return super().switch_mode(mode)
+        finally:
+            self._showing_kept = False
+
+    _showing_kept = False  # switching to a mode whose screen is built: no repaint hold
+
+    def delay_update(self, delay: float = 0.05) -> None:
+        if not self._showing_kept:
+            super().delay_update(delay)
+
     def _first_screen_styled(self) -> None:
         """The first screen is styled (theme included) by now; see ``styled_now``."""
         if self.screen_stack and self.screen.is_mounted:

@@ -167,6 +167,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
         "max_decoded_mb": (float, 200.0, _positive),
         "coverage": (bool, True, None),  # measure ink coverage against the pack's bounds
         "coverage_dpi": (int, 36, lambda v: None if 9 <= v <= 300 else "must be 9 to 300"),
+        "nice": (int, 10, lambda v: None if 0 <= v <= 19 else "must be 0 to 19"),  # workers' CPU priority
         "retry_hours": (float, 2.0, _positive),
         "retry_first_seconds": (float, 5.0, _positive),
         "retry_max_seconds": (float, 300.0, _positive),
@@ -331,8 +332,8 @@ def intake_settings(t: dict[str, Any]) -> IntakeSettings:
         cpu_seconds=t["cpu_seconds"], task_seconds=t["task_seconds"],
         download_seconds=t["download_seconds"], min_rate_kbps=t["min_rate_kbps"],
         max_decoded_mb=t["max_decoded_mb"], coverage=t["coverage"], coverage_dpi=t["coverage_dpi"],
-        retry=RetryPolicy(first=t["retry_first_seconds"], cap=t["retry_max_seconds"],
-                          budget=t["retry_hours"] * 3600))
+        nice=t["nice"], retry=RetryPolicy(first=t["retry_first_seconds"], cap=t["retry_max_seconds"],
+                                          budget=t["retry_hours"] * 3600))
 
 
 def sandbox_api(base_url: str, rate_limit: float = 300.0) -> ApiConfig:

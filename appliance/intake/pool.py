@@ -68,7 +68,7 @@ class IntakePool:
 
         self._pool = ProcessPool(
             max_workers=self.settings.processes, max_tasks=self.settings.tasks_per_worker,
-            initializer=worker.init_worker, initargs=(self.settings.memory_mb * 1024 * 1024,),
+            initializer=worker.init_worker, initargs=(self.settings.memory_mb * 1024 * 1024, self.settings.nice),
             context=ctx)
 
     async def run(self, fn: Callable[[dict], dict], job: dict[str, Any],

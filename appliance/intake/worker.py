@@ -9,6 +9,7 @@ shows as ``{"ok": False, "class": "worker"}``), a dead worker shows in the daemo
 
 from __future__ import annotations
 
+import os
 import resource
 import signal
 import traceback
@@ -22,8 +23,12 @@ from appliance.intake.hosts import HostPolicy
 from appliance.intake.pdfcheck import CheckLimits, check_pdf
 
 
-def init_worker(memory_bytes: int) -> None:
-    """Per process: memory limit, no core dumps (patient data), ignore the terminal's ^C."""
+def init_worker(memory_bytes: int, nice: int = 0) -> None:
+    """Per process: memory limit, no core dumps (patient data), ignore the terminal's ^C, and
+    ``nice`` steps lower CPU priority than the daemon (``IntakeSettings.nice``: batch work
+    yields to the event loop and the console; the kernel caps it at 19)."""
+    if nice > 0:
+        os.nice(nice)
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

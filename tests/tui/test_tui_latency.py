@@ -245,16 +245,28 @@ async def test_a_table_keeps_a_few_pages_of_rendered_rows_not_thousands():
 
 
 def count_cell_renders(monkeypatch) -> list[tuple[int, int]]:
-    """(row, column) of every body cell DataTable renders from now (the header row is -1)."""
+    """(row, column) of every body cell rendered from now, by FitTable itself or by DataTable
+    (the header row is -1)."""
     rendered: list[tuple[int, int]] = []
     real = DataTable._render_cell
+    real_fresh = FitTable._fresh_cell
 
     def counting(self, row_index, column_index, *args, **kwargs):
-        if row_index >= 0:
+        if row_index >= 0 and not fresh:
             rendered.append((row_index, column_index))
         return real(self, row_index, column_index, *args, **kwargs)
 
+    def counting_fresh(self, row_index, column_index, *args, **kwargs):
+        rendered.append((row_index, column_index))
+        fresh.append(True)
+        try:
+            return real_fresh(self, row_index, column_index, *args, **kwargs)
+        finally:
+            fresh.pop()
+
+    fresh: list[bool] = []
     monkeypatch.setattr(DataTable, "_render_cell", counting)
+    monkeypatch.setattr(FitTable, "_fresh_cell", counting_fresh)
     return rendered
 
 

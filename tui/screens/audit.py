@@ -9,9 +9,9 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Header, Static
 
+from tui.screens.kept import KeptScreen
 from tui.widgets.fit_table import FitTable, clip
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock
@@ -21,7 +21,7 @@ COLUMNS = [("inserter", 10, 0), ("batch", 5, 0), ("expected", 8, 0), ("enclosed"
            ("reprinted", 9, 1), ("held", 6, 0), ("outstanding", 11, 0), ("last", 8, 2)]
 
 
-class AuditScreen(Screen):
+class AuditScreen(KeptScreen):
     BINDINGS = [Binding("r", "refresh", "Refresh")]
 
     def compose(self) -> ComposeResult:

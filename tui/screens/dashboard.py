@@ -14,12 +14,12 @@ import time
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Static
 
 from appliance.core.deadlines import deadlines_line
 from tui.screens.confirm import ConfirmScreen, NoteScreen
 from tui.screens.detail import LetterDetailScreen
+from tui.screens.kept import KeptScreen
 from tui.widgets.fit_table import FitTable, clip
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock, device_state, severity_label, sparkline
@@ -91,7 +91,7 @@ def summary_text(s: dict) -> Text:
     return t
 
 
-class DashboardScreen(Screen):
+class DashboardScreen(KeptScreen):
     BINDINGS = [
         Binding("p", "device('pause')", "Pause"),
         Binding("u", "device('resume')", "Resume"),

@@ -7,11 +7,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.css.query import NoMatches
-from textual.screen import Screen
 from textual.widgets import Header, Static
 
 from appliance.core.verify import describe_coverage
 from tui.screens.confirm import ChoiceScreen, ConfirmScreen, FailReasonScreen, NoteScreen, ask_failure
+from tui.screens.kept import KeptScreen
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock, letter_status
 
@@ -63,7 +63,7 @@ def timeline_text(rec: dict) -> Text:
     return t
 
 
-class LetterDetailScreen(Screen):
+class LetterDetailScreen(KeptScreen):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("r", "act('reprint')", "Reprint"),

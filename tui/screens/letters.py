@@ -6,11 +6,11 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import DataTable, Header, Input, Static
 
 from tui.screens.confirm import ask_failure
 from tui.screens.detail import LetterDetailScreen
+from tui.screens.kept import KeptScreen
 from tui.widgets.fit_table import FitTable
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import letter_status
@@ -44,7 +44,7 @@ def parse_filters(text: str) -> dict:
     return out
 
 
-class LettersScreen(Screen):
+class LettersScreen(KeptScreen):
     BINDINGS = [
         Binding("slash", "focus_search", "Search", key_display="/"),
         Binding("f", "focus_filter", "Filter"),
@@ -126,9 +126,11 @@ class LettersScreen(Screen):
         self.query_one("#filter", Input).focus()
 
     async def action_page(self, step: int) -> None:
+        """A new page starts at its top.  The cursor moves once the rows are in: moved
+        before, it repainted the old page while the daemon was asked (a wasted frame)."""
         self.page_start = max(0, self.page_start + step * PAGE)
-        self.query_one("#letters-table", DataTable).move_cursor(row=0)  # a new page starts at its top
         await self.reload()
+        self.query_one("#letters-table", DataTable).move_cursor(row=0)
 
     async def action_mark(self) -> None:
         table = self.query_one("#letters-table", DataTable)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.app import ComposeResult
-from textual.screen import Screen
 from textual.widgets import Header, RichLog
 
+from tui.screens.kept import KeptScreen
 from tui.widgets.footer import ConsoleFooter
 from tui.widgets.labels import clock
 
@@ -80,7 +80,7 @@ def worth_a_line(ev: dict, open_keys: set) -> bool:
 SHOWN = 120
 
 
-class LogScreen(Screen):
+class LogScreen(KeptScreen):
     """Writes are batched: under full ingest a console gets hundreds of events a second, and
     one RichLog write each would keep the screen busy laying out lines instead of answering
     keys.  Lines are not wrapped for the same reason (wrapping re-measures every line).

@@ -12,10 +12,10 @@ from datetime import timedelta
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Header, Static
 
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.kept import KeptScreen
 from tui.widgets.fit_table import FitTable, clip
 from tui.widgets.footer import ConsoleFooter
 
@@ -35,7 +35,7 @@ def line_state(row: dict) -> str:
     return "✔ " + ",".join(states)
 
 
-class MiScreen(Screen):
+class MiScreen(KeptScreen):
     BINDINGS = [Binding("r", "refresh", "Refresh"), Binding("left_square_bracket", "day(-1)", "Prev day", key_display="["),
                 Binding("right_square_bracket", "day(1)", "Next day", key_display="]"),
                 Binding("s", "submit", "Submit")]

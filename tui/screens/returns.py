@@ -6,16 +6,16 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import Header, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
 from appliance.core.status import RETURN_REASONS
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.kept import KeptScreen
 from tui.widgets.footer import ConsoleFooter
 
 
-class ReturnsScreen(Screen):
+class ReturnsScreen(KeptScreen):
     """The id field has focus on arrival (a wedge scanner types into it), so digits typed
     there are part of an id; Esc clears it and leaves the field, after which 1-6 switch
     screens as everywhere; Esc again goes to the dashboard, ``i`` back to the field."""
