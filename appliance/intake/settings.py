@@ -35,11 +35,12 @@ class IntakeSettings:
     tasks_per_worker: int = 2000
     coverage: bool = True  # render each page to measure its ink coverage against the pack
     coverage_dpi: int = 36  # resolution of that render (accuracy: appliance.intake.coverage)
-    # Workers run this much nicer than the daemon (os.nice, 0-19): their PDF work is batch
-    # work and must not take the CPU from what a person waits for -- the daemon's event loop
-    # answering the console, the console itself.  Nice only matters while the CPU is
-    # contended: an otherwise idle box still gives the workers all of it (BENCHMARKS.md).
-    nice: int = 10
+    # Workers may run this much nicer than the daemon (os.nice, 0-19): their PDF work is
+    # batch work, and what a person waits for (the daemon's event loop answering the
+    # console, the console itself) could go first.  Off by default: on the shared 2-core
+    # development machine nice 10 cost a third of the ingest rate, and it could not be
+    # measured where only the appliance runs (BENCHMARKS.md).
+    nice: int = 0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
     @property
