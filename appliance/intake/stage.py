@@ -191,7 +191,7 @@ class Intake:
                 log.exception("intake of letter %s: cannot schedule a retry", letter_id)
 
     async def _try(self, letter_id: str) -> None:
-        rec = self.store.get(letter_id)
+        rec = self.store.peek(letter_id)  # its pack and hash: they never change
         if rec is None or rec["stage"] != "new":
             self._known.discard(letter_id)
             return

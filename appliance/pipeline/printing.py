@@ -71,7 +71,7 @@ class Printing:
         ]
 
     async def route(self, letter_id: str) -> None:
-        rec = self.store.get(letter_id)
+        rec = self.store.peek(letter_id)
         if rec is None or rec["status"] not in (Status.ACCEPTED, Status.PRINTED):
             return  # PRINTED: a reprint waiting for a printer
         await self.route_any(letter_id)
@@ -106,7 +106,7 @@ class Printing:
                 self.held.add(letter_id)
                 self.store.update(letter_id, stage="held", event="held")
                 held = sum(1 for h in self.held
-                           if (self.store.get(h) or {}).get("specification_id") == pack.id)
+                           if (self.store.peek(h) or {}).get("specification_id") == pack.id)
                 self.alert("routing", f"no printer available for pack {pack.id}; {held} letter(s) held",
                            key=f"routing:no-printer:{pack.id}", severity="critical")
             return
@@ -159,9 +159,9 @@ class Printing:
     async def retry_held(self) -> None:
         for letter_id in sorted(self.held, key=self.work_key):  # earliest deadline first
             await self.route(letter_id)
-            if self.store.get(letter_id) is None or self.store.get(letter_id)["stage"] != "held":
+            if (self.store.peek(letter_id) or {}).get("stage") != "held":
                 self.held.discard(letter_id)  # cancelled or finished meanwhile
-        packs = {(self.store.get(h) or {}).get("specification_id") for h in self.held}
+        packs = {(self.store.peek(h) or {}).get("specification_id") for h in self.held}
         self.clear_alerts(lambda a: a.key.startswith("routing:no-printer:")
                           and a.key.split(":", 2)[2] not in packs)
         await self.drain_backlog()
@@ -170,7 +170,7 @@ class Printing:
         """Route letters that waited for room, earliest deadline first (``work_key``), while
         printers have room."""
         for letter_id in sorted(self._backlog, key=self._backlog.__getitem__):
-            rec = self.store.get(letter_id)
+            rec = self.store.peek(letter_id)
             if rec is None or rec["stage"] != "verified":
                 self._backlog.pop(letter_id, None)
                 continue

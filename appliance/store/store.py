@@ -38,7 +38,8 @@ import threading
 import time
 from collections import Counter, deque
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from types import MappingProxyType
+from typing import Any, Callable, Iterable, Mapping
 
 from tinydb import TinyDB
 
@@ -307,6 +308,13 @@ class Store:
         if rec is None and self._archive_index.row(letter_id) is not None:
             rec = self._archive.find(letter_id)
         return _copy(rec) if rec is not None else None
+
+    def peek(self, letter_id: str) -> Mapping[str, Any] | None:
+        """A hot letter's live record, read-only, without the copy ``get`` makes (loops that
+        only look at a field or two of many letters; do not keep it).  None for a letter
+        not hot (archived ones: ``get``)."""
+        rec = self._letters.get(letter_id)
+        return MappingProxyType(rec) if rec is not None else None
 
     def in_flight(self) -> list[dict[str, Any]]:
         """Letters this appliance works on: not final, and not let go back to Notify."""

@@ -746,3 +746,19 @@ def test_stage_and_status_counts_kept_as_letters_change_match_a_full_walk(tmp_pa
     s = open_store(tmp_path, clock)
     stages, counts, flying = walked(s)
     assert kept(s, stages) == (stages, counts, flying)
+
+
+def test_peek_is_a_live_read_only_view_of_a_hot_letter(tmp_path, clock):
+    s = open_store(tmp_path, clock)
+    try:
+        add(s, "A")
+        view = s.peek("A")
+        with pytest.raises(TypeError):
+            view["stage"] = "printing"  # loops that look must not change the store
+        s.update("A", stage="verified")
+        assert view["stage"] == "verified" and s.peek("nope") is None
+        s.set_status("A", "REJECTED", "PDF_EMPTY")
+        s.outbox_ack([e["seq"] for e in s.outbox_pending()])
+        assert s.peek("A") is None and s.get("A")["status"] == "REJECTED"  # archived: get, not peek
+    finally:
+        s.close()
