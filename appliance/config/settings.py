@@ -167,7 +167,7 @@ SCHEMA: dict[str, dict[str, tuple[type, Any, Check]]] = {
         "max_decoded_mb": (float, 200.0, _positive),
         "coverage": (bool, True, None),  # measure ink coverage against the pack's bounds
         "coverage_dpi": (int, 36, lambda v: None if 9 <= v <= 300 else "must be 9 to 300"),
-        "nice": (int, 0, lambda v: None if 0 <= v <= 19 else "must be 0 to 19"),  # workers' CPU priority
+        "nice": (int, 10, lambda v: None if 0 <= v <= 19 else "must be 0 to 19"),  # workers' CPU priority
         "retry_hours": (float, 2.0, _positive),
         "retry_first_seconds": (float, 5.0, _positive),
         "retry_max_seconds": (float, 300.0, _positive),

@@ -42,10 +42,10 @@ def test_nice_zero_leaves_the_workers_at_the_daemons_priority(tmp_path):
     assert _worker_niceness(tmp_path, 0) == {os.getpriority(os.PRIO_PROCESS, 0)}
 
 
-def test_the_setting_defaults_to_zero_and_refuses_what_the_kernel_has_not(tmp_path):
+def test_the_setting_defaults_to_ten_and_refuses_what_the_kernel_has_not(tmp_path):
     base = '[api]\nbase_url = "http://127.0.0.1:9000"\nauth = "none"\n[paths]\nprofile = "p.toml"\n[intake]\n'
     (tmp_path / "a.toml").write_text(base)
-    assert load_config(tmp_path / "a.toml").intake.nice == IntakeSettings().nice == 0
+    assert load_config(tmp_path / "a.toml").intake.nice == IntakeSettings().nice == 10
     (tmp_path / "b.toml").write_text(base + "nice = 3\n")
     assert load_config(tmp_path / "b.toml").intake.nice == 3
     (tmp_path / "c.toml").write_text(base + "nice = 20\n")
