@@ -72,6 +72,11 @@ def fetch_task(job: dict) -> dict:
                 "status": e.status, "expired": e.expired}
     except PdfTooLarge:
         return _content("TOO_LARGE", f"over the {job['fetch']['max_bytes']}-byte cap")
+    except FileNotFoundError:
+        # The daemon cleared the spool meanwhile (the letter let go back to Notify, or
+        # cancelled): not the PDF's fault and not a bug; fetched again if still wanted.
+        return {"ok": False, "class": "transport", "kind": "spool",
+                "detail": "the spool file was removed while the PDF was being downloaded"}
     except Exception as e:
         return _bug(e, "downloading")
 
