@@ -219,9 +219,6 @@ class ArchiveIndex:
                 self._hidden.discard(letter_id)
                 self._db.execute("DELETE FROM hidden WHERE id = ?", (letter_id,))
 
-    def is_hidden(self, letter_id: str) -> bool:
-        return letter_id in self._hidden
-
     # --- reading ------------------------------------------------------------------------
 
     def row(self, letter_id: str) -> tuple[str, int, str | None] | None:

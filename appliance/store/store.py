@@ -416,14 +416,17 @@ class Store:
         rec = self._to_archive.pop(letter_id, None)
         if rec is None and letter_id in self._writing:  # a flush thread is appending it: copy
             rec = json.loads(dumps(self._writing[letter_id]))
+        in_index = False
         if rec is None:
-            row = self._archive_index.row(letter_id)
-            rec = self._archive.find(letter_id) if row is not None else None
+            in_index = self._archive_index.row(letter_id) is not None
+            rec = self._archive.find(letter_id) if in_index else None
         if rec is None:
             raise UnknownLetter(letter_id)
         self._archived_counts[rec["status"]] -= 1  # no longer listed as archived
         self._letters[letter_id] = rec
-        if self._archive_index.row(letter_id) is not None:  # after the line above: see _write_item
+        # A queued copy may have reached the index meanwhile: look after the line above (see
+        # _write_item), unless the row is known already.
+        if in_index or self._archive_index.row(letter_id) is not None:
             self._archive_index.hide(letter_id)
         if letter_id not in self._doc_ids:
             self._assign_doc(letter_id)
